@@ -1,0 +1,1 @@
+//! End-to-end blocks (§6). (in progress)

@@ -1,0 +1,1 @@
+//! Kaetzchen (§7). (in progress)

@@ -1,0 +1,1 @@
+//! Path selection (§2.10). (in progress)

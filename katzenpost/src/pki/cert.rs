@@ -1,0 +1,1 @@
+//! The CBOR certificate envelope (§5.2). (in progress)

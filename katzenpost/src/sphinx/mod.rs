@@ -1,0 +1,3 @@
+//! Sphinx packets (§2): creation, unwrap, SURBs.
+
+pub mod commands;

@@ -1,0 +1,18 @@
+//! mailproxyd: a mail daemon that bridges ordinary SMTP and POP3 clients to
+//! a Katzenpost mix network. This library holds everything the binary is
+//! made of, so that tests can drive each part directly.
+
+// Foundation: configuration, keys, recipients, management, process life.
+pub mod config;
+pub mod daemon;
+pub mod keys;
+pub mod lock;
+pub mod logging;
+pub mod mgmt;
+pub mod recipients;
+
+// Mail front: the encrypted store, SMTP submission, POP3 retrieval.
+pub mod message;
+pub mod pop3;
+pub mod smtp;
+pub mod store;

@@ -1,0 +1,1 @@
+//! The mailproxyd management protocol.

@@ -1,0 +1,1 @@
+//! A local Katzenpost network for demos and tests.
