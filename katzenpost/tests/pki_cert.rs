@@ -66,7 +66,10 @@ fn every_signature_verifies_and_reencodes_identically() {
         assert_eq!(c.version, v.version);
         assert_eq!(c.signatures.len(), v.keys.len(), "vector {i}");
         // Sorted by identity.
-        assert!(c.signatures.windows(2).all(|w| w[0].identity < w[1].identity));
+        assert!(c
+            .signatures
+            .windows(2)
+            .all(|w| w[0].identity < w[1].identity));
         for k in &v.keys {
             c.verify(&k.verifying_key(), NOW)
                 .unwrap_or_else(|e| panic!("vector {i}: {e}"));
@@ -195,7 +198,10 @@ fn malformed_inputs_are_errors() {
     // Trailing bytes.
     let mut b = v.cbor.clone();
     b.push(0);
-    assert_eq!(Certificate::from_bytes(&b), Err(CertError::TrailingBytes(1)));
+    assert_eq!(
+        Certificate::from_bytes(&b),
+        Err(CertError::TrailingBytes(1))
+    );
     // Not a map.
     assert!(Certificate::from_bytes(&[0x80]).is_err());
     // Duplicate key.

@@ -119,14 +119,20 @@ fn post_descriptor_and_status() {
 #[test]
 fn header_rules() {
     assert_eq!(Command::decode(&[]), Err(CommandError::Truncated(0)));
-    assert_eq!(Command::decode(&[0, 0, 0, 0, 0]), Err(CommandError::Truncated(5)));
+    assert_eq!(
+        Command::decode(&[0, 0, 0, 0, 0]),
+        Err(CommandError::Truncated(5))
+    );
     assert_eq!(
         Command::decode(&[0, 1, 0, 0, 0, 0]),
         Err(CommandError::ReservedByte(1))
     );
     assert!(matches!(
         Command::decode(&[2, 0, 0, 0, 0, 3, 1, 2]),
-        Err(CommandError::LengthOverrun { declared: 3, available: 2 })
+        Err(CommandError::LengthOverrun {
+            declared: 3,
+            available: 2
+        })
     ));
     // Huge declared length: rejected, nothing allocated.
     assert!(matches!(
@@ -165,11 +171,17 @@ fn length_rules() {
     // NoOp / Disconnect with a body.
     assert!(matches!(
         Command::decode(&[0, 0, 0, 0, 0, 1, 0]),
-        Err(CommandError::BodyLength { command: "NoOp", length: 1 })
+        Err(CommandError::BodyLength {
+            command: "NoOp",
+            length: 1
+        })
     ));
     assert!(matches!(
         Command::decode(&[1, 0, 0, 0, 0, 1, 0]),
-        Err(CommandError::BodyLength { command: "Disconnect", .. })
+        Err(CommandError::BodyLength {
+            command: "Disconnect",
+            ..
+        })
     ));
     // SendPacket with length 0 is fine.
     assert_eq!(
@@ -194,7 +206,10 @@ fn length_rules() {
     // Consensus needs at least the error byte; PostDescriptor at least the epoch.
     assert!(matches!(
         Command::decode(&[19, 0, 0, 0, 0, 0]),
-        Err(CommandError::BodyLength { command: "Consensus", .. })
+        Err(CommandError::BodyLength {
+            command: "Consensus",
+            ..
+        })
     ));
     assert_eq!(
         Command::decode(&[19, 0, 0, 0, 0, 1, 2]).unwrap(),
@@ -207,11 +222,17 @@ fn length_rules() {
     f.extend_from_slice(&[0; 7]);
     assert!(matches!(
         Command::decode(&f),
-        Err(CommandError::BodyLength { command: "PostDescriptor", .. })
+        Err(CommandError::BodyLength {
+            command: "PostDescriptor",
+            ..
+        })
     ));
     assert!(matches!(
         Command::decode(&[20, 0, 0, 0, 0, 0]),
-        Err(CommandError::BodyLength { command: "PostDescriptor", .. })
+        Err(CommandError::BodyLength {
+            command: "PostDescriptor",
+            ..
+        })
     ));
 }
 
@@ -246,13 +267,19 @@ fn message_rules() {
         b.pop();
         assert!(matches!(
             Command::decode(&message_frame(&b)),
-            Err(CommandError::BodyLength { command: "Message", .. })
+            Err(CommandError::BodyLength {
+                command: "Message",
+                ..
+            })
         ));
         b.push(0);
         b.push(0);
         assert!(matches!(
             Command::decode(&message_frame(&b)),
-            Err(CommandError::BodyLength { command: "Message", .. })
+            Err(CommandError::BodyLength {
+                command: "Message",
+                ..
+            })
         ));
     }
     // Unknown type.
@@ -304,7 +331,10 @@ fn wrong_payload_sizes_are_caught_by_try_encode() {
         sequence: 1,
         payload: vec![1; 10],
     };
-    assert!(matches!(m.try_encode(), Err(CommandError::PayloadLength { .. })));
+    assert!(matches!(
+        m.try_encode(),
+        Err(CommandError::PayloadLength { .. })
+    ));
     // encode() zero-fills to a valid frame.
     let enc = m.encode();
     assert_eq!(enc.len(), 51_244);
@@ -321,7 +351,10 @@ fn wrong_payload_sizes_are_caught_by_try_encode() {
         surb_id: [0; 16],
         payload: vec![1; MESSAGE_ACK_PAYLOAD_LENGTH + 1],
     };
-    assert!(matches!(a.try_encode(), Err(CommandError::PayloadLength { .. })));
+    assert!(matches!(
+        a.try_encode(),
+        Err(CommandError::PayloadLength { .. })
+    ));
     assert_eq!(a.encode().len(), 51_244);
 }
 
@@ -353,8 +386,12 @@ fn arb_command() -> impl Strategy<Value = Command> {
         }),
         any::<u32>().prop_map(|sequence| Command::MessageEmpty { sequence }),
         any::<u64>().prop_map(|epoch| Command::GetConsensus { epoch }),
-        (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..100))
-            .prop_map(|(error_code, payload)| Command::Consensus { error_code, payload }),
+        (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..100)).prop_map(
+            |(error_code, payload)| Command::Consensus {
+                error_code,
+                payload
+            }
+        ),
         (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..100))
             .prop_map(|(epoch, payload)| Command::PostDescriptor { epoch, payload }),
         any::<u8>().prop_map(|error_code| Command::PostDescriptorStatus { error_code }),

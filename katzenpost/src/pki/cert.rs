@@ -294,7 +294,9 @@ impl<'a> Reader<'a> {
             26 => Arg::Val(u64::from(u32::from_be_bytes(
                 self.take(4)?.try_into().expect("4 bytes"),
             ))),
-            27 => Arg::Val(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes"))),
+            27 => Arg::Val(u64::from_be_bytes(
+                self.take(8)?.try_into().expect("8 bytes"),
+            )),
             28..=30 => return Err(CertError::Cbor("reserved additional information")),
             _ => {
                 if matches!(major, 0 | 1 | 6) {
@@ -457,19 +459,28 @@ fn decode_certificate(r: &mut Reader<'_>) -> Result<Certificate, CertError> {
         match key.as_str() {
             "Certified" => {
                 mark(0, "Certified")?;
-                cert.certified = if r.is_null()? { Vec::new() } else { r.string(2)? };
+                cert.certified = if r.is_null()? {
+                    Vec::new()
+                } else {
+                    r.string(2)?
+                };
             }
             "Expiration" => {
                 mark(1, "Expiration")?;
                 cert.expiration = if r.is_null()? {
                     0
                 } else {
-                    i64::try_from(r.int()?).map_err(|_| CertError::Cbor("Expiration out of range"))?
+                    i64::try_from(r.int()?)
+                        .map_err(|_| CertError::Cbor("Expiration out of range"))?
                 };
             }
             "KeyType" => {
                 mark(2, "KeyType")?;
-                cert.key_type = if r.is_null()? { String::new() } else { r.text()? };
+                cert.key_type = if r.is_null()? {
+                    String::new()
+                } else {
+                    r.text()?
+                };
             }
             "Signatures" => {
                 mark(3, "Signatures")?;
@@ -515,7 +526,11 @@ fn decode_signatures(r: &mut Reader<'_>) -> Result<Vec<Signature>, CertError> {
                     "Payload"
                 }));
             }
-            *slot = Some(if r.is_null()? { Vec::new() } else { r.string(2)? });
+            *slot = Some(if r.is_null()? {
+                Vec::new()
+            } else {
+                r.string(2)?
+            });
         }
         sigs.push(Signature {
             identity: identity.unwrap_or_default(),

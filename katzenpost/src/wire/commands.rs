@@ -267,9 +267,9 @@ impl Command {
                 Command::NoOp | Command::Disconnect => 0,
                 Command::SendPacket(p) => p.len(),
                 Command::RetrieveMessage { .. } => 4,
-                Command::Message { .. } | Command::MessageAck { .. } | Command::MessageEmpty { .. } => {
-                    WIRE_MESSAGE_BODY_LENGTH
-                }
+                Command::Message { .. }
+                | Command::MessageAck { .. }
+                | Command::MessageEmpty { .. } => WIRE_MESSAGE_BODY_LENGTH,
                 Command::GetConsensus { .. } => 8,
                 Command::Consensus { payload, .. } => 1 + payload.len(),
                 Command::PostDescriptor { payload, .. } => 8 + payload.len(),
@@ -357,7 +357,10 @@ impl Command {
                 out.push(MESSAGE_TYPE_EMPTY);
                 out.push(0);
                 out.extend_from_slice(&sequence.to_be_bytes());
-                out.resize(out.len() + WIRE_MESSAGE_BODY_LENGTH - MESSAGE_BASE_LENGTH, 0);
+                out.resize(
+                    out.len() + WIRE_MESSAGE_BODY_LENGTH - MESSAGE_BASE_LENGTH,
+                    0,
+                );
             }
             Command::GetConsensus { epoch } => out.extend_from_slice(&epoch.to_be_bytes()),
             Command::Consensus {
