@@ -8,3 +8,6 @@ pub mod cert;
 pub mod document;
 mod json;
 pub mod validate;
+
+/// The Ed25519 key types the PKI API takes (re-exported so callers use the same crate version).
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
