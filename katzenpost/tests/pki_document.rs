@@ -99,6 +99,9 @@ fn consensus_verifies_and_parses() {
         base64::engine::general_purpose::STANDARD.encode(p.mix_keys[&27_708]),
         "/Z3wuNEX0cGU+nEw4Py8yz9o/N/GjIWR2+0x2L+KKHE="
     );
+    assert_eq!(p.kaetzchen_endpoint("keyserver"), Some("+keyserver"));
+    assert_eq!(p.kaetzchen_endpoint("loop"), Some("+loop"));
+    assert_eq!(p.kaetzchen_endpoint("echo"), None);
     assert_eq!(doc.provider_by_name("provider1"), Some(p));
     assert_eq!(doc.node_by_identity(&p.identity_key), Some(p));
     assert_eq!(doc.nodes().count(), 4);
@@ -160,6 +163,14 @@ fn consensus_serialises_byte_identically() {
 fn consensus_rejected_after_expiry_and_with_other_keys() {
     let bytes = consensus();
     let key = authority_key();
+    assert!(Document::verify_and_parse_for_epoch(&bytes, &key, 27_708, BEFORE_EXPIRY).is_ok());
+    assert_eq!(
+        Document::verify_and_parse_for_epoch(&bytes, &key, 27_709, BEFORE_EXPIRY),
+        Err(DocumentError::WrongEpoch {
+            want: 27_709,
+            got: 27_708
+        })
+    );
     assert!(Document::verify_and_parse(&bytes, &key, EXPIRATION).is_ok());
     assert!(matches!(
         Document::verify_and_parse(&bytes, &key, EXPIRATION + 1),

@@ -222,6 +222,14 @@ pub enum DocumentError {
     /// The same identity key appears twice.
     #[error("{0}: identity key appears twice in the document")]
     DuplicateIdentity(String),
+    /// The document is for another epoch than the one asked for (§5.1).
+    #[error("document is for epoch {got}, asked for {want}")]
+    WrongEpoch {
+        /// The epoch asked for.
+        want: u64,
+        /// The document's epoch.
+        got: u64,
+    },
     /// Signing: a descriptor has no signed bytes to embed.
     #[error("{0}: descriptor has no signed bytes to embed")]
     UnsignedDescriptor(String),
@@ -365,6 +373,11 @@ impl MixDescriptor {
         json::write_str(o.key("Version"), DESCRIPTOR_VERSION);
         o.finish();
         Ok(out)
+    }
+
+    /// The Kaetzchen endpoint (recipient) of a capability, e.g. `keyserver`.
+    pub fn kaetzchen_endpoint(&self, capability: &str) -> Option<&str> {
+        self.kaetzchen.get(capability)?.get("endpoint")?.as_str()
     }
 
     /// Checks well-formedness for `epoch` (§5.4).
@@ -613,6 +626,24 @@ impl Document {
         cert.verify(authority, now_unix)?;
         let raw = RawDocument::from_json(&cert.certified)?;
         Document::from_raw(&raw, now_unix)
+    }
+
+    /// [`Document::verify_and_parse`], and the document must be for `epoch`
+    /// (what a client does with a fetched consensus, §5.1).
+    pub fn verify_and_parse_for_epoch(
+        bytes: &[u8],
+        authority: &VerifyingKey,
+        epoch: u64,
+        now_unix: u64,
+    ) -> Result<Document, DocumentError> {
+        let doc = Document::verify_and_parse(bytes, authority, now_unix)?;
+        if doc.epoch != epoch {
+            return Err(DocumentError::WrongEpoch {
+                want: epoch,
+                got: doc.epoch,
+            });
+        }
+        Ok(doc)
     }
 
     /// Validates a parsed [`RawDocument`] (§5.4 steps 2-6) at `now_unix`.

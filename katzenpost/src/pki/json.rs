@@ -113,7 +113,7 @@ pub(crate) fn go_float(f: f64) -> Option<String> {
     let nd = digits.len() as i32;
     let dp = exp + 1; // position of the decimal point relative to the digits
                       // %G with shortest precision: exponent form when exp < -4 || exp >= 6.
-    if exp < -4 || exp >= 6 {
+    if !(-4..6).contains(&exp) {
         s.push_str(&digits[..1]);
         if nd > 1 {
             s.push('.');
