@@ -36,6 +36,7 @@ pub fn expiration_for(now_unix: u64) -> i64 {
 /// A node's descriptor, parsed (§5.3).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MixDescriptor {
+    /// Node name; for a provider, the domain of user addresses.
     pub name: String,
     /// Ed25519 identity public key; also the Sphinx node id.
     pub identity_key: [u8; 32],
@@ -50,6 +51,7 @@ pub struct MixDescriptor {
     /// As signed: 0 for mixes, 255 for providers. In a parsed [`Document`]
     /// a mix's layer is set to its index in the topology (§5.4 step 6).
     pub layer: u8,
+    /// Unused (0).
     pub load_weight: u8,
     /// The signed descriptor (certificate bytes) this was parsed from; empty
     /// for a descriptor built locally. [`sign_document`] embeds these bytes.
@@ -59,22 +61,37 @@ pub struct MixDescriptor {
 /// A network consensus document, parsed (§5.3).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Document {
+    /// The epoch this document is for.
     pub epoch: u64,
+    /// Client packets per minute the providers enforce.
     pub send_rate_per_minute: u64,
+    /// Per-hop delay rate (per ms).
     pub mu: f64,
+    /// Cap on a sampled per-hop delay (ms).
     pub mu_max_delay: u64,
+    /// Client send rate, message or decoy (per ms).
     pub lambda_p: f64,
+    /// Cap on the LambdaP interval (ms).
     pub lambda_p_max_delay: u64,
+    /// Client loop decoy rate (per ms).
     pub lambda_l: f64,
+    /// Cap on the LambdaL interval (ms).
     pub lambda_l_max_delay: u64,
+    /// Client drop decoy rate (per ms).
     pub lambda_d: f64,
+    /// Cap on the LambdaD interval (ms).
     pub lambda_d_max_delay: u64,
+    /// Mix decoy rate (per ms).
     pub lambda_m: f64,
+    /// Cap on the LambdaM interval (ms).
     pub lambda_m_max_delay: u64,
     /// One entry per mix layer, layer 0 first.
     pub topology: Vec<Vec<MixDescriptor>>,
+    /// Provider descriptors.
     pub providers: Vec<MixDescriptor>,
+    /// 40 bytes (epoch u64be first) or empty (nonvoting authority).
     pub shared_random_commit: Vec<u8>,
+    /// 32 bytes (zeros from the nonvoting authority), or empty with a commit.
     pub shared_random_value: Vec<u8>,
 }
 
@@ -446,24 +463,39 @@ pub fn sign_descriptor(
 /// Document JSON as transmitted: fields parsed, descriptors still signed bytes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawDocument {
+    /// The epoch this document is for.
     pub epoch: u64,
+    /// Client packets per minute the providers enforce.
     pub send_rate_per_minute: u64,
+    /// Per-hop delay rate (per ms).
     pub mu: f64,
+    /// Cap on a sampled per-hop delay (ms).
     pub mu_max_delay: u64,
+    /// Client send rate, message or decoy (per ms).
     pub lambda_p: f64,
+    /// Cap on the LambdaP interval (ms).
     pub lambda_p_max_delay: u64,
+    /// Client loop decoy rate (per ms).
     pub lambda_l: f64,
+    /// Cap on the LambdaL interval (ms).
     pub lambda_l_max_delay: u64,
+    /// Client drop decoy rate (per ms).
     pub lambda_d: f64,
+    /// Cap on the LambdaD interval (ms).
     pub lambda_d_max_delay: u64,
+    /// Mix decoy rate (per ms).
     pub lambda_m: f64,
+    /// Cap on the LambdaM interval (ms).
     pub lambda_m_max_delay: u64,
     /// Signed descriptors per layer.
     pub topology: Vec<Vec<Vec<u8>>>,
     /// Signed provider descriptors.
     pub providers: Vec<Vec<u8>>,
+    /// 40 bytes (epoch u64be first) or empty (nonvoting authority).
     pub shared_random_commit: Vec<u8>,
+    /// 32 bytes (zeros from the nonvoting authority), or empty with a commit.
     pub shared_random_value: Vec<u8>,
+    /// `document-v0` for a valid document.
     pub version: String,
 }
 
