@@ -386,6 +386,22 @@ mod tests {
         assert_eq!(go_float(f64::INFINITY), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn go_float_round_trips(bits in proptest::num::u64::ANY) {
+            let f = f64::from_bits(bits);
+            if let Some(s) = go_float(f) {
+                let back: f64 = s.parse().unwrap();
+                proptest::prop_assert_eq!(back.to_bits(), f.to_bits(), "{}", s);
+                // serde_json (float_roundtrip) reads it back exactly too.
+                let v: f64 = serde_json::from_str(&s).unwrap();
+                proptest::prop_assert_eq!(v.to_bits(), f.to_bits(), "{}", s);
+            } else {
+                proptest::prop_assert!(!f.is_finite());
+            }
+        }
+    }
+
     #[test]
     fn strings_are_escaped_like_ugorji() {
         let mut out = Vec::new();
