@@ -1,1 +1,8 @@
-//! A local Katzenpost network for demos and tests.
+//! A local Katzenpost network (`katzenpost-2019` profile) for demos and tests:
+//! a nonvoting authority, mixes and providers that speak the same link
+//! protocol, PKI and packet formats as the real 2019 servers.
+
+pub mod ratelimit;
+pub mod replay;
+pub mod spool;
+pub mod users;
