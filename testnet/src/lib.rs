@@ -2,6 +2,7 @@
 //! a nonvoting authority, mixes and providers that speak the same link
 //! protocol, PKI and packet formats as the real 2019 servers.
 
+pub mod classify;
 pub mod mgmt;
 pub mod ratelimit;
 pub mod replay;
