@@ -4,6 +4,7 @@
 
 pub mod classify;
 pub mod mgmt;
+pub mod mixkeys;
 pub mod ratelimit;
 pub mod replay;
 pub mod spool;
