@@ -3,6 +3,7 @@
 //! protocol, PKI and packet formats as the real 2019 servers.
 
 pub mod classify;
+pub mod config;
 pub mod mgmt;
 pub mod mixkeys;
 pub mod ratelimit;
