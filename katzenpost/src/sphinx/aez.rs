@@ -33,7 +33,7 @@ pub fn decrypt(key: &[u8; 48], nonce: &[u8; 16], data: &mut [u8]) {
     portable_decrypt(key, nonce, data);
 }
 
-/// Whether the AES-NI path is used for messages of 32 bytes or more.
+/// Whether this CPU uses the AES-NI path for messages of 32 bytes or more.
 pub fn accelerated() -> bool {
     #[cfg(target_arch = "x86_64")]
     {

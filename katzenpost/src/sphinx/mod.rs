@@ -17,14 +17,22 @@ mod aez;
 pub mod commands;
 mod error;
 mod exp;
+#[doc(hidden)]
+pub mod forge;
 mod header;
 mod packet;
 mod primitives;
 mod surb;
 
+pub use aez::accelerated as aez_accelerated;
 pub use commands::{PathHop, RoutingCommand};
 pub use error::SphinxError;
 pub use packet::{create_packet, packet_replay_tag, unwrap_packet, UnwrapAction, Unwrapped};
 pub use surb::{
     create_surb, decrypt_surb_payload, packet_from_surb, pad_reply_body, Surb, SurbKeys,
 };
+
+/// The X25519 public key (mix key) of a private key: X25519(k, 9).
+pub fn public_key(private_key: &[u8; 32]) -> [u8; 32] {
+    exp::exp_base(private_key)
+}
