@@ -6,6 +6,7 @@ pub mod classify;
 pub mod config;
 pub mod mgmt;
 pub mod mixkeys;
+pub mod process;
 pub mod ratelimit;
 pub mod replay;
 pub mod spool;
