@@ -2,8 +2,10 @@
 //! a nonvoting authority, mixes and providers that speak the same link
 //! protocol, PKI and packet formats as the real 2019 servers.
 
+pub mod authority;
 pub mod classify;
 pub mod config;
+pub mod descriptor;
 pub mod mgmt;
 pub mod mixkeys;
 pub mod process;
