@@ -1,1 +1,0 @@
-//! End-to-end blocks (§6). (in progress)

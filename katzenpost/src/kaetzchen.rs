@@ -1,1 +1,0 @@
-//! Kaetzchen (§7). (in progress)

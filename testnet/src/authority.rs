@@ -1,0 +1,249 @@
+//! The nonvoting authority's logic without I/O (§5.5): the whitelist,
+//! descriptor uploads with their status codes, document generation per
+//! epoch, and the answers to GetConsensus.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use katzenpost::epoch::EpochClock;
+use katzenpost::pki::document::{expiration_for, sign_document, Document, MixDescriptor};
+use katzenpost::wire::commands::{consensus_status, descriptor_status};
+use rand::seq::SliceRandom;
+use rand::{CryptoRng, RngCore};
+
+use crate::config::Params;
+
+/// How many past epochs' descriptors and documents are kept.
+const KEEP_EPOCHS: u64 = 3;
+
+/// The authority's state.
+pub struct AuthorityState {
+    key: SigningKey,
+    params: Params,
+    clock: EpochClock,
+    mixes: BTreeSet<[u8; 32]>,
+    providers: BTreeMap<[u8; 32], String>,
+    descriptors: BTreeMap<u64, BTreeMap<[u8; 32], MixDescriptor>>,
+    documents: BTreeMap<u64, Vec<u8>>,
+    start_epoch: u64,
+    layers: BTreeMap<[u8; 32], usize>,
+}
+
+impl AuthorityState {
+    /// A new authority that started at `now_unix`.
+    pub fn new(
+        key: SigningKey,
+        params: Params,
+        mixes: BTreeSet<[u8; 32]>,
+        providers: BTreeMap<[u8; 32], String>,
+        now_unix: u64,
+    ) -> Self {
+        let clock = EpochClock::new(Duration::from_secs(params.epoch_period_secs));
+        let start_epoch = clock.at(Duration::from_secs(now_unix)).epoch;
+        Self {
+            key,
+            params,
+            clock,
+            mixes,
+            providers,
+            descriptors: BTreeMap::new(),
+            documents: BTreeMap::new(),
+            start_epoch,
+            layers: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `identity` may upload (whitelisted mix or provider).
+    pub fn is_whitelisted(&self, identity: &[u8; 32]) -> bool {
+        self.mixes.contains(identity) || self.providers.contains_key(identity)
+    }
+
+    /// Handles `PostDescriptor{epoch, signed}` from an authenticated node
+    /// session with identity `session`: the status code to reply.
+    pub fn post_descriptor(
+        &mut self,
+        session: &[u8; 32],
+        epoch: u64,
+        signed: &[u8],
+        now_unix: u64,
+    ) -> u8 {
+        let now = self.clock.at(Duration::from_secs(now_unix)).epoch;
+        if epoch + 1 < now || epoch > now + 1 {
+            return descriptor_status::INVALID;
+        }
+        let Ok(desc) = MixDescriptor::parse_signed(signed, epoch, now_unix) else {
+            return descriptor_status::INVALID;
+        };
+        if &desc.identity_key != session || !self.is_whitelisted(session) {
+            return descriptor_status::FORBIDDEN;
+        }
+        let is_provider = desc.layer == 255;
+        match self.providers.get(session) {
+            Some(name) if !is_provider || name != &desc.name => {
+                return descriptor_status::FORBIDDEN
+            }
+            None if is_provider => return descriptor_status::FORBIDDEN,
+            _ => {}
+        }
+        let stored = self.descriptors.entry(epoch).or_default();
+        if let Some(old) = stored.get(session) {
+            return if old.signed == desc.signed {
+                descriptor_status::OK
+            } else {
+                descriptor_status::CONFLICT
+            };
+        }
+        if self.documents.contains_key(&epoch) {
+            return descriptor_status::CONFLICT;
+        }
+        stored.insert(*session, desc);
+        descriptor_status::OK
+    }
+
+    fn all_posted(&self, epoch: u64) -> bool {
+        let Some(d) = self.descriptors.get(&epoch) else {
+            return false;
+        };
+        self.mixes
+            .iter()
+            .chain(self.providers.keys())
+            .all(|k| d.contains_key(k))
+    }
+
+    fn enough_for(&self, epoch: u64) -> bool {
+        let Some(d) = self.descriptors.get(&epoch) else {
+            return false;
+        };
+        let providers = d.values().filter(|x| x.layer == 255).count();
+        let mixes = d.len() - providers;
+        providers >= 1 && mixes >= self.params.layers
+    }
+
+    /// Generates the documents that are due (call on every upload and
+    /// periodically); returns the epochs for which a document was made.
+    pub fn generate_due<R: RngCore + CryptoRng>(&mut self, rng: &mut R, now_unix: u64) -> Vec<u64> {
+        let now = self.clock.at(Duration::from_secs(now_unix));
+        let late = now.till < Duration::from_secs(3600).min(self.clock.period() / 2);
+        let mut made = Vec::new();
+        for epoch in [now.epoch, now.epoch + 1] {
+            if self.documents.contains_key(&epoch) {
+                continue;
+            }
+            let due = self.all_posted(epoch)
+                || (epoch == now.epoch + 1 && late && self.enough_for(epoch));
+            if due {
+                if let Some(doc) = self.make_document(rng, epoch, now_unix) {
+                    self.documents.insert(epoch, doc);
+                    made.push(epoch);
+                }
+            }
+        }
+        let keep = now.epoch.saturating_sub(KEEP_EPOCHS);
+        self.documents = self.documents.split_off(&keep);
+        self.descriptors = self.descriptors.split_off(&keep);
+        made
+    }
+
+    fn make_document<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        epoch: u64,
+        now_unix: u64,
+    ) -> Option<Vec<u8>> {
+        let descs = self.descriptors.get(&epoch)?;
+        let mut providers: Vec<MixDescriptor> =
+            descs.values().filter(|d| d.layer == 255).cloned().collect();
+        providers.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut mixes: Vec<&MixDescriptor> = descs.values().filter(|d| d.layer != 255).collect();
+        mixes.shuffle(rng);
+        // Keep each mix's previous layer where possible, then fill the smallest layers.
+        let n = self.params.layers;
+        let mut topology: Vec<Vec<MixDescriptor>> = vec![Vec::new(); n];
+        let per_layer = mixes.len().div_ceil(n);
+        let mut rest = Vec::new();
+        for m in mixes {
+            match self.layers.get(&m.identity_key) {
+                Some(&l) if l < n && topology[l].len() < per_layer => topology[l].push(m.clone()),
+                _ => rest.push(m),
+            }
+        }
+        for m in rest {
+            let l = (0..n).min_by_key(|&l| topology[l].len()).unwrap_or(0);
+            topology[l].push(m.clone());
+        }
+        if topology.iter().any(Vec::is_empty) || providers.is_empty() {
+            return None;
+        }
+        for (l, layer) in topology.iter_mut().enumerate() {
+            layer.sort_by_key(|d| d.identity_key);
+            for d in layer.iter() {
+                self.layers.insert(d.identity_key, l);
+            }
+        }
+        let p = &self.params;
+        let doc = Document {
+            epoch,
+            send_rate_per_minute: p.send_rate_per_minute,
+            mu: p.mu,
+            mu_max_delay: p.mu_max_delay,
+            lambda_p: p.lambda_p,
+            lambda_p_max_delay: p.lambda_p_max_delay,
+            lambda_l: p.lambda_l,
+            lambda_l_max_delay: p.lambda_l_max_delay,
+            lambda_d: p.lambda_d,
+            lambda_d_max_delay: p.lambda_d_max_delay,
+            lambda_m: p.lambda_m,
+            lambda_m_max_delay: p.lambda_m_max_delay,
+            topology,
+            providers,
+            shared_random_commit: Vec::new(),
+            shared_random_value: vec![0; 32],
+        };
+        let expiration = expiration_for(now_unix).max(self.expiry_floor(now_unix));
+        match sign_document(&doc, &self.key, expiration) {
+            Ok(signed) => Some(signed),
+            Err(e) => {
+                tracing::warn!(epoch, error = %e, "could not make the document");
+                None
+            }
+        }
+    }
+
+    fn expiry_floor(&self, now_unix: u64) -> i64 {
+        // 3 periods + 10 minutes, as the real authority (for any period length).
+        let secs = now_unix + 3 * self.clock.period().as_secs() + 600;
+        i64::try_from(secs).unwrap_or(i64::MAX)
+    }
+
+    /// Answers `GetConsensus{epoch}`: (status code, signed document or empty).
+    pub fn get_consensus(&self, epoch: u64, now_unix: u64) -> (u8, Vec<u8>) {
+        if let Some(doc) = self.documents.get(&epoch) {
+            return (consensus_status::OK, doc.clone());
+        }
+        let now = self.clock.at(Duration::from_secs(now_unix));
+        let code = if epoch == now.epoch {
+            if epoch == self.start_epoch {
+                consensus_status::NOT_FOUND
+            } else {
+                consensus_status::GONE
+            }
+        } else if epoch == now.epoch + 1 {
+            if now.till < self.clock.period() / 8 * 7 {
+                consensus_status::GONE
+            } else {
+                consensus_status::NOT_FOUND
+            }
+        } else if epoch < now.epoch {
+            consensus_status::GONE
+        } else {
+            consensus_status::NOT_FOUND
+        };
+        (code, Vec::new())
+    }
+
+    /// The epoch clock in use.
+    pub fn clock(&self) -> EpochClock {
+        self.clock
+    }
+}

@@ -1,0 +1,59 @@
+//! Building and signing a node's descriptor (§5.3) for an epoch.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use ed25519_dalek::SigningKey;
+use katzenpost::kaetzchen::{CAPABILITY_KEYSERVER, CAPABILITY_LOOP, ENDPOINT_PARAMETER};
+use katzenpost::pki::document::{expiration_for, sign_descriptor, DescriptorError, MixDescriptor};
+
+use crate::config::Role;
+
+/// The Kaetzchen endpoints our providers run.
+pub const KEYSERVER_ENDPOINT: &str = "+keyserver";
+/// The loop service endpoint.
+pub const LOOP_ENDPOINT: &str = "+loop";
+
+/// A node's descriptor for the mix keys given, signed by its identity key.
+pub fn signed_descriptor(
+    name: &str,
+    role: Role,
+    identity: &SigningKey,
+    link_public: [u8; 32],
+    address: SocketAddr,
+    mix_keys: BTreeMap<u64, [u8; 32]>,
+    now_unix: u64,
+    period_secs: u64,
+) -> Result<MixDescriptor, DescriptorError> {
+    let mut kaetzchen = BTreeMap::new();
+    if role == Role::Provider {
+        for (cap, endpoint) in [
+            (CAPABILITY_KEYSERVER, KEYSERVER_ENDPOINT),
+            (CAPABILITY_LOOP, LOOP_ENDPOINT),
+        ] {
+            let mut params = BTreeMap::new();
+            params.insert(
+                ENDPOINT_PARAMETER.to_string(),
+                serde_json::Value::String(endpoint.to_string()),
+            );
+            kaetzchen.insert(cap.to_string(), params);
+        }
+    }
+    let mut addresses = BTreeMap::new();
+    addresses.insert("tcp4".to_string(), vec![address.to_string()]);
+    let mut desc = MixDescriptor {
+        name: name.to_string(),
+        identity_key: identity.verifying_key().to_bytes(),
+        link_key: link_public,
+        mix_keys,
+        addresses,
+        kaetzchen,
+        layer: if role == Role::Provider { 255 } else { 0 },
+        load_weight: 0,
+        signed: Vec::new(),
+    };
+    let expiration = expiration_for(now_unix)
+        .max(i64::try_from(now_unix + 3 * period_secs + 600).unwrap_or(i64::MAX));
+    desc.signed = sign_descriptor(&desc, identity, expiration)?;
+    Ok(desc)
+}

@@ -1,0 +1,262 @@
+//! A whole network in one process: `init` writes keys and `network.toml`
+//! into a directory; [`Network::start`] runs the authority and every node
+//! from it; nodes can be stopped and restarted (fault injection).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use rand::rngs::OsRng;
+use tokio::task::JoinHandle;
+
+use crate::authority::AuthorityState;
+use crate::authority_server::Authority;
+use crate::config::{
+    load_or_generate_key, AuthoritySpec, ConfigError, NetworkSpec, NodeSpec, Params, Role,
+};
+use crate::node::{Node, NodeConfig, NodeError, NodeHandle};
+use crate::unix_now;
+
+/// Errors of the launcher.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The shape of a network to create.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub params: Params,
+    pub mixes_per_layer: usize,
+    pub providers: Vec<String>,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Self {
+            params: Params::demo(),
+            mixes_per_layer: 2,
+            providers: vec!["provider1".into(), "provider2".into()],
+        }
+    }
+}
+
+fn free_port() -> Result<SocketAddr, NetworkError> {
+    let l = StdListener::bind("127.0.0.1:0")
+        .map_err(|e| NetworkError::Other(format!("no free port: {e}")))?;
+    l.local_addr()
+        .map_err(|e| NetworkError::Other(e.to_string()))
+}
+
+fn signing_key(dir: &Path, name: &str) -> Result<SigningKey, NetworkError> {
+    Ok(SigningKey::from_bytes(&load_or_generate_key(
+        &mut OsRng,
+        &dir.join(name).join("identity.private"),
+    )?))
+}
+
+/// Writes a new network into `dir` (keys and `network.toml`), or returns the
+/// one already there.
+pub fn init(dir: &Path, shape: &Shape) -> Result<NetworkSpec, NetworkError> {
+    if dir.join("network.toml").exists() {
+        return Ok(NetworkSpec::load(dir)?);
+    }
+    std::fs::create_dir_all(dir).map_err(|source| ConfigError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let auth = signing_key(dir, "authority")?;
+    let mut nodes = Vec::new();
+    let mut add = |name: String, role| -> Result<(), NetworkError> {
+        let key = signing_key(dir, &name)?;
+        load_or_generate_key(&mut OsRng, &dir.join(&name).join("link.private"))?;
+        nodes.push(NodeSpec {
+            name,
+            role,
+            address: free_port()?,
+            identity_public: hex::encode(key.verifying_key().to_bytes()),
+        });
+        Ok(())
+    };
+    for l in 0..shape.params.layers {
+        for i in 0..shape.mixes_per_layer {
+            add(
+                format!("mix{}", l * shape.mixes_per_layer + i + 1),
+                Role::Mix,
+            )?;
+        }
+    }
+    for p in &shape.providers {
+        add(p.clone(), Role::Provider)?;
+    }
+    let spec = NetworkSpec {
+        params: shape.params.clone(),
+        authority: AuthoritySpec {
+            address: free_port()?,
+            identity_public: hex::encode(auth.verifying_key().to_bytes()),
+        },
+        nodes,
+    };
+    spec.save(dir)?;
+    std::fs::write(
+        dir.join("authority.public"),
+        format!("{}\n", spec.authority.identity_public),
+    )
+    .map_err(|source| ConfigError::Io {
+        path: dir.join("authority.public"),
+        source,
+    })?;
+    Ok(spec)
+}
+
+/// A running network.
+pub struct Network {
+    pub dir: PathBuf,
+    pub spec: NetworkSpec,
+    pub authority: Arc<Authority>,
+    authority_task: JoinHandle<()>,
+    authority_stop: tokio::sync::oneshot::Sender<()>,
+    pub nodes: BTreeMap<String, NodeHandle>,
+    pub rate_limit: bool,
+}
+
+impl Network {
+    /// Starts the authority and every node described in `dir`.
+    pub async fn start(dir: &Path, rate_limit: bool) -> Result<Network, NetworkError> {
+        let spec = NetworkSpec::load(dir)?;
+        let auth_key = signing_key(dir, "authority")?;
+        let mut mixes = BTreeSet::new();
+        let mut providers = BTreeMap::new();
+        for n in &spec.nodes {
+            let id = signing_key(dir, &n.name)?.verifying_key().to_bytes();
+            match n.role {
+                Role::Mix => {
+                    mixes.insert(id);
+                }
+                Role::Provider => {
+                    providers.insert(id, n.name.clone());
+                }
+            }
+        }
+        let whitelist: HashSet<[u8; 32]> = mixes.iter().chain(providers.keys()).copied().collect();
+        let state = AuthorityState::new(
+            auth_key.clone(),
+            spec.params.clone(),
+            mixes,
+            providers,
+            unix_now(),
+        );
+        let authority = Authority::new(auth_key, state, whitelist);
+        let listener = tokio::net::TcpListener::bind(spec.authority.address)
+            .await
+            .map_err(|e| {
+                NetworkError::Other(format!(
+                    "authority listen on {}: {e}",
+                    spec.authority.address
+                ))
+            })?;
+        let (authority_stop, stop_rx) = tokio::sync::oneshot::channel();
+        let authority_task = tokio::spawn(authority.clone().serve(listener, async {
+            let _ = stop_rx.await;
+        }));
+        let mut net = Network {
+            dir: dir.to_path_buf(),
+            spec,
+            authority,
+            authority_task,
+            authority_stop,
+            nodes: BTreeMap::new(),
+            rate_limit,
+        };
+        let names: Vec<String> = net.spec.nodes.iter().map(|n| n.name.clone()).collect();
+        for name in names {
+            net.start_node(&name).await?;
+        }
+        Ok(net)
+    }
+
+    /// The configuration of node `name`.
+    pub fn node_config(&self, name: &str) -> Result<NodeConfig, NetworkError> {
+        let n = self
+            .spec
+            .node(name)
+            .ok_or_else(|| NetworkError::Other(format!("no node {name}")))?;
+        let auth: [u8; 32] = hex::decode(&self.spec.authority.identity_public)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| NetworkError::Other("bad authority key in network.toml".into()))?;
+        Ok(NodeConfig {
+            name: n.name.clone(),
+            role: n.role,
+            identity: signing_key(&self.dir, name)?,
+            link_private: crate::config::read_private_key(
+                &self.dir.join(name).join("link.private"),
+            )?,
+            address: n.address,
+            dir: self.dir.join(name),
+            params: self.spec.params.clone(),
+            authority_address: self.spec.authority.address,
+            authority_key: auth,
+            rate_limit: self.rate_limit,
+        })
+    }
+
+    /// Starts (or restarts) node `name`.
+    pub async fn start_node(&mut self, name: &str) -> Result<(), NetworkError> {
+        if self.nodes.contains_key(name) {
+            return Ok(());
+        }
+        let handle = Node::spawn(self.node_config(name)?).await?;
+        self.nodes.insert(name.to_string(), handle);
+        Ok(())
+    }
+
+    /// Stops node `name` (its spool, users and keys stay on disk).
+    pub async fn stop_node(&mut self, name: &str) {
+        if let Some(h) = self.nodes.remove(name) {
+            h.stop().await;
+        }
+    }
+
+    /// The running node `name`.
+    pub fn node(&self, name: &str) -> Option<&Arc<Node>> {
+        self.nodes.get(name).map(|h| &h.node)
+    }
+
+    /// Waits until every running node holds the current epoch's document.
+    pub async fn wait_ready(&self, timeout: std::time::Duration) -> Result<(), NetworkError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ready = self
+                .nodes
+                .values()
+                .all(|h| h.node.document(h.node.clock.now().epoch).is_some());
+            if ready {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(NetworkError::Other(
+                    "network did not publish a document in time".into(),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops everything.
+    pub async fn shutdown(mut self) {
+        let names: Vec<String> = self.nodes.keys().cloned().collect();
+        for n in names {
+            self.stop_node(&n).await;
+        }
+        let _ = self.authority_stop.send(());
+        let _ = self.authority_task.await;
+    }
+}

@@ -1,0 +1,170 @@
+//! The nonvoting authority's rules, without the network.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use katzenpost::epoch::EpochClock;
+use katzenpost::pki::document::Document;
+use katzenpost::wire::commands::{consensus_status, descriptor_status};
+use rand::rngs::OsRng;
+use testnet::authority::AuthorityState;
+use testnet::config::{Params, Role};
+use testnet::descriptor::signed_descriptor;
+
+struct N {
+    name: String,
+    role: Role,
+    key: SigningKey,
+}
+
+fn nodes() -> Vec<N> {
+    let mut v: Vec<N> = (0..3)
+        .map(|i| N {
+            name: format!("mix{i}"),
+            role: Role::Mix,
+            key: SigningKey::generate(&mut OsRng),
+        })
+        .collect();
+    v.push(N {
+        name: "provider1".into(),
+        role: Role::Provider,
+        key: SigningKey::generate(&mut OsRng),
+    });
+    v
+}
+
+fn desc(n: &N, epoch: u64, now: u64, period: u64) -> Vec<u8> {
+    let keys = (epoch..epoch + 3).map(|e| (e, [e as u8; 32])).collect();
+    signed_descriptor(
+        &n.name,
+        n.role,
+        &n.key,
+        [7; 32],
+        "127.0.0.1:4000".parse().unwrap(),
+        keys,
+        now,
+        period,
+    )
+    .unwrap()
+    .signed
+}
+
+fn authority(nodes: &[N], now: u64) -> (AuthorityState, SigningKey) {
+    let key = SigningKey::generate(&mut OsRng);
+    let mixes: BTreeSet<_> = nodes
+        .iter()
+        .filter(|n| n.role == Role::Mix)
+        .map(|n| n.key.verifying_key().to_bytes())
+        .collect();
+    let providers: BTreeMap<_, _> = nodes
+        .iter()
+        .filter(|n| n.role == Role::Provider)
+        .map(|n| (n.key.verifying_key().to_bytes(), n.name.clone()))
+        .collect();
+    (
+        AuthorityState::new(key.clone(), Params::demo(), mixes, providers, now),
+        key,
+    )
+}
+
+#[test]
+fn document_is_published_when_every_node_has_posted() {
+    let params = Params::demo();
+    let clock = EpochClock::new(Duration::from_secs(params.epoch_period_secs));
+    let now = 1_795_521_600 + 30;
+    let epoch = clock.at(Duration::from_secs(now)).epoch;
+    let ns = nodes();
+    let (mut auth, key) = authority(&ns, now);
+    assert_eq!(
+        auth.get_consensus(epoch, now).0,
+        consensus_status::NOT_FOUND
+    );
+    for (i, n) in ns.iter().enumerate() {
+        let id = n.key.verifying_key().to_bytes();
+        let signed = desc(n, epoch, now, params.epoch_period_secs);
+        assert_eq!(
+            auth.post_descriptor(&id, epoch, &signed, now),
+            descriptor_status::OK
+        );
+        // Re-posting the identical descriptor is fine.
+        assert_eq!(
+            auth.post_descriptor(&id, epoch, &signed, now),
+            descriptor_status::OK
+        );
+        let made = auth.generate_due(&mut OsRng, now);
+        assert_eq!(
+            made.is_empty(),
+            i + 1 < ns.len(),
+            "published only once all have posted"
+        );
+    }
+    let (code, doc) = auth.get_consensus(epoch, now);
+    assert_eq!(code, consensus_status::OK);
+    let doc = Document::verify_and_parse(&doc, &key.verifying_key(), now).unwrap();
+    assert_eq!(doc.epoch, epoch);
+    assert_eq!(doc.topology.len(), 3);
+    assert!(doc.topology.iter().all(|l| l.len() == 1));
+    assert_eq!(doc.providers[0].name, "provider1");
+    assert_eq!(doc.mu, params.mu);
+    // After publication, a different descriptor for that epoch conflicts.
+    let id = ns[0].key.verifying_key().to_bytes();
+    let other = desc(&ns[0], epoch, now + 1, params.epoch_period_secs);
+    assert_eq!(
+        auth.post_descriptor(&id, epoch, &other, now + 1),
+        descriptor_status::CONFLICT
+    );
+}
+
+#[test]
+fn forbidden_invalid_and_wrong_epoch_uploads() {
+    let params = Params::demo();
+    let now = 1_795_521_600 + 30;
+    let epoch = EpochClock::new(Duration::from_secs(params.epoch_period_secs))
+        .at(Duration::from_secs(now))
+        .epoch;
+    let ns = nodes();
+    let (mut auth, _) = authority(&ns, now);
+    // A node not on the whitelist.
+    let stranger = N {
+        name: "mixx".into(),
+        role: Role::Mix,
+        key: SigningKey::generate(&mut OsRng),
+    };
+    let sid = stranger.key.verifying_key().to_bytes();
+    let p = params.epoch_period_secs;
+    assert_eq!(
+        auth.post_descriptor(&sid, epoch, &desc(&stranger, epoch, now, p), now),
+        descriptor_status::FORBIDDEN
+    );
+    // A whitelisted node's descriptor posted over someone else's session.
+    let id0 = ns[0].key.verifying_key().to_bytes();
+    let id1 = ns[1].key.verifying_key().to_bytes();
+    assert_eq!(
+        auth.post_descriptor(&id1, epoch, &desc(&ns[0], epoch, now, p), now),
+        descriptor_status::FORBIDDEN
+    );
+    // Garbage, and an epoch far away.
+    assert_eq!(
+        auth.post_descriptor(&id0, epoch, b"garbage", now),
+        descriptor_status::INVALID
+    );
+    assert_eq!(
+        auth.post_descriptor(&id0, epoch + 5, &desc(&ns[0], epoch + 5, now, p), now),
+        descriptor_status::INVALID
+    );
+    // A provider pretending to be a mix is forbidden.
+    let prov = &ns[3];
+    let as_mix = N {
+        name: prov.name.clone(),
+        role: Role::Mix,
+        key: prov.key.clone(),
+    };
+    let pid = prov.key.verifying_key().to_bytes();
+    assert_eq!(
+        auth.post_descriptor(&pid, epoch, &desc(&as_mix, epoch, now, p), now),
+        descriptor_status::FORBIDDEN
+    );
+    // Past epochs are gone.
+    assert_eq!(auth.get_consensus(epoch - 1, now).0, consensus_status::GONE);
+}
