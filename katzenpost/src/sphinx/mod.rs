@@ -14,6 +14,8 @@
 //! tau 0), SHA-512/256 replay tags.
 
 mod aez;
+#[doc(hidden)]
+pub mod bench_support;
 pub mod commands;
 mod error;
 mod exp;
