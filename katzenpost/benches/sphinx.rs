@@ -23,6 +23,9 @@ const GO_UNWRAP_US: f64 = 81.5;
 const GO_CREATE_US: f64 = 695.0;
 const GO_X25519_US: f64 = 27.5;
 const GO_AEZ_US: f64 = 17.5;
+/// x25519-dalek's ladder on the anchors' machine, same day as the Go
+/// figures: the yardstick that carries them into this run.
+const ANCHOR_LADDER_US: f64 = 37.3;
 
 struct Fixture {
     secrets: Vec<[u8; 32]>,
@@ -206,6 +209,19 @@ fn summary(f: &Fixture) {
     );
     println!("create 5-hop packet, full body    {create:8.1} us   Go {GO_CREATE_US} us: Go/ours = {:.2}x", GO_CREATE_US / create);
     println!("create 4-hop SURB + 5-hop packet  {create_surb:8.1} us");
+    // Shared machines run slower or faster from one run to the next; the
+    // ladder measured in this run carries the anchors' figures over.
+    let scale = ANCHOR_LADDER_US / ladder;
+    println!("--- normalised by the ladder (anchor {ANCHOR_LADDER_US} us, this run {ladder:.1} us, factor {scale:.3}) ---");
+    println!(
+        "unwrap {:.1} us (Go {GO_UNWRAP_US}: Go/ours = {:.2}x); create 5-hop {:.1} us (Go {GO_CREATE_US}: Go/ours = {:.2}x); X25519 {:.1} us; AEZ {:.1} us",
+        unwrap * scale,
+        GO_UNWRAP_US / (unwrap * scale),
+        create * scale,
+        GO_CREATE_US / (create * scale),
+        x * scale,
+        aez * scale
+    );
 }
 
 fn main() {
