@@ -398,3 +398,81 @@ fn surb_reads_key_material_first() {
         &x25519_dalek::x25519(x, x25519_dalek::X25519_BASEPOINT_BYTES)
     );
 }
+
+/// Correctly sealed headers whose routing information holds bad commands:
+/// unwrap gets past the MAC and must reject the commands.
+#[test]
+fn bad_commands_behind_a_valid_mac_are_errors() {
+    use katzenpost::sphinx::forge::forge_packet;
+    use katzenpost::sphinx::public_key;
+    let sk = [0x33u8; 32];
+    let pk = public_key(&sk);
+    let eph = [0x44u8; 32];
+    let payload = [0u8; 40];
+    let unwrap = |ri: &[u8; 410], payload: &[u8]| {
+        let mut p = forge_packet(&pk, &eph, ri, payload);
+        unwrap_packet(&sk, &mut p).map(|u| u.action)
+    };
+
+    let mut ri = [0u8; 410];
+    ri[0] = 0x04;
+    assert_eq!(unwrap(&ri, &payload), Err(SphinxError::UnknownCommand(4)));
+
+    let mut ri = [0u8; 410];
+    ri[..5].copy_from_slice(&[0x80, 0, 0, 0, 1]);
+    ri[5..10].copy_from_slice(&[0x80, 0, 0, 0, 2]);
+    assert_eq!(
+        unwrap(&ri, &payload),
+        Err(SphinxError::DuplicateCommand(0x80))
+    );
+
+    let mut ri = [0u8; 410];
+    ri[81] = 1; // garbage after the NULL terminator inside the 82-byte block
+    assert_eq!(unwrap(&ri, &payload), Err(SphinxError::NonZeroPadding));
+
+    // Bytes after the hop's 82-byte block are the next hop's business.
+    let mut ri = [0u8; 410];
+    ri[82] = 0xff;
+    assert!(matches!(
+        unwrap(&ri, &payload),
+        Ok(UnwrapAction::Deliver { .. })
+    ));
+
+    // Recipient (65 bytes) then a truncated NextNodeHop.
+    let mut ri = [0u8; 410];
+    ri[0] = 0x02;
+    ri[65] = 0x01;
+    assert_eq!(unwrap(&ri, &payload), Err(SphinxError::TruncatedCommand(1)));
+
+    // A SURB reply terminal hop with a payload shorter than the tag.
+    let mut ri = [0u8; 410];
+    ri[..17].copy_from_slice(&RoutingCommand::SurbReply([5; 16]).to_bytes());
+    assert_eq!(
+        unwrap(&ri, &payload[..10]),
+        Err(SphinxError::PayloadTooShort(10))
+    );
+    match unwrap(&ri, &payload).unwrap() {
+        UnwrapAction::SurbReply {
+            surb_id,
+            payload: range,
+        } => {
+            assert_eq!(surb_id, [5; 16]);
+            assert_eq!(range, HEADER_LENGTH..HEADER_LENGTH + 40);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A forward hop with a 1-byte payload is still forwarded (Go does too).
+    let mut ri = [0u8; 410];
+    ri[..49].copy_from_slice(
+        &RoutingCommand::NextNodeHop {
+            id: [8; 32],
+            mac: [9; 16],
+        }
+        .to_bytes(),
+    );
+    assert_eq!(
+        unwrap(&ri, &payload[..1]),
+        Ok(UnwrapAction::Forward { next_hop: [8; 32] })
+    );
+}

@@ -35,7 +35,8 @@ impl SurbKeys {
     /// Takes a stored token; its length must be 64 · (n + 1) for 1 ≤ n ≤ 5.
     pub fn from_bytes(bytes: &[u8]) -> Result<SurbKeys, SphinxError> {
         let len = bytes.len();
-        if len % ENTRY_LENGTH != 0 || len < 2 * ENTRY_LENGTH || len > (NR_HOPS + 1) * ENTRY_LENGTH {
+        let (entries, rest) = (len / ENTRY_LENGTH, len % ENTRY_LENGTH);
+        if rest != 0 || !(2..=NR_HOPS + 1).contains(&entries) {
             return Err(SphinxError::BadSurbKeysLength(len));
         }
         Ok(SurbKeys(bytes.to_vec()))
