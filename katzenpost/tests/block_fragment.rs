@@ -191,13 +191,10 @@ proptest! {
     fn prop_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), total in any::<u16>(), id in any::<u16>(), len in any::<u32>()) {
         let mut pt = raw_plaintext(total, id, len);
         pt[24..24 + bytes.len()].copy_from_slice(&bytes);
-        match Block::decode(&pt) {
-            Ok(b) => {
-                prop_assert!(b.block_id < b.total_blocks);
-                prop_assert!(b.payload.len() <= BLOCK_PAYLOAD_LENGTH);
-                prop_assert_eq!(b.encode().unwrap(), pt);
-            }
-            Err(_) => {}
+        if let Ok(b) = Block::decode(&pt) {
+            prop_assert!(b.block_id < b.total_blocks);
+            prop_assert!(b.payload.len() <= BLOCK_PAYLOAD_LENGTH);
+            prop_assert_eq!(b.encode().unwrap(), pt);
         }
     }
 }

@@ -171,12 +171,9 @@ fn reliable_paths_have_the_documented_shape() {
 
         let surb = p.surb.as_ref().unwrap();
         assert_eq!(surb.len(), 4);
-        for l in 0..3 {
-            assert!(doc.topology[l].iter().any(|d| d.identity_key == surb[l].id));
-            assert!(matches!(
-                surb[l].commands[..],
-                [RoutingCommand::NodeDelay(_)]
-            ));
+        for (layer, hop) in doc.topology.iter().zip(surb.iter()) {
+            assert!(layer.iter().any(|d| d.identity_key == hop.id));
+            assert!(matches!(hop.commands[..], [RoutingCommand::NodeDelay(_)]));
         }
         assert_eq!(surb[3].id, [1; 32], "SURB path ends at the own provider");
         assert_eq!(
@@ -396,7 +393,7 @@ fn straddling_the_epoch_restarts_with_a_fresh_clock_reading() {
         &mut ChaCha20Rng::seed_from_u64(9),
         || {
             calls.set(calls.get() + 1);
-            t0 + Duration::from_secs(if calls.get() % 2 == 0 { 6 } else { 0 })
+            t0 + Duration::from_secs(if calls.get() & 1 == 0 { 6 } else { 0 })
         },
     );
     assert!(
