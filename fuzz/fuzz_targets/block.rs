@@ -44,25 +44,28 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(b.encode().unwrap(), pt, "decode/encode round trip");
     }
 
-    // Decryption of arbitrary bytes with a fixed key: an error, never a panic.
-    let _ = decrypt_block(&RECIPIENT_PRIVATE, data);
-    let _ = decrypt_block(&RECIPIENT_PRIVATE, &fit(data, USER_FORWARD_PAYLOAD_LENGTH));
+    // The Noise work is slow (X25519): run it for one input in eight.
+    if data.first().is_some_and(|b| b & 7 == 0) {
+        // Decryption of arbitrary bytes with a fixed key: an error, never a panic.
+        let _ = decrypt_block(&RECIPIENT_PRIVATE, data);
+        let _ = decrypt_block(&RECIPIENT_PRIVATE, &fit(data, USER_FORWARD_PAYLOAD_LENGTH));
 
-    // A real ciphertext of the fuzzed plaintext: decrypts to it, then the block checks run.
-    let ct = seal_block_with_ephemeral_for_testing_only(
-        &SENDER_PRIVATE,
-        &RECIPIENT_PUBLIC,
-        &pt,
-        &EPHEMERAL,
-    )
-    .unwrap();
-    let (opened, sender) = open_block(&RECIPIENT_PRIVATE, &ct).unwrap();
-    assert_eq!(opened, pt);
-    assert_eq!(sender, SENDER_PUBLIC);
-    assert_eq!(
-        decrypt_block(&RECIPIENT_PRIVATE, &ct).is_ok(),
-        Block::decode(&pt).is_ok()
-    );
+        // A real ciphertext of the fuzzed plaintext: decrypts to it, then the block checks run.
+        let ct = seal_block_with_ephemeral_for_testing_only(
+            &SENDER_PRIVATE,
+            &RECIPIENT_PUBLIC,
+            &pt,
+            &EPHEMERAL,
+        )
+        .unwrap();
+        let (opened, sender) = open_block(&RECIPIENT_PRIVATE, &ct).unwrap();
+        assert_eq!(opened, pt);
+        assert_eq!(sender, SENDER_PUBLIC);
+        assert_eq!(
+            decrypt_block(&RECIPIENT_PRIVATE, &ct).is_ok(),
+            Block::decode(&pt).is_ok()
+        );
+    }
 
     // Forward body.
     let _ = ForwardBody::parse(data);
