@@ -12,7 +12,7 @@ use std::time::Duration;
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use katzenpost::block::{assemble, decrypt_block, encrypt_block, fragment, Block};
+use katzenpost::block::{assemble, decrypt_block, encrypt_block, encrypt_message, fragment, Block};
 use katzenpost::geometry::{BLOCK_LENGTH, BLOCK_PAYLOAD_LENGTH};
 use x25519_dalek::{PublicKey, StaticSecret};
 
@@ -95,6 +95,10 @@ fn fragmentation(c: &mut Criterion) {
     g.bench_function("assemble", |b| {
         b.iter(|| assemble(black_box(&blocks)).unwrap())
     });
+    g.bench_function("encrypt_message", |b| {
+        let (ssk, _, rpk) = keys();
+        b.iter(|| encrypt_message(&ssk, &rpk, [1; 16], black_box(&msg)).unwrap())
+    });
     g.bench_function("reference_memcpy", |b| b.iter(|| black_box(&msg).clone()));
     g.finish();
 }
@@ -102,7 +106,7 @@ fn fragmentation(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default()
-        .sample_size(20)
+        .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
     targets = crypto, fragmentation
