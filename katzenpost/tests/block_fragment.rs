@@ -1,7 +1,8 @@
 //! §6.1 fragmentation round trips, with §6.2 encryption for a few sizes.
 
 use katzenpost::block::{
-    assemble, decrypt_block, encrypt_block, fragment, seal_block, Block, BlockError, NoiseError,
+    assemble, decrypt_block, encrypt_block, encrypt_message, fragment, fragments, seal_block,
+    Block, BlockError, NoiseError,
 };
 use katzenpost::geometry::{BLOCK_LENGTH, BLOCK_PAYLOAD_LENGTH};
 use proptest::prelude::*;
@@ -191,13 +192,45 @@ proptest! {
     fn prop_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), total in any::<u16>(), id in any::<u16>(), len in any::<u32>()) {
         let mut pt = raw_plaintext(total, id, len);
         pt[24..24 + bytes.len()].copy_from_slice(&bytes);
-        match Block::decode(&pt) {
-            Ok(b) => {
-                prop_assert!(b.block_id < b.total_blocks);
-                prop_assert!(b.payload.len() <= BLOCK_PAYLOAD_LENGTH);
-                prop_assert_eq!(b.encode().unwrap(), pt);
-            }
-            Err(_) => {}
+        if let Ok(b) = Block::decode(&pt) {
+            prop_assert!(b.block_id < b.total_blocks);
+            prop_assert!(b.payload.len() <= BLOCK_PAYLOAD_LENGTH);
+            prop_assert_eq!(b.encode().unwrap(), pt);
         }
     }
+}
+
+#[test]
+fn lazy_fragments_match_owned_blocks() {
+    for len in [0, 1, BLOCK_PAYLOAD_LENGTH, 3 * BLOCK_PAYLOAD_LENGTH + 5] {
+        let msg = message(len, 1000 + len as u64);
+        let lazy = fragments([3; 16], &msg).unwrap();
+        assert_eq!(lazy.len(), len.div_ceil(BLOCK_PAYLOAD_LENGTH).max(1));
+        let owned: Vec<Block> = lazy.map(|b| b.to_block()).collect();
+        assert_eq!(owned, fragment([3; 16], &msg).unwrap());
+        for b in &owned {
+            let mut out = Box::new([0u8; BLOCK_LENGTH]);
+            b.as_block_ref().encode_into(&mut out).unwrap();
+            assert_eq!(out.to_vec(), b.encode().unwrap());
+        }
+    }
+}
+
+#[test]
+fn encrypt_message_round_trip() {
+    let (ssk, spk) = keypair(5);
+    let (rsk, rpk) = keypair(6);
+    let msg = message(2 * BLOCK_PAYLOAD_LENGTH + 77, 5);
+    let cts = encrypt_message(&ssk, &rpk, [8; 16], &msg).unwrap();
+    assert_eq!(cts.len(), 3);
+    let mut blocks = Vec::new();
+    for ct in &cts {
+        assert_eq!(ct.len(), katzenpost::geometry::USER_FORWARD_PAYLOAD_LENGTH);
+        let (sender, b) = decrypt_block(&rsk, ct).unwrap();
+        assert_eq!(sender, spk);
+        assert_eq!(b.message_id, [8; 16]);
+        blocks.push(b);
+    }
+    assert_eq!(assemble(blocks.iter().rev()).unwrap(), msg);
+    assert_eq!(encrypt_message(&ssk, &rpk, [8; 16], b"").unwrap().len(), 1);
 }

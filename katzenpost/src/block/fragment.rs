@@ -72,33 +72,22 @@ impl std::fmt::Debug for Block {
 impl Block {
     /// Checks the header fields: `block_id < total_blocks` and the payload fits.
     pub fn validate(&self) -> Result<(), BlockError> {
-        if self.block_id >= self.total_blocks {
-            return Err(BlockError::BlockIdOutOfRange {
-                block_id: self.block_id,
-                total_blocks: self.total_blocks,
-            });
-        }
-        if self.payload.len() > BLOCK_PAYLOAD_LENGTH {
-            return Err(BlockError::PayloadTooLong {
-                len: self.payload.len(),
-            });
-        }
-        Ok(())
+        self.as_block_ref().validate()
     }
 
     /// Writes the 50,546-byte plaintext encoding into `out` (zero padding included).
     pub fn encode_into(&self, out: &mut [u8; BLOCK_LENGTH]) -> Result<(), BlockError> {
-        self.validate()?;
-        out[..OFF_TOTAL].copy_from_slice(&self.message_id);
-        out[OFF_TOTAL..OFF_ID].copy_from_slice(&self.total_blocks.to_be_bytes());
-        out[OFF_ID..OFF_LEN].copy_from_slice(&self.block_id.to_be_bytes());
-        // payload.len() <= BLOCK_PAYLOAD_LENGTH, so it fits in a u32.
-        out[OFF_LEN..BLOCK_HEADER_LENGTH]
-            .copy_from_slice(&(self.payload.len() as u32).to_be_bytes());
-        let end = BLOCK_HEADER_LENGTH + self.payload.len();
-        out[BLOCK_HEADER_LENGTH..end].copy_from_slice(&self.payload);
-        out[end..].fill(0);
-        Ok(())
+        self.as_block_ref().encode_into(out)
+    }
+
+    /// This block with its payload borrowed.
+    pub fn as_block_ref(&self) -> BlockRef<'_> {
+        BlockRef {
+            message_id: self.message_id,
+            total_blocks: self.total_blocks,
+            block_id: self.block_id,
+            payload: &self.payload,
+        }
     }
 
     /// The 50,546-byte plaintext encoding.
@@ -156,28 +145,98 @@ pub fn block_count(len: usize) -> Result<u16, BlockError> {
     u16::try_from(n).map_err(|_| BlockError::MessageTooLarge { len })
 }
 
-/// Cuts `message` into blocks: every block but the last is full, an empty
-/// message is a single empty block, more than 65,535 blocks is an error.
-pub fn fragment(message_id: MessageId, message: &[u8]) -> Result<Vec<Block>, BlockError> {
-    let total_blocks = block_count(message.len())?;
-    if message.is_empty() {
-        return Ok(vec![Block {
-            message_id,
-            total_blocks,
-            block_id: 0,
-            payload: Vec::new(),
-        }]);
+/// One block of a message with its payload borrowed from the message:
+/// what [`fragments`] yields, encodable without copying the payload twice.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BlockRef<'a> {
+    /// The message this block belongs to.
+    pub message_id: MessageId,
+    /// How many blocks the message has (at least 1).
+    pub total_blocks: u16,
+    /// This block's index, from 0.
+    pub block_id: u16,
+    /// This block's share of the message (at most 50,522 bytes).
+    pub payload: &'a [u8],
+}
+
+impl std::fmt::Debug for BlockRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockRef")
+            .field("message_id", &hex::encode(self.message_id))
+            .field("total_blocks", &self.total_blocks)
+            .field("block_id", &self.block_id)
+            .field("payload_len", &self.payload.len())
+            .finish()
     }
-    Ok(message
-        .chunks(BLOCK_PAYLOAD_LENGTH)
-        .enumerate()
-        .map(|(i, chunk)| Block {
+}
+
+impl BlockRef<'_> {
+    /// Checks the header fields: `block_id < total_blocks` and the payload fits.
+    pub fn validate(&self) -> Result<(), BlockError> {
+        if self.block_id >= self.total_blocks {
+            return Err(BlockError::BlockIdOutOfRange {
+                block_id: self.block_id,
+                total_blocks: self.total_blocks,
+            });
+        }
+        if self.payload.len() > BLOCK_PAYLOAD_LENGTH {
+            return Err(BlockError::PayloadTooLong {
+                len: self.payload.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the 50,546-byte plaintext encoding into `out` (zero padding included).
+    pub fn encode_into(&self, out: &mut [u8; BLOCK_LENGTH]) -> Result<(), BlockError> {
+        self.validate()?;
+        out[..OFF_TOTAL].copy_from_slice(&self.message_id);
+        out[OFF_TOTAL..OFF_ID].copy_from_slice(&self.total_blocks.to_be_bytes());
+        out[OFF_ID..OFF_LEN].copy_from_slice(&self.block_id.to_be_bytes());
+        // payload.len() <= BLOCK_PAYLOAD_LENGTH, so it fits in a u32.
+        out[OFF_LEN..BLOCK_HEADER_LENGTH]
+            .copy_from_slice(&(self.payload.len() as u32).to_be_bytes());
+        let end = BLOCK_HEADER_LENGTH + self.payload.len();
+        out[BLOCK_HEADER_LENGTH..end].copy_from_slice(self.payload);
+        out[end..].fill(0);
+        Ok(())
+    }
+
+    /// An owned copy.
+    pub fn to_block(&self) -> Block {
+        Block {
+            message_id: self.message_id,
+            total_blocks: self.total_blocks,
+            block_id: self.block_id,
+            payload: self.payload.to_vec(),
+        }
+    }
+}
+
+/// Cuts `message` into blocks lazily, borrowing the payloads: every block but
+/// the last is full, an empty message is a single empty block, more than
+/// 65,535 blocks is an error.
+pub fn fragments(
+    message_id: MessageId,
+    message: &[u8],
+) -> Result<impl ExactSizeIterator<Item = BlockRef<'_>> + '_, BlockError> {
+    let total_blocks = block_count(message.len())?;
+    Ok((0..total_blocks).map(move |block_id| {
+        let start = usize::from(block_id) * BLOCK_PAYLOAD_LENGTH;
+        let end = (start + BLOCK_PAYLOAD_LENGTH).min(message.len());
+        BlockRef {
             message_id,
             total_blocks,
-            // i < total_blocks <= u16::MAX
-            block_id: i as u16,
-            payload: chunk.to_vec(),
-        })
+            block_id,
+            payload: &message[start..end],
+        }
+    }))
+}
+
+/// [`fragments`], collected into owned blocks.
+pub fn fragment(message_id: MessageId, message: &[u8]) -> Result<Vec<Block>, BlockError> {
+    Ok(fragments(message_id, message)?
+        .map(|b| b.to_block())
         .collect())
 }
 

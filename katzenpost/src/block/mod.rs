@@ -12,10 +12,13 @@ pub mod reassembly;
 pub mod sphinx_plaintext;
 
 pub use fragment::{
-    block_count, fragment, Block, BlockError, MessageId, MAX_MESSAGE_LENGTH, MAX_TOTAL_BLOCKS,
-    MESSAGE_ID_LENGTH,
+    block_count, fragment, fragments, Block, BlockError, BlockRef, MessageId, MAX_MESSAGE_LENGTH,
+    MAX_TOTAL_BLOCKS, MESSAGE_ID_LENGTH,
 };
-pub use noise::{decrypt_block, encrypt_block, open_block, seal_block, NoiseError, NOISE_PROTOCOL};
+pub use noise::{
+    decrypt_block, encrypt_block, encrypt_message, open_block, seal_block, NoiseError,
+    NOISE_PROTOCOL,
+};
 pub use reassembly::{
     assemble, Accepted, AddOutcome, PartialMessage, Reassembler, ReassemblyError, ReassemblyKey,
 };

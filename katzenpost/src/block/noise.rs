@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 use snow::params::NoiseParams;
 
-use super::fragment::{Block, BlockError};
+use super::fragment::{fragments, Block, BlockError, MessageId};
 use crate::geometry::{BLOCK_LENGTH, USER_FORWARD_PAYLOAD_LENGTH};
 
 /// The Noise protocol name (the spec says BLAKE2b; the code, and the network, use SHA-256).
@@ -134,6 +134,24 @@ pub fn encrypt_block(
     let mut plaintext = Box::new([0u8; BLOCK_LENGTH]);
     block.encode_into(&mut plaintext)?;
     seal_block(sender_private, recipient_public, &plaintext[..])
+}
+
+/// Fragments `message` (§6.1) and encrypts every block to `recipient_public`
+/// (§6.2): the 50,642-byte ciphertexts in block order, ready to be stored and
+/// retransmitted byte-identical.
+pub fn encrypt_message(
+    sender_private: &[u8; 32],
+    recipient_public: &[u8; 32],
+    message_id: MessageId,
+    message: &[u8],
+) -> Result<Vec<Vec<u8>>, NoiseError> {
+    let mut plaintext = Box::new([0u8; BLOCK_LENGTH]);
+    fragments(message_id, message)?
+        .map(|b| {
+            b.encode_into(&mut plaintext)?;
+            seal_block(sender_private, recipient_public, &plaintext[..])
+        })
+        .collect()
 }
 
 /// Decrypts a block ciphertext and parses the block with every receiver check.
