@@ -478,9 +478,7 @@ mod tests {
     fn tampering_anywhere_fails() {
         // Every region of message 2 and 3 is bound to the transcript.
         for pos in [0usize, 40, 2000, 2210, 2300, 2531] {
-            let e = run(move |m| m[pos] ^= 1, |_| {})
-                .err()
-                .expect("tampered msg2 accepted");
+            let e = run(move |m| m[pos] ^= 1, |_| {}).expect_err("tampered msg2 accepted");
             assert!(
                 matches!(
                     e,
@@ -493,9 +491,7 @@ mod tests {
             );
         }
         for pos in [0usize, 50, 323] {
-            let e = run(|_| {}, move |m| m[pos] ^= 1)
-                .err()
-                .expect("tampered msg3 accepted");
+            let e = run(|_| {}, move |m| m[pos] ^= 1).expect_err("tampered msg3 accepted");
             assert!(
                 matches!(
                     e,
