@@ -48,11 +48,24 @@ Examples:
 )]
 struct Cli {
     /// Management socket of the daemon.
-    #[arg(long, short = 's', global = true, value_name = "PATH", env = "MAILPROXYD_SOCKET", conflicts_with = "config")]
+    #[arg(
+        long,
+        short = 's',
+        global = true,
+        value_name = "PATH",
+        env = "MAILPROXYD_SOCKET",
+        conflicts_with = "config"
+    )]
     socket: Option<PathBuf>,
 
     /// mailproxyd config file to read the socket path from.
-    #[arg(long, short = 'c', global = true, value_name = "FILE", env = "MAILPROXYD_CONFIG")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        env = "MAILPROXYD_CONFIG"
+    )]
     config: Option<PathBuf>,
 
     /// Print machine-readable JSON on stdout (errors too, as {"error": ...}).
@@ -138,10 +151,18 @@ impl From<ClientError> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "mailproxyctl", &mut std::io::stdout());
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "mailproxyctl",
+            &mut std::io::stdout(),
+        );
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mailproxyctl: {e}");
@@ -211,7 +232,9 @@ async fn run(cli: Cli) -> Result<String, Failure> {
                 }
             }
             Command::SetRecipient { address, .. } => {
-                client.set_recipient(address, &key.unwrap_or_default()).await?;
+                client
+                    .set_recipient(address, &key.unwrap_or_default())
+                    .await?;
                 ok_output(json)
             }
             Command::RemoveRecipient { address } => {
@@ -266,7 +289,8 @@ async fn run(cli: Cli) -> Result<String, Failure> {
             Command::Version => {
                 let version = client.version().await?;
                 if json {
-                    json!({ "daemon": version, "mailproxyctl": env!("CARGO_PKG_VERSION") }).to_string()
+                    json!({ "daemon": version, "mailproxyctl": env!("CARGO_PKG_VERSION") })
+                        .to_string()
                 } else {
                     version
                 }

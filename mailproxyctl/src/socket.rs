@@ -31,7 +31,10 @@ pub fn from_config_text(text: &str) -> Result<SocketLocation, String> {
         .and_then(|m| get(m, "Enable"))
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
-    if let Some(path) = management.and_then(|m| get(m, "Path")).and_then(|v| v.as_str()) {
+    if let Some(path) = management
+        .and_then(|m| get(m, "Path"))
+        .and_then(|v| v.as_str())
+    {
         return Ok(SocketLocation {
             path: PathBuf::from(path),
             enabled,
@@ -60,10 +63,25 @@ mod tests {
 
     #[test]
     fn explicit_path_and_default() {
-        let loc = from_config_text("[Proxy]\nDataDir = \"/d\"\n[Management]\nEnable = true\nPath = \"/s/sock\"\n").unwrap();
-        assert_eq!(loc, SocketLocation { path: "/s/sock".into(), enabled: true });
+        let loc = from_config_text(
+            "[Proxy]\nDataDir = \"/d\"\n[Management]\nEnable = true\nPath = \"/s/sock\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            loc,
+            SocketLocation {
+                path: "/s/sock".into(),
+                enabled: true
+            }
+        );
         let loc = from_config_text("[proxy]\ndatadir = \"/d\"\n").unwrap();
-        assert_eq!(loc, SocketLocation { path: "/d/management_sock".into(), enabled: false });
+        assert_eq!(
+            loc,
+            SocketLocation {
+                path: "/d/management_sock".into(),
+                enabled: false
+            }
+        );
         assert!(from_config_text("[Logging]\n").is_err());
         assert!(from_config_text("[Proxy\n").is_err());
     }

@@ -59,7 +59,10 @@ impl Running {
         let start = Instant::now();
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             assert!(!thread.is_finished(), "daemon stopped early");
-            assert!(start.elapsed() < Duration::from_secs(60), "daemon did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "daemon did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Running {
@@ -110,7 +113,10 @@ fn recipient_commands_via_mailproxyctl() {
     assert!(o.status.success(), "{}", stderr(&o));
 
     let o = ctl(&["--socket", s, "list-recipients"]);
-    assert_eq!(stdout(&o), format!("amy@provider-1 {key_b64}\nbob@provider-1 {key_b64}"));
+    assert_eq!(
+        stdout(&o),
+        format!("amy@provider-1 {key_b64}\nbob@provider-1 {key_b64}")
+    );
 
     let o = ctl(&["--socket", s, "--json", "list-recipients"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -123,8 +129,18 @@ fn recipient_commands_via_mailproxyctl() {
     // Errors carry the server's message and exit 1.
     let o = ctl(&["--socket", s, "get-recipient", "bob@provider-1"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no recipient 'bob@provider-1'"), "{}", stderr(&o));
-    let o = ctl(&["--socket", s, "--json", "remove-recipient", "bob@provider-1"]);
+    assert!(
+        stderr(&o).contains("no recipient 'bob@provider-1'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ctl(&[
+        "--socket",
+        s,
+        "--json",
+        "remove-recipient",
+        "bob@provider-1",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["code"], 554);
@@ -146,14 +162,21 @@ fn accounts_version_and_config_lookup() {
     let link = v[0]["link_key"].as_str().unwrap();
     let link_bytes = mailproxy_proto::decode_key(link).unwrap();
     let on_disk = mailproxyd::keys::read_pem_file(
-        &Path::new(config).parent().unwrap().join("data/alice@provider-0/link.public.pem"),
+        &Path::new(config)
+            .parent()
+            .unwrap()
+            .join("data/alice@provider-0/link.public.pem"),
         mailproxyd::keys::PUBLIC_PEM,
     )
     .unwrap();
     assert_eq!(link_bytes, on_disk);
 
     let o = ctl(&["--config", config, "accounts"]);
-    assert!(stdout(&o).contains(&format!("ADD_USER alice {}", hex::encode(on_disk))), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("ADD_USER alice {}", hex::encode(on_disk))),
+        "{}",
+        stdout(&o)
+    );
 
     let o = ctl(&["--socket", d.socket(), "version"]);
     assert!(stdout(&o).starts_with("mailproxyd "), "{}", stdout(&o));
@@ -168,7 +191,11 @@ fn daemon_not_running_is_a_clear_error() {
     let sock = tmp.path().join("none_sock");
     let o = ctl(&["--socket", sock.to_str().unwrap(), "list-recipients"]);
     assert_eq!(o.status.code(), Some(3));
-    assert!(stderr(&o).contains("mailproxyd is not running"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("mailproxyd is not running"),
+        "{}",
+        stderr(&o)
+    );
 
     // A stale socket file (nobody listening) is "not running" too.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
@@ -188,7 +215,17 @@ fn completions_and_help() {
     assert!(script.contains("mailproxyctl") && script.contains("set-recipient"));
     let o = ctl(&["--help"]);
     let help = stdout(&o);
-    for word in ["get-recipient", "set-recipient", "remove-recipient", "list-recipients", "accounts", "--json", "--socket", "--config", "Exit codes"] {
+    for word in [
+        "get-recipient",
+        "set-recipient",
+        "remove-recipient",
+        "list-recipients",
+        "accounts",
+        "--json",
+        "--socket",
+        "--config",
+        "Exit codes",
+    ] {
         assert!(help.contains(word), "--help lacks {word}");
     }
 }

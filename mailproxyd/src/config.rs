@@ -232,10 +232,11 @@ impl PassphraseSource {
     pub fn read(&self) -> Result<zeroize::Zeroizing<String>, PassphraseError> {
         let text = match self {
             PassphraseSource::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| PassphraseError::File {
-                    path: path.clone(),
-                    source,
-                })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| PassphraseError::File {
+                        path: path.clone(),
+                        source,
+                    })?;
                 let text = zeroize::Zeroizing::new(text);
                 zeroize::Zeroizing::new(text.lines().next().unwrap_or("").to_owned())
             }
@@ -321,7 +322,11 @@ impl<'a> Fields<'a> {
         let mut entries: Vec<(&str, &Value, bool)> = Vec::new();
         for (k, v) in table {
             if entries.iter().any(|(e, _, _)| e.eq_ignore_ascii_case(k)) {
-                return Err(invalid(&section, k, "defined twice (names are case-insensitive)"));
+                return Err(invalid(
+                    &section,
+                    k,
+                    "defined twice (names are case-insensitive)",
+                ));
             }
             entries.push((k.as_str(), v, false));
         }
@@ -365,10 +370,7 @@ impl<'a> Fields<'a> {
         match self.take(name) {
             None => Ok(None),
             Some(Value::Integer(i)) => Ok(Some(*i)),
-            Some(v) => Err(self.err(
-                name,
-                format!("expected an integer, found {}", type_name(v)),
-            )),
+            Some(v) => Err(self.err(name, format!("expected an integer, found {}", type_name(v)))),
         }
     }
 
@@ -485,9 +487,17 @@ fn parse_proxy(value: Option<&Value>) -> Result<ProxyConfig, ConfigError> {
         None => return Err(f.err("DataDir", "missing (an absolute path is required)")),
     };
     let pop3 = f.string("POP3Address")?;
-    let pop3_address = socket_addr(&f, "POP3Address", pop3.as_deref().unwrap_or(DEFAULT_POP3_ADDRESS))?;
+    let pop3_address = socket_addr(
+        &f,
+        "POP3Address",
+        pop3.as_deref().unwrap_or(DEFAULT_POP3_ADDRESS),
+    )?;
     let smtp = f.string("SMTPAddress")?;
-    let smtp_address = socket_addr(&f, "SMTPAddress", smtp.as_deref().unwrap_or(DEFAULT_SMTP_ADDRESS))?;
+    let smtp_address = socket_addr(
+        &f,
+        "SMTPAddress",
+        smtp.as_deref().unwrap_or(DEFAULT_SMTP_ADDRESS),
+    )?;
     let recipient_dir = match f.string("RecipientDir")? {
         Some(text) => absolute(&f, "RecipientDir", &text)?,
         None => data_dir.join("recipients"),
@@ -498,7 +508,12 @@ fn parse_proxy(value: Option<&Value>) -> Result<ProxyConfig, ConfigError> {
     let max_message_size = match f.int("MaxMessageSize")? {
         None => DEFAULT_MAX_MESSAGE_SIZE,
         Some(n) if n > 0 => n as u64,
-        Some(n) => return Err(f.err("MaxMessageSize", format!("must be a positive number of bytes, not {n}"))),
+        Some(n) => {
+            return Err(f.err(
+                "MaxMessageSize",
+                format!("must be a positive number of bytes, not {n}"),
+            ))
+        }
     };
     let allow_non_loopback = f.bool("AllowNonLoopback")?;
     if !no_launch_listeners && !allow_non_loopback {
@@ -602,7 +617,8 @@ fn parse_accounts(
         let provider = f
             .string("Provider")?
             .ok_or_else(|| f.err("Provider", "missing"))?;
-        let provider = normalize_provider(&provider).map_err(|e| f.err("Provider", e.to_string()))?;
+        let provider =
+            normalize_provider(&provider).map_err(|e| f.err("Provider", e.to_string()))?;
         let id = format!("{user}@{provider}");
         f.section = format!("Account {id}");
         let provider_key_pin = f.ed25519_key("ProviderKeyPin")?;
@@ -619,7 +635,9 @@ fn parse_accounts(
                 ))
             }
             (Some(name), None) | (None, Some(name)) => name,
-            (None, None) if authorities.len() == 1 => authorities.keys().next().cloned().unwrap_or_default(),
+            (None, None) if authorities.len() == 1 => {
+                authorities.keys().next().cloned().unwrap_or_default()
+            }
             (None, None) => {
                 return Err(f.err(
                     "Authority",
@@ -640,7 +658,11 @@ fn parse_accounts(
         }
         f.finish()?;
         if out.iter().any(|a| a.id == id) {
-            return Err(invalid(&format!("Account {id}"), "", "defined more than once"));
+            return Err(invalid(
+                &format!("Account {id}"),
+                "",
+                "defined more than once",
+            ));
         }
         out.push(AccountConfig {
             user,
@@ -696,14 +718,21 @@ fn parse_recipients(
     debug: &DebugConfig,
 ) -> Result<BTreeMap<String, [u8; KEY_LEN]>, ConfigError> {
     let Some(table) = value.as_table() else {
-        return Err(invalid("Recipients", "", "expected a table of \"user@provider\" = \"key\""));
+        return Err(invalid(
+            "Recipients",
+            "",
+            "expected a table of \"user@provider\" = \"key\"",
+        ));
     };
     let mut out = BTreeMap::new();
     for (addr, v) in table {
         let field = format!("\"{addr}\"");
         let err = |p: String| invalid("Recipients", &field, p);
         let Value::String(text) = v else {
-            return Err(err(format!("expected a key string, found {}", type_name(v))));
+            return Err(err(format!(
+                "expected a key string, found {}",
+                type_name(v)
+            )));
         };
         let normalised = normalize_address(addr, debug.case_sensitive_user_identifiers)
             .map_err(|e| err(e.to_string()))?;
@@ -731,7 +760,11 @@ fn parse_storage(value: &Value, data_dir: &Path) -> Result<StorageConfig, Config
                 return Err(f.err("PassphraseFile", "is empty"));
             }
             let p = PathBuf::from(&file);
-            Some(PassphraseSource::File(if p.is_absolute() { p } else { data_dir.join(p) }))
+            Some(PassphraseSource::File(if p.is_absolute() {
+                p
+            } else {
+                data_dir.join(p)
+            }))
         }
         (None, Some(name)) => {
             let valid = !name.is_empty()
@@ -806,7 +839,10 @@ mod tests {
 
     #[test]
     fn relative_log_file_is_under_data_dir() {
-        let text = format!("{}[Logging]\nFile = \"log.txt\"\nLevel = \"debug\"\n", minimal());
+        let text = format!(
+            "{}[Logging]\nFile = \"log.txt\"\nLevel = \"debug\"\n",
+            minimal()
+        );
         let c = Config::parse(&text).unwrap();
         assert_eq!(c.logging.file, Some(PathBuf::from("/tmp/x/log.txt")));
         assert_eq!(c.logging.level, LogLevel::Debug);
@@ -816,8 +852,13 @@ mod tests {
     fn errors_are_one_line_with_section_and_field() {
         let text = minimal().replace("[[Account]]", "[[Account]]\nBogus = 1");
         let e = Config::parse(&text).unwrap_err().to_string();
-        assert_eq!(e, "config: [Account alice@example.org] Bogus: unknown field");
-        let e = Config::parse("[Proxy]\nDataDir = \"rel\"\n").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "config: [Account alice@example.org] Bogus: unknown field"
+        );
+        let e = Config::parse("[Proxy]\nDataDir = \"rel\"\n")
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "config: [Proxy] DataDir: 'rel' is not an absolute path");
         let e = Config::parse("[Proxy\n").unwrap_err().to_string();
         assert!(e.starts_with("config: line 1: "), "{e}");

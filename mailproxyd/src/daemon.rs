@@ -225,7 +225,10 @@ where
         tracing::warn!("no [[Account]] configured");
     }
     if !config.proxy.no_launch_listeners {
-        for (name, addr) in [("SMTP", config.proxy.smtp_address), ("POP3", config.proxy.pop3_address)] {
+        for (name, addr) in [
+            ("SMTP", config.proxy.smtp_address),
+            ("POP3", config.proxy.pop3_address),
+        ] {
             if !addr.ip().is_loopback() {
                 tracing::warn!(%addr, "{name} will listen on a non-loopback address (AllowNonLoopback = true): anyone who can reach it can try to use the accounts");
             }
@@ -250,14 +253,23 @@ where
             shutdown: stop.clone(),
         };
         services.spawn(async move {
-            ("management", mgmt::serve(listener, path, ctx).await.map_err(DaemonError::from))
+            (
+                "management",
+                mgmt::serve(listener, path, ctx)
+                    .await
+                    .map_err(DaemonError::from),
+            )
         });
     }
     // The mail front and the network engine start here (per account, unless
     // config.proxy.no_launch_listeners for SMTP/POP3), each as
     // `services.spawn(async move { ("smtp", smtp::serve(..., stop.clone()).await) })`.
 
-    tracing::info!(accounts = accounts.len(), recipients = recipients.len(), "mailproxyd started");
+    tracing::info!(
+        accounts = accounts.len(),
+        recipients = recipients.len(),
+        "mailproxyd started"
+    );
 
     tokio::pin!(shutdown);
     let mut result = Ok(());
@@ -294,7 +306,9 @@ where
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while let Some(joined) = services.join_next().await {
             match joined {
-                Ok((name, Err(e))) => tracing::error!(service = name, error = %e, "service failed while stopping"),
+                Ok((name, Err(e))) => {
+                    tracing::error!(service = name, error = %e, "service failed while stopping")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "service task failed while stopping"),
             }
@@ -349,6 +363,8 @@ mod tests {
             .unwrap();
         assert!(s.is_triggered());
         // Waiting after the trigger returns at once.
-        tokio::time::timeout(Duration::from_secs(5), s.wait()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), s.wait())
+            .await
+            .unwrap();
     }
 }

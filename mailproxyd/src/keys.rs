@@ -97,7 +97,11 @@ pub fn decode_pem(label: &'static str, text: &str) -> Result<[u8; 32], PemError>
         return Err(PemError::TrailingData);
     }
     let body: Zeroizing<String> = Zeroizing::new(body.split_whitespace().collect());
-    let bytes = Zeroizing::new(STANDARD.decode(body.as_bytes()).map_err(|_| PemError::Base64)?);
+    let bytes = Zeroizing::new(
+        STANDARD
+            .decode(body.as_bytes())
+            .map_err(|_| PemError::Base64)?,
+    );
     let len = bytes.len();
     let mut key = [0u8; 32];
     if len != 32 {
@@ -119,7 +123,9 @@ pub fn read_pem_file(path: &Path, label: &'static str) -> Result<[u8; 32], KeyEr
     };
     let file = fs::File::open(path).map_err(io)?;
     let mut raw = Zeroizing::new(Vec::new());
-    file.take(MAX_PEM_BYTES + 1).read_to_end(&mut raw).map_err(io)?;
+    file.take(MAX_PEM_BYTES + 1)
+        .read_to_end(&mut raw)
+        .map_err(io)?;
     if raw.len() as u64 > MAX_PEM_BYTES {
         return Err(corrupt(PemError::TooLarge));
     }
@@ -271,10 +277,17 @@ mod tests {
         let pem = encode_pem(PUBLIC_PEM, &key);
         assert_eq!(decode_pem(PUBLIC_PEM, &pem), Ok(key));
         assert_eq!(decode_pem(PUBLIC_PEM, &format!("\n{pem}\n\n")), Ok(key));
-        assert!(matches!(decode_pem(PRIVATE_PEM, &pem), Err(PemError::WrongType(..))));
+        assert!(matches!(
+            decode_pem(PRIVATE_PEM, &pem),
+            Err(PemError::WrongType(..))
+        ));
         assert_eq!(decode_pem(PUBLIC_PEM, "hello"), Err(PemError::NoBlock));
-        assert_eq!(decode_pem(PUBLIC_PEM, &format!("{pem}junk")), Err(PemError::TrailingData));
-        let short = encode_pem(PUBLIC_PEM, &[1; 32]).replace(&STANDARD.encode([1u8; 32]), &STANDARD.encode([1u8; 31]));
+        assert_eq!(
+            decode_pem(PUBLIC_PEM, &format!("{pem}junk")),
+            Err(PemError::TrailingData)
+        );
+        let short = encode_pem(PUBLIC_PEM, &[1; 32])
+            .replace(&STANDARD.encode([1u8; 32]), &STANDARD.encode([1u8; 31]));
         assert_eq!(decode_pem(PUBLIC_PEM, &short), Err(PemError::Length(31)));
         let cut = &pem[..pem.len() - 10];
         assert_eq!(decode_pem(PUBLIC_PEM, cut), Err(PemError::Unterminated));
@@ -288,11 +301,19 @@ mod tests {
         let dir = tmp.path().join("alice@example.org");
         let (first, generated) = AccountKeys::load_or_generate(&dir).unwrap();
         assert!(generated);
-        for f in ["link.private.pem", "link.public.pem", "identity.private.pem", "identity.public.pem"] {
+        for f in [
+            "link.private.pem",
+            "link.public.pem",
+            "identity.private.pem",
+            "identity.public.pem",
+        ] {
             let mode = fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{f}");
         }
-        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         assert_ne!(first.link_public(), first.identity_public());
         let public = read_pem_file(&dir.join("identity.public.pem"), PUBLIC_PEM).unwrap();
         assert_eq!(public, first.identity_public());
@@ -310,7 +331,10 @@ mod tests {
         AccountKeys::load_or_generate(&dir).unwrap();
         fs::write(dir.join("link.private.pem"), b"not a key").unwrap();
         let err = AccountKeys::load_or_generate(&dir).unwrap_err().to_string();
-        assert!(err.contains("link.private.pem") && err.contains("corrupt"), "{err}");
+        assert!(
+            err.contains("link.private.pem") && err.contains("corrupt"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -98,7 +98,10 @@ pub fn init(config: &LoggingConfig) -> Result<(), LoggingError> {
                     path: path.clone(),
                     source,
                 })?;
-            builder.with_ansi(false).with_writer(Mutex::new(file)).try_init()
+            builder
+                .with_ansi(false)
+                .with_writer(Mutex::new(file))
+                .try_init()
         }
     };
     // An already installed subscriber is fine (library use, tests).

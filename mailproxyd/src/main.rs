@@ -22,7 +22,12 @@ const EXIT_FATAL: u8 = 1;
 #[command(version, about, long_about)]
 struct Args {
     /// Configuration file (TOML).
-    #[arg(short = 'f', long = "config", value_name = "FILE", default_value = "katzenpost.toml")]
+    #[arg(
+        short = 'f',
+        long = "config",
+        value_name = "FILE",
+        default_value = "katzenpost.toml"
+    )]
     config: PathBuf,
 
     /// Generate the accounts' keys (if missing), print the public keys to
@@ -72,7 +77,10 @@ fn main() -> ExitCode {
     if args.generate || config.debug.generate_only {
         return generate(config);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mailproxyd: cannot start the runtime: {e}");
@@ -92,7 +100,10 @@ fn main() -> ExitCode {
 /// Completes on SIGINT or SIGTERM.
 async fn termination() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(mut int), Ok(mut term)) => {
             tokio::select! {
                 _ = int.recv() => {}

@@ -86,7 +86,11 @@ pub fn bind(path: &Path) -> Result<UnixListener, MgmtError> {
 
 /// Serves clients until `ctx.shutdown` is triggered, then removes the socket
 /// file and waits for the connections to end.
-pub async fn serve(listener: UnixListener, path: PathBuf, ctx: MgmtContext) -> Result<(), MgmtError> {
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    ctx: MgmtContext,
+) -> Result<(), MgmtError> {
     tracing::info!(path = %path.display(), "management interface listening");
     let mut clients = JoinSet::new();
     loop {
@@ -176,7 +180,11 @@ async fn handle_client(mut stream: UnixStream, ctx: MgmtContext) {
                 }
             };
             if let Some(status) = reply {
-                if stream.write_all(status.to_string().as_bytes()).await.is_err() {
+                if stream
+                    .write_all(status.to_string().as_bytes())
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

@@ -36,7 +36,9 @@ pub enum AddressError {
     #[error("the user name is longer than {MAX_USER_LEN} bytes")]
     UserTooLong,
     /// Forbidden characters in the user name.
-    #[error("the user name contains a space, control character, '@', '/' or '\\\\', or starts with '.'")]
+    #[error(
+        "the user name contains a space, control character, '@', '/' or '\\\\', or starts with '.'"
+    )]
     UserCharacters,
     /// Empty provider.
     #[error("the provider name is empty")]
@@ -48,7 +50,9 @@ pub enum AddressError {
     #[error("the provider name is not ASCII; write internationalised names in their xn-- form")]
     ProviderNotAscii,
     /// Bad provider characters.
-    #[error("the provider name may only hold letters, digits, '-', '_' and '.' (and no empty labels)")]
+    #[error(
+        "the provider name may only hold letters, digits, '-', '_' and '.' (and no empty labels)"
+    )]
     ProviderCharacters,
 }
 
@@ -268,8 +272,12 @@ impl Recipients {
             Ok(()) => {}
             // Loaded from a file with a non-normalised name: find it.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                remove_files_for(&inner.dir, &address, inner.case_sensitive)
-                    .map_err(|source| RecipientError::Io { path: path.clone(), source })?;
+                remove_files_for(&inner.dir, &address, inner.case_sensitive).map_err(|source| {
+                    RecipientError::Io {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
             }
             Err(source) => return Err(RecipientError::Io { path, source }),
         }
@@ -344,13 +352,15 @@ fn scan_dir(dir: &Path, case_sensitive: bool) -> Result<Scan, RecipientError> {
             continue;
         }
         match load_file(&path, &name, case_sensitive) {
-            Ok((address, key)) => {
-                if files.contains_key(&address) {
-                    bad.push((path, format!("another file already holds a key for '{address}'")));
-                } else {
-                    files.insert(address, key);
+            Ok((address, key)) => match files.entry(address) {
+                std::collections::btree_map::Entry::Occupied(e) => bad.push((
+                    path,
+                    format!("another file already holds a key for '{}'", e.key()),
+                )),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(key);
                 }
-            }
+            },
             Err(why) => bad.push((path, why)),
         }
     }
@@ -396,18 +406,51 @@ mod tests {
 
     #[test]
     fn address_normalisation() {
-        assert_eq!(normalize_address("Bob@Example.ORG", false).unwrap(), "bob@example.org");
-        assert_eq!(normalize_address("Bob@Example.ORG", true).unwrap(), "Bob@example.org");
-        assert!(matches!(normalize_address("bob", false), Err(AddressError::NoAt(_))));
-        assert_eq!(normalize_address("@x.org", false), Err(AddressError::EmptyUser));
-        assert_eq!(normalize_address("bob@", false), Err(AddressError::EmptyProvider));
-        assert_eq!(normalize_address("../x@y", false), Err(AddressError::UserCharacters));
-        assert_eq!(normalize_address("a/b@y", false), Err(AddressError::UserCharacters));
-        assert_eq!(normalize_address("a@b/c", false), Err(AddressError::ProviderCharacters));
-        assert_eq!(normalize_address("a@b..c", false), Err(AddressError::ProviderCharacters));
-        assert_eq!(normalize_address("a@bücher.de", false), Err(AddressError::ProviderNotAscii));
+        assert_eq!(
+            normalize_address("Bob@Example.ORG", false).unwrap(),
+            "bob@example.org"
+        );
+        assert_eq!(
+            normalize_address("Bob@Example.ORG", true).unwrap(),
+            "Bob@example.org"
+        );
+        assert!(matches!(
+            normalize_address("bob", false),
+            Err(AddressError::NoAt(_))
+        ));
+        assert_eq!(
+            normalize_address("@x.org", false),
+            Err(AddressError::EmptyUser)
+        );
+        assert_eq!(
+            normalize_address("bob@", false),
+            Err(AddressError::EmptyProvider)
+        );
+        assert_eq!(
+            normalize_address("../x@y", false),
+            Err(AddressError::UserCharacters)
+        );
+        assert_eq!(
+            normalize_address("a/b@y", false),
+            Err(AddressError::UserCharacters)
+        );
+        assert_eq!(
+            normalize_address("a@b/c", false),
+            Err(AddressError::ProviderCharacters)
+        );
+        assert_eq!(
+            normalize_address("a@b..c", false),
+            Err(AddressError::ProviderCharacters)
+        );
+        assert_eq!(
+            normalize_address("a@bücher.de", false),
+            Err(AddressError::ProviderNotAscii)
+        );
         let long = format!("{}@x", "u".repeat(65));
-        assert_eq!(normalize_address(&long, false), Err(AddressError::UserTooLong));
+        assert_eq!(
+            normalize_address(&long, false),
+            Err(AddressError::UserTooLong)
+        );
     }
 
     fn table(dir: &Path, config: &[(&str, [u8; 32])]) -> Recipients {
@@ -419,7 +462,10 @@ mod tests {
     fn set_get_remove_persist() {
         let tmp = tempfile::tempdir().unwrap();
         let r = table(tmp.path(), &[]);
-        assert_eq!(r.set("Bob@Example.org", &[1; 32]).unwrap(), "bob@example.org");
+        assert_eq!(
+            r.set("Bob@Example.org", &[1; 32]).unwrap(),
+            "bob@example.org"
+        );
         assert_eq!(r.get("BOB@example.org").unwrap(), Some([1; 32]));
         let file = tmp.path().join("bob@example.org.pem");
         assert_eq!(read_pem_file(&file, PUBLIC_PEM).unwrap(), [1; 32]);
@@ -432,7 +478,10 @@ mod tests {
         r.remove("bob@example.org").unwrap();
         assert!(!file.exists());
         assert_eq!(r.get("bob@example.org").unwrap(), None);
-        assert!(matches!(r.remove("bob@example.org"), Err(RecipientError::Unknown(_))));
+        assert!(matches!(
+            r.remove("bob@example.org"),
+            Err(RecipientError::Unknown(_))
+        ));
     }
 
     #[test]
@@ -441,7 +490,10 @@ mod tests {
         let r = table(tmp.path(), &[("carol@x.org", [5; 32])]);
         r.rescan().unwrap();
         assert_eq!(r.get("carol@x.org").unwrap(), Some([5; 32]));
-        assert!(matches!(r.remove("carol@x.org"), Err(RecipientError::FromConfig(_))));
+        assert!(matches!(
+            r.remove("carol@x.org"),
+            Err(RecipientError::FromConfig(_))
+        ));
         r.set("carol@x.org", &[6; 32]).unwrap();
         assert_eq!(r.get("carol@x.org").unwrap(), Some([6; 32]));
     }
@@ -450,7 +502,9 @@ mod tests {
     fn rescan_adds_changes_removes_and_skips_bad_files() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let write = |name: &str, key: [u8; 32]| fs::write(dir.join(name), encode_pem(PUBLIC_PEM, &key)).unwrap();
+        let write = |name: &str, key: [u8; 32]| {
+            fs::write(dir.join(name), encode_pem(PUBLIC_PEM, &key)).unwrap()
+        };
         write("a@x.org.pem", [1; 32]);
         write("b@x.org.pem", [2; 32]);
         let r = table(dir, &[]);

@@ -26,7 +26,11 @@ fn fixtures() -> Vec<(PathBuf, String)> {
         })
         .collect();
     out.sort();
-    assert!(out.len() >= 30, "expected the full fixture set, found {}", out.len());
+    assert!(
+        out.len() >= 30,
+        "expected the full fixture set, found {}",
+        out.len()
+    );
     out
 }
 
@@ -37,9 +41,17 @@ fn library_rejects_each_fixture_with_one_line() {
             Ok(_) => panic!("{} was accepted", path.display()),
             Err(e) => e.to_string(),
         };
-        assert!(!err.contains('\n'), "{}: multi-line error {err:?}", path.display());
+        assert!(
+            !err.contains('\n'),
+            "{}: multi-line error {err:?}",
+            path.display()
+        );
         assert!(err.starts_with("config: "), "{}: {err}", path.display());
-        assert!(err.contains(&expect), "{}: error {err:?} lacks {expect:?}", path.display());
+        assert!(
+            err.contains(&expect),
+            "{}: error {err:?} lacks {expect:?}",
+            path.display()
+        );
     }
 }
 
@@ -55,7 +67,11 @@ fn binary_exits_non_zero_with_the_error_on_one_line() {
         assert_eq!(out.status.code(), Some(2), "{}", path.display());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{}: {stderr:?}", path.display());
-        assert!(stderr.contains(&expect), "{}: {stderr:?} lacks {expect:?}", path.display());
+        assert!(
+            stderr.contains(&expect),
+            "{}: {stderr:?} lacks {expect:?}",
+            path.display()
+        );
         assert!(out.stdout.is_empty());
     }
 }
@@ -70,6 +86,8 @@ fn sample_config_is_valid() {
 
 #[test]
 fn missing_file_is_a_clear_error() {
-    let err = Config::load(Path::new("/nonexistent/mailproxyd.toml")).unwrap_err().to_string();
+    let err = Config::load(Path::new("/nonexistent/mailproxyd.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("/nonexistent/mailproxyd.toml"), "{err}");
 }

@@ -18,21 +18,38 @@ async fn lifecycle_keys_created_once_and_reloaded() {
     let account_dir = setup.data_dir.join("alice@provider-0");
     let mut daemon = setup.start();
 
-    for name in ["link.private.pem", "link.public.pem", "identity.private.pem", "identity.public.pem"] {
-        let mode = fs::metadata(account_dir.join(name)).unwrap().permissions().mode() & 0o777;
+    for name in [
+        "link.private.pem",
+        "link.public.pem",
+        "identity.private.pem",
+        "identity.public.pem",
+    ] {
+        let mode = fs::metadata(account_dir.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{name}");
     }
-    assert_eq!(fs::metadata(&setup.data_dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(&setup.data_dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     let link_private = fs::read(account_dir.join("link.private.pem")).unwrap();
     let identity_private = fs::read(account_dir.join("identity.private.pem")).unwrap();
-    assert!(String::from_utf8_lossy(&link_private).starts_with("-----BEGIN X25519 PRIVATE KEY-----"));
+    assert!(
+        String::from_utf8_lossy(&link_private).starts_with("-----BEGIN X25519 PRIVATE KEY-----")
+    );
     read_pem_file(&account_dir.join("link.private.pem"), PRIVATE_PEM).unwrap();
 
     let mut client = Client::connect(&setup.socket).await.unwrap();
     let accounts = client.accounts().await.unwrap();
     assert_eq!(accounts.len(), 1);
     assert_eq!(accounts[0].account, "alice@provider-0");
-    assert_eq!(accounts[0].link_key, read_pem_file(&account_dir.join("link.public.pem"), PUBLIC_PEM).unwrap());
+    assert_eq!(
+        accounts[0].link_key,
+        read_pem_file(&account_dir.join("link.public.pem"), PUBLIC_PEM).unwrap()
+    );
     assert_eq!(
         accounts[0].identity_key,
         read_pem_file(&account_dir.join("identity.public.pem"), PUBLIC_PEM).unwrap()
@@ -46,8 +63,14 @@ async fn lifecycle_keys_created_once_and_reloaded() {
     let mut daemon = setup.start();
     let mut client = Client::connect(&setup.socket).await.unwrap();
     assert_eq!(client.accounts().await.unwrap(), accounts);
-    assert_eq!(fs::read(account_dir.join("link.private.pem")).unwrap(), link_private);
-    assert_eq!(fs::read(account_dir.join("identity.private.pem")).unwrap(), identity_private);
+    assert_eq!(
+        fs::read(account_dir.join("link.private.pem")).unwrap(),
+        link_private
+    );
+    assert_eq!(
+        fs::read(account_dir.join("identity.private.pem")).unwrap(),
+        identity_private
+    );
     drop(client);
     daemon.signal(libc::SIGTERM);
     assert!(daemon.wait().success());
@@ -61,13 +84,26 @@ fn lifecycle_generate_prints_registration_and_exits() {
         .arg(&setup.config)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir = setup.data_dir.join("alice@provider-0");
     let link = read_pem_file(&dir.join("link.public.pem"), PUBLIC_PEM).unwrap();
     let identity = read_pem_file(&dir.join("identity.public.pem"), PUBLIC_PEM).unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("ADD_USER alice {}", hex::encode(link))), "{stdout}");
-    assert!(stdout.contains(&format!("SET_USER_IDENTITY alice {}", hex::encode(identity))), "{stdout}");
+    assert!(
+        stdout.contains(&format!("ADD_USER alice {}", hex::encode(link))),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "SET_USER_IDENTITY alice {}",
+            hex::encode(identity)
+        )),
+        "{stdout}"
+    );
     // -g does not leave a daemon or socket behind.
     assert!(!setup.socket.exists());
 }
@@ -77,7 +113,10 @@ async fn lifecycle_recipient_commands_over_the_socket() {
     let setup = Setup::new();
     let mut daemon = setup.start();
     let mut client = Client::connect(&setup.socket).await.unwrap();
-    assert_eq!(client.greeting().text, "Katzenpost Mailproxy Management Interface Service ready");
+    assert_eq!(
+        client.greeting().text,
+        "Katzenpost Mailproxy Management Interface Service ready"
+    );
 
     let (kb, kc, ka) = ([0xbb; 32], [0xcc; 32], [0xaa; 32]);
     client.set_recipient("Bob@Provider-1", &kb).await.unwrap();
@@ -87,11 +126,17 @@ async fn lifecycle_recipient_commands_over_the_socket() {
     // Persisted as a normalised PEM file, 0600.
     let bob_file = setup.recipient_dir().join("bob@provider-1.pem");
     assert_eq!(read_pem_file(&bob_file, PUBLIC_PEM).unwrap(), kb);
-    assert_eq!(fs::metadata(&bob_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&bob_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 
     let list = client.list_recipients().await.unwrap();
     let names: Vec<&str> = list.iter().map(|(a, _)| a.as_str()).collect();
-    assert_eq!(names, ["alice@provider-1", "bob@provider-1", "carol@provider-1"]);
+    assert_eq!(
+        names,
+        ["alice@provider-1", "bob@provider-1", "carol@provider-1"]
+    );
     assert_eq!(list[1].1, kb);
 
     client.remove_recipient("BOB@provider-1").await.unwrap();
@@ -108,19 +153,46 @@ async fn lifecycle_recipient_commands_over_the_socket() {
 
     // Raw wire: tolerant splitting, hex keys, original status texts.
     client
-        .send_raw(format!("set_recipient   dave@provider-1 \t{}\r\n", hex::encode([0xdd; 32])).as_bytes())
+        .send_raw(
+            format!(
+                "set_recipient   dave@provider-1 \t{}\r\n",
+                hex::encode([0xdd; 32])
+            )
+            .as_bytes(),
+        )
         .await
         .unwrap();
     let status = client.read_status().await.unwrap();
     assert_eq!(status.to_string(), "250 Requested action ok, completed\r\n");
-    client.send_raw(b"GET_RECIPIENT dave@provider-1\n").await.unwrap();
-    assert_eq!(client.read_status().await.unwrap().text, encode_key(&[0xdd; 32]));
-    client.send_raw(b"SET_RECIPIENT x@y notakey\n").await.unwrap();
-    assert_eq!(client.read_status().await.unwrap().code, StatusCode::BAD_ARGUMENTS);
+    client
+        .send_raw(b"GET_RECIPIENT dave@provider-1\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        client.read_status().await.unwrap().text,
+        encode_key(&[0xdd; 32])
+    );
+    client
+        .send_raw(b"SET_RECIPIENT x@y notakey\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        client.read_status().await.unwrap().code,
+        StatusCode::BAD_ARGUMENTS
+    );
     client.send_raw(b"GET_RECIPIENT\n").await.unwrap();
-    assert_eq!(client.read_status().await.unwrap().code, StatusCode::BAD_ARGUMENTS);
-    client.send_raw(b"SET_RECIPIENT nobody AAAA\n").await.unwrap();
-    assert_eq!(client.read_status().await.unwrap().code, StatusCode::BAD_ARGUMENTS);
+    assert_eq!(
+        client.read_status().await.unwrap().code,
+        StatusCode::BAD_ARGUMENTS
+    );
+    client
+        .send_raw(b"SET_RECIPIENT nobody AAAA\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        client.read_status().await.unwrap().code,
+        StatusCode::BAD_ARGUMENTS
+    );
     let version = client.version().await.unwrap();
     assert!(version.starts_with("mailproxyd "), "{version}");
     client.quit().await.unwrap();
@@ -136,14 +208,18 @@ async fn lifecycle_recipient_commands_over_the_socket() {
 
 #[tokio::test]
 async fn lifecycle_sighup_adds_changes_removes_and_survives_bad_files() {
-    let setup = Setup::with_extra(&format!("[Recipients]\n\"cfg@provider-1\" = \"{}\"\n", hex::encode([0x11; 32])));
+    let setup = Setup::with_extra(&format!(
+        "[Recipients]\n\"cfg@provider-1\" = \"{}\"\n",
+        hex::encode([0x11; 32])
+    ));
     setup.make_dirs();
     let dir = setup.recipient_dir();
     write_recipient(&dir, "a@provider-1.pem", &[1; 32]);
     write_recipient(&dir, "b@provider-1.pem", &[2; 32]);
     let daemon = setup.start();
     let mut client = Client::connect(&setup.socket).await.unwrap();
-    let names = |list: &[(String, [u8; 32])]| list.iter().map(|(a, _)| a.clone()).collect::<Vec<_>>();
+    let names =
+        |list: &[(String, [u8; 32])]| list.iter().map(|(a, _)| a.clone()).collect::<Vec<_>>();
     assert_eq!(
         names(&client.list_recipients().await.unwrap()),
         ["a@provider-1", "b@provider-1", "cfg@provider-1"]
@@ -175,7 +251,10 @@ async fn lifecycle_sighup_adds_changes_removes_and_survives_bad_files() {
     .await;
     // The bad files are logged by name; the daemon is still serving.
     let log = setup.log();
-    assert!(log.contains("broken@provider-1.pem"), "log lacks the bad file:\n{log}");
+    assert!(
+        log.contains("broken@provider-1.pem"),
+        "log lacks the bad file:\n{log}"
+    );
     assert!(log.contains("README.txt"), "log lacks the bad file:\n{log}");
     assert_eq!(client.get_recipient("a@provider-1").await.unwrap(), [9; 32]);
 
@@ -195,7 +274,10 @@ async fn lifecycle_clean_shutdown_on_term_and_int() {
         daemon.signal(sig);
         let status = daemon.wait();
         assert_eq!(status.code(), Some(0), "signal {sig}: {}", daemon.stderr());
-        assert!(!setup.socket.exists(), "socket left behind after signal {sig}");
+        assert!(
+            !setup.socket.exists(),
+            "socket left behind after signal {sig}"
+        );
         assert!(setup.log().contains("mailproxyd stopped"));
         // The lock is released: a new instance starts.
         let mut again = setup.start();
@@ -222,7 +304,10 @@ async fn lifecycle_second_instance_is_refused() {
     let status = second.wait();
     assert_eq!(status.code(), Some(1));
     let err = second.stderr();
-    assert!(err.contains("already running") && err.contains(&format!("pid {}", first.pid())), "{err}");
+    assert!(
+        err.contains("already running") && err.contains(&format!("pid {}", first.pid())),
+        "{err}"
+    );
     // The first instance is unaffected.
     let mut client = Client::connect(&setup.socket).await.unwrap();
     assert!(client.version().await.is_ok());
@@ -241,9 +326,13 @@ async fn lifecycle_stale_socket_is_replaced_live_socket_refused() {
 
     // Another daemon (own DataDir) pointed at the same, live socket fails loudly.
     let other = Setup::with_extra("");
-    let text = fs::read_to_string(&other.config)
-        .unwrap()
-        .replace("[Management]\nEnable = true\n", &format!("[Management]\nEnable = true\nPath = \"{}\"\n", setup.socket.display()));
+    let text = fs::read_to_string(&other.config).unwrap().replace(
+        "[Management]\nEnable = true\n",
+        &format!(
+            "[Management]\nEnable = true\nPath = \"{}\"\n",
+            setup.socket.display()
+        ),
+    );
     fs::write(&other.config, text).unwrap();
     let mut second = other.spawn();
     assert_eq!(second.wait().code(), Some(1));
@@ -267,11 +356,18 @@ fn lifecycle_fatal_errors_exit_non_zero() {
     d.signal(libc::SIGTERM);
     assert!(d.wait().success());
     let key = setup.data_dir.join("alice@provider-0/identity.private.pem");
-    fs::write(&key, "-----BEGIN X25519 PRIVATE KEY-----\nAAAA\n-----END X25519 PRIVATE KEY-----\n").unwrap();
+    fs::write(
+        &key,
+        "-----BEGIN X25519 PRIVATE KEY-----\nAAAA\n-----END X25519 PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let mut d = setup.spawn();
     assert_eq!(d.wait().code(), Some(1));
     let err = d.stderr();
-    assert!(err.contains("identity.private.pem") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("identity.private.pem") && !err.contains("panicked"),
+        "{err}"
+    );
 }
 
 #[test]

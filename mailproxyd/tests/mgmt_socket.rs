@@ -26,7 +26,10 @@ async fn expect(
     code: u16,
 ) {
     let line = lines.next_line().await.unwrap().expect("reply");
-    assert!(line.starts_with(&format!("{code} ")), "expected {code}, got {line:?}");
+    assert!(
+        line.starts_with(&format!("{code} ")),
+        "expected {code}, got {line:?}"
+    );
 }
 
 #[tokio::test]
@@ -35,7 +38,9 @@ async fn mgmt_socket_refuses_garbage_without_affecting_others() {
     let _daemon = setup.start();
 
     let mut good = Client::connect(&setup.socket).await.unwrap();
-    good.set_recipient("bob@provider-1", &[7; 32]).await.unwrap();
+    good.set_recipient("bob@provider-1", &[7; 32])
+        .await
+        .unwrap();
 
     let stream = UnixStream::connect(&setup.socket).await.unwrap();
     let (read, mut write) = stream.into_split();
@@ -47,7 +52,10 @@ async fn mgmt_socket_refuses_garbage_without_affecting_others() {
     write.write_all(b"\xff\xfe\x00\x01garbage\n").await.unwrap();
     expect(&mut lines, 501).await;
     // Control characters.
-    write.write_all(b"GET_RECIPIENT bob\x07@provider-1\n").await.unwrap();
+    write
+        .write_all(b"GET_RECIPIENT bob\x07@provider-1\n")
+        .await
+        .unwrap();
     expect(&mut lines, 501).await;
     // Unknown command.
     write.write_all(b"FROBNICATE now\r\n").await.unwrap();
@@ -64,11 +72,17 @@ async fn mgmt_socket_refuses_garbage_without_affecting_others() {
     assert_eq!(good.list_recipients().await.unwrap().len(), 1);
 
     // The garbage client can still use the protocol too.
-    write.write_all(b"GET_RECIPIENT bob@provider-1\n").await.unwrap();
+    write
+        .write_all(b"GET_RECIPIENT bob@provider-1\n")
+        .await
+        .unwrap();
     expect(&mut lines, 250).await;
     write.write_all(b"QUIT\n").await.unwrap();
     expect(&mut lines, 250).await;
-    assert!(lines.next_line().await.unwrap().is_none(), "server closes after QUIT");
+    assert!(
+        lines.next_line().await.unwrap().is_none(),
+        "server closes after QUIT"
+    );
 }
 
 #[tokio::test]

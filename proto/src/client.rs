@@ -69,8 +69,9 @@ pub struct Client {
 impl Client {
     /// Connects and reads the greeting.
     pub async fn connect(path: &Path) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(path).await.map_err(|source| {
-            match source.kind() {
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|source| match source.kind() {
                 io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
                     ClientError::NotRunning {
                         path: path.to_owned(),
@@ -78,8 +79,7 @@ impl Client {
                     }
                 }
                 _ => ClientError::Io(source),
-            }
-        })?;
+            })?;
         let (read, writer) = stream.into_split();
         let mut client = Client {
             reader: BufReader::new(read),
@@ -89,7 +89,11 @@ impl Client {
         let line = client.read_line().await?;
         match Status::parse_line(&line) {
             Some(status) if status.code == StatusCode::READY => client.greeting = status,
-            _ => return Err(ClientError::Protocol(format!("unexpected greeting {line:?}"))),
+            _ => {
+                return Err(ClientError::Protocol(format!(
+                    "unexpected greeting {line:?}"
+                )))
+            }
         }
         Ok(client)
     }
@@ -106,10 +110,14 @@ impl Client {
             .read_until(b'\n', &mut buf)
             .await?;
         if buf.is_empty() {
-            return Err(ClientError::Protocol("connection closed by the server".into()));
+            return Err(ClientError::Protocol(
+                "connection closed by the server".into(),
+            ));
         }
         if buf.last() != Some(&b'\n') {
-            return Err(ClientError::Protocol("reply line too long or truncated".into()));
+            return Err(ClientError::Protocol(
+                "reply line too long or truncated".into(),
+            ));
         }
         String::from_utf8(buf)
             .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())

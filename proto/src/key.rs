@@ -32,13 +32,15 @@ pub fn decode_key(text: &str) -> Result<[u8; KEY_LEN], KeyError> {
     }
     if text.len() > MAX_ENCODED {
         // Still report a useful length where we cheaply can.
-        return Err(if text.bytes().all(|b| b.is_ascii_hexdigit()) && text.len() % 2 == 0 {
-            KeyError::Length(text.len() / 2)
-        } else {
-            KeyError::Encoding
-        });
+        return Err(
+            if text.bytes().all(|b| b.is_ascii_hexdigit()) && text.len().is_multiple_of(2) {
+                KeyError::Length(text.len() / 2)
+            } else {
+                KeyError::Encoding
+            },
+        );
     }
-    if text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         let bytes = hex::decode(text).map_err(|_| KeyError::Encoding)?;
         return to_key(bytes);
     }
@@ -90,9 +92,18 @@ mod tests {
     fn rejects_bad_keys() {
         assert_eq!(decode_key(""), Err(KeyError::Empty));
         assert_eq!(decode_key("zz!"), Err(KeyError::Encoding));
-        assert_eq!(decode_key(&hex::encode([1u8; 31])), Err(KeyError::Length(31)));
-        assert_eq!(decode_key(&hex::encode([1u8; 33])), Err(KeyError::Length(33)));
-        assert_eq!(decode_key(&STANDARD.encode([1u8; 16])), Err(KeyError::Length(16)));
+        assert_eq!(
+            decode_key(&hex::encode([1u8; 31])),
+            Err(KeyError::Length(31))
+        );
+        assert_eq!(
+            decode_key(&hex::encode([1u8; 33])),
+            Err(KeyError::Length(33))
+        );
+        assert_eq!(
+            decode_key(&STANDARD.encode([1u8; 16])),
+            Err(KeyError::Length(16))
+        );
         assert_eq!(decode_key(&"Z".repeat(10_000)), Err(KeyError::Encoding));
     }
 }

@@ -73,7 +73,11 @@ impl Status {
     pub fn with_detail(code: StatusCode, detail: impl fmt::Display) -> Status {
         Status {
             code,
-            text: format!("{}: {}", code.standard_text(), sanitize(&detail.to_string())),
+            text: format!(
+                "{}: {}",
+                code.standard_text(),
+                sanitize(&detail.to_string())
+            ),
         }
     }
 
@@ -267,12 +271,24 @@ mod tests {
     fn status_round_trip() {
         let s = Status::with_detail(StatusCode::FAILED, "unknown recipient 'bob@x'");
         let wire = s.to_string();
-        assert_eq!(wire, "554 Transaction failed: unknown recipient 'bob@x'\r\n");
+        assert_eq!(
+            wire,
+            "554 Transaction failed: unknown recipient 'bob@x'\r\n"
+        );
         let back = Status::parse_line(&wire).unwrap();
         assert_eq!(back, s);
         assert_eq!(back.detail(), "unknown recipient 'bob@x'");
-        assert_eq!(Status::standard(StatusCode::OK).to_string(), "250 Requested action ok, completed\r\n");
-        assert_eq!(Status::parse_line("250"), Some(Status { code: StatusCode::OK, text: String::new() }));
+        assert_eq!(
+            Status::standard(StatusCode::OK).to_string(),
+            "250 Requested action ok, completed\r\n"
+        );
+        assert_eq!(
+            Status::parse_line("250"),
+            Some(Status {
+                code: StatusCode::OK,
+                text: String::new()
+            })
+        );
     }
 
     #[test]
@@ -307,10 +323,17 @@ mod tests {
     #[test]
     fn recipient_and_account_lines() {
         let line = format_recipient_line("bob@x", &[3; 32]);
-        assert_eq!(parse_recipient_line(&line), Ok(("bob@x".to_owned(), [3; 32])));
+        assert_eq!(
+            parse_recipient_line(&line),
+            Ok(("bob@x".to_owned(), [3; 32]))
+        );
         assert!(parse_recipient_line("bob@x").is_err());
         assert!(parse_recipient_line("bob@x AAAA").is_err());
-        let info = AccountInfo { account: "a@p".into(), link_key: [1; 32], identity_key: [2; 32] };
+        let info = AccountInfo {
+            account: "a@p".into(),
+            link_key: [1; 32],
+            identity_key: [2; 32],
+        };
         assert_eq!(AccountInfo::parse_line(&info.to_line()), Ok(info.clone()));
         assert!(AccountInfo::parse_line("a@p x").is_err());
         let json = serde_json::to_string(&info).unwrap();

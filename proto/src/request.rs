@@ -131,7 +131,10 @@ pub fn parse(buf: &[u8]) -> Result<Request, ParseError> {
 fn parse_line(line: &[u8]) -> Result<Request, ParseError> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let line = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
-    if line.chars().any(|c| c.is_control() && c != ' ' && c != '\t') {
+    if line
+        .chars()
+        .any(|c| c.is_control() && c != ' ' && c != '\t')
+    {
         return Err(ParseError::ControlCharacter);
     }
     let mut words = line.split([' ', '\t']).filter(|w| !w.is_empty());
@@ -265,14 +268,33 @@ mod tests {
     fn parses_every_command() {
         let key = [7u8; 32];
         let cases = [
-            ("GET_RECIPIENT bob@example.org\n", Request::GetRecipient { address: "bob@example.org".into() }),
+            (
+                "GET_RECIPIENT bob@example.org\n",
+                Request::GetRecipient {
+                    address: "bob@example.org".into(),
+                },
+            ),
             (
                 &format!("set_recipient  bob@example.org\t{}\r\n", hex::encode(key)),
-                Request::SetRecipient { address: "bob@example.org".into(), key },
+                Request::SetRecipient {
+                    address: "bob@example.org".into(),
+                    key,
+                },
             ),
-            ("Remove_Recipient bob@x\n", Request::RemoveRecipient { address: "bob@x".into() }),
+            (
+                "Remove_Recipient bob@x\n",
+                Request::RemoveRecipient {
+                    address: "bob@x".into(),
+                },
+            ),
             ("  LIST_RECIPIENTS  \r\n", Request::ListRecipients),
-            ("QUERY_RECIPIENT a@p b@q\n", Request::QueryRecipient { account: "a@p".into(), address: "b@q".into() }),
+            (
+                "QUERY_RECIPIENT a@p b@q\n",
+                Request::QueryRecipient {
+                    account: "a@p".into(),
+                    address: "b@q".into(),
+                },
+            ),
             ("ACCOUNTS\n", Request::Accounts),
             ("version\n", Request::Version),
             ("RESCAN\n", Request::Rescan),
@@ -294,11 +316,26 @@ mod tests {
         assert_eq!(parse(b"FOO\n"), Err(ParseError::UnknownCommand));
         assert_eq!(parse(b"QUIT\nQUIT\n"), Err(ParseError::TrailingData));
         assert_eq!(parse(b"GET_RECIPIENT \xff\xfe\n"), Err(ParseError::NotUtf8));
-        assert_eq!(parse(b"GET_RECIPIENT a\x00b\n"), Err(ParseError::ControlCharacter));
-        assert!(matches!(parse(b"GET_RECIPIENT\n"), Err(ParseError::Arity { .. })));
-        assert!(matches!(parse(b"GET_RECIPIENT a b\n"), Err(ParseError::Arity { .. })));
-        assert!(matches!(parse(b"LIST_RECIPIENTS x\n"), Err(ParseError::Arity { .. })));
-        assert!(matches!(parse(b"SET_RECIPIENT a@b nothex!\n"), Err(ParseError::BadKey(_))));
+        assert_eq!(
+            parse(b"GET_RECIPIENT a\x00b\n"),
+            Err(ParseError::ControlCharacter)
+        );
+        assert!(matches!(
+            parse(b"GET_RECIPIENT\n"),
+            Err(ParseError::Arity { .. })
+        ));
+        assert!(matches!(
+            parse(b"GET_RECIPIENT a b\n"),
+            Err(ParseError::Arity { .. })
+        ));
+        assert!(matches!(
+            parse(b"LIST_RECIPIENTS x\n"),
+            Err(ParseError::Arity { .. })
+        ));
+        assert!(matches!(
+            parse(b"SET_RECIPIENT a@b nothex!\n"),
+            Err(ParseError::BadKey(_))
+        ));
         let long = format!("GET_RECIPIENT {}\n", "a".repeat(MAX_ARG + 1));
         assert_eq!(parse(long.as_bytes()), Err(ParseError::ArgumentTooLong));
     }
@@ -310,7 +347,10 @@ mod tests {
         let mut almost = vec![b'A'; MAX_LINE - 1];
         assert_eq!(parse_frame(&almost), (0, Err(ParseError::Incomplete)));
         almost.push(b'\n');
-        assert_eq!(parse_frame(&almost), (MAX_LINE, Err(ParseError::UnknownCommand)));
+        assert_eq!(
+            parse_frame(&almost),
+            (MAX_LINE, Err(ParseError::UnknownCommand))
+        );
     }
 
     #[test]
@@ -321,16 +361,26 @@ mod tests {
 
     #[test]
     fn status_codes() {
-        assert_eq!(ParseError::UnknownCommand.status_code(), Some(StatusCode::UNRECOGNISED));
-        assert_eq!(ParseError::NotUtf8.status_code(), Some(StatusCode::BAD_ARGUMENTS));
+        assert_eq!(
+            ParseError::UnknownCommand.status_code(),
+            Some(StatusCode::UNRECOGNISED)
+        );
+        assert_eq!(
+            ParseError::NotUtf8.status_code(),
+            Some(StatusCode::BAD_ARGUMENTS)
+        );
         assert_eq!(ParseError::Incomplete.status_code(), None);
     }
 
     #[test]
     fn to_line_refuses_injection() {
-        let bad = Request::GetRecipient { address: "a@b\r\nSHUTDOWN".into() };
+        let bad = Request::GetRecipient {
+            address: "a@b\r\nSHUTDOWN".into(),
+        };
         assert!(bad.to_line().is_err());
-        let spaced = Request::RemoveRecipient { address: "a b".into() };
+        let spaced = Request::RemoveRecipient {
+            address: "a b".into(),
+        };
         assert!(spaced.to_line().is_err());
     }
 }
