@@ -1,14 +1,12 @@
 //! mailproxyctl: control a running mailproxyd over its management socket.
 
-mod socket;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
-use mailproxy_proto::{decode_key, encode_key, Client, ClientError};
+use mailproxy_proto::{decode_key, encode_key, locate, Client, ClientError};
 use serde_json::json;
 
 /// Exit code: the daemon answered with an error.
@@ -195,7 +193,7 @@ fn socket_path(cli: &Cli) -> Result<PathBuf, Failure> {
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from("katzenpost.toml"));
-    let loc = socket::from_config_file(&config).map_err(|e| {
+    let loc = locate::from_config_file(&config).map_err(|e| {
         Failure::new(
             EXIT_OTHER,
             format!("{e} (use --socket PATH or --config FILE to find the daemon)"),

@@ -54,6 +54,7 @@
 
 pub mod client;
 pub mod key;
+pub mod locate;
 pub mod reply;
 pub mod request;
 

@@ -1,4 +1,5 @@
-//! Finding the management socket from mailproxyd's config file.
+//! Finding the management socket from mailproxyd's config file (for
+//! mailproxyctl's and the TUI's `--config FILE`).
 
 use std::path::{Path, PathBuf};
 
