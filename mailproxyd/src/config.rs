@@ -461,7 +461,12 @@ fn from_table(root: &Table) -> Result<Config, ConfigError> {
     let proxy = parse_proxy(sections.get("Proxy").copied())?;
     let logging = parse_logging(get("Logging"), &proxy.data_dir)?;
     let authorities = parse_authorities(get("NonvotingAuthority"))?;
-    let accounts = parse_accounts(get("Account"), &authorities, &debug)?;
+    let no_accounts = Value::Array(Vec::new());
+    let accounts = parse_accounts(
+        sections.get("Account").copied().unwrap_or(&no_accounts),
+        &authorities,
+        &debug,
+    )?;
     let management = parse_management(get("Management"), &proxy.data_dir)?;
     let recipients = parse_recipients(get("Recipients"), &debug)?;
     let storage = parse_storage(get("Storage"), &proxy.data_dir)?;
@@ -812,6 +817,14 @@ mod tests {
         assert_eq!(c.accounts[0].id, "alice@example.org");
         assert_eq!(c.accounts[0].authority, "Test");
         assert_eq!(c.storage.passphrase, None);
+    }
+
+    #[test]
+    fn zero_accounts_and_only_proxy_is_legal() {
+        let c = Config::parse("[Proxy]\nDataDir = \"/tmp/x\"\n").unwrap();
+        assert!(c.accounts.is_empty());
+        assert!(c.authorities.is_empty());
+        assert!(c.recipients.is_empty());
     }
 
     #[test]

@@ -290,6 +290,13 @@ where
                 }
             }
             Some(joined) = services.join_next() => {
+                if stop.is_triggered() {
+                    // Stopping because of SHUTDOWN: the service ended on the flag.
+                    if let Ok((_, Err(e))) = joined {
+                        tracing::error!(error = %e, "service failed while stopping");
+                    }
+                    break;
+                }
                 result = Err(match joined {
                     Ok((_, Err(e))) => e,
                     Ok((name, Ok(()))) => DaemonError::ServiceExited(name),

@@ -87,7 +87,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FATAL);
         }
     };
-    match runtime.block_on(daemon::run(config, termination())) {
+    let result = runtime.block_on(async {
+        match termination() {
+            Ok(signals) => daemon::run(config, signals).await,
+            Err(e) => Err(daemon::DaemonError::Signal(e)),
+        }
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "mailproxyd failed");
@@ -97,24 +103,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn termination() {
+/// Installs the SIGINT/SIGTERM handlers now (before anything can tell the
+/// world the daemon is up) and returns a future completing on either.
+fn termination() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "cannot install SIGINT/SIGTERM handlers");
-            std::future::pending::<()>().await
-        }
-    }
+    })
 }
 
 fn generate(config: Config) -> ExitCode {

@@ -22,6 +22,9 @@ use crate::recipients::{RecipientError, Recipients};
 /// Most clients served at once; more are told so and disconnected.
 pub const MAX_CLIENTS: usize = 64;
 
+/// How long connections get to finish after shutdown.
+const CLIENT_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Errors starting or running the management server.
 #[derive(Debug, thiserror::Error)]
 pub enum MgmtError {
@@ -121,7 +124,16 @@ pub async fn serve(
             tracing::warn!(path = %path.display(), error = %e, "cannot remove management socket");
         }
     }
-    while clients.join_next().await.is_some() {}
+    // Connections end on the shutdown flag; one stuck writing to a client
+    // that does not read is aborted after a grace period.
+    let drained = tokio::time::timeout(CLIENT_DRAIN, async {
+        while clients.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("management: aborting clients that did not finish");
+        clients.shutdown().await;
+    }
     tracing::info!("management interface stopped");
     Ok(())
 }

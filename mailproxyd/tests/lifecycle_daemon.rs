@@ -35,6 +35,11 @@ async fn lifecycle_keys_created_once_and_reloaded() {
         fs::metadata(&setup.data_dir).unwrap().permissions().mode() & 0o777,
         0o700
     );
+    let log_mode = fs::metadata(setup.data_dir.join("mailproxyd.log"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(log_mode & 0o777, 0o600, "log file mode");
     let link_private = fs::read(account_dir.join("link.private.pem")).unwrap();
     let identity_private = fs::read(account_dir.join("identity.private.pem")).unwrap();
     assert!(
@@ -292,8 +297,9 @@ async fn lifecycle_shutdown_command() {
     let mut daemon = setup.start();
     let mut client = Client::connect(&setup.socket).await.unwrap();
     client.shutdown().await.unwrap();
-    assert_eq!(daemon.wait().code(), Some(0));
-    assert!(!setup.socket.exists());
+    assert_eq!(daemon.wait().code(), Some(0), "{}", daemon.stderr());
+    assert!(!setup.socket.exists(), "socket left behind");
+    assert!(setup.log().contains("mailproxyd stopped"));
 }
 
 #[tokio::test]

@@ -114,3 +114,21 @@ async fn mgmt_many_clients_at_once() {
     assert_eq!(status.code, StatusCode::UNRECOGNISED);
     assert_eq!(status.text, "Syntax error, command unrecognised");
 }
+
+#[tokio::test]
+async fn mgmt_client_that_never_reads_does_not_block_shutdown() {
+    let setup = Setup::new();
+    let mut daemon = setup.start();
+    let mut stuck = UnixStream::connect(&setup.socket).await.unwrap();
+    // Many requests whose replies are never read: the server ends up blocked
+    // writing to this client.
+    let flood = b"VERSION\n".repeat(50_000);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stuck.write_all(&flood)).await;
+    // Other clients are still served.
+    let mut other = Client::connect(&setup.socket).await.unwrap();
+    assert!(other.version().await.is_ok());
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait().code(), Some(0), "{}", daemon.stderr());
+    assert!(!setup.socket.exists());
+    drop(stuck);
+}
