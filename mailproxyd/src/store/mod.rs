@@ -51,6 +51,8 @@ pub(crate) const BLOB_CHUNK: TableDefinition<(u64, u32), &[u8]> =
     TableDefinition::new("blob_chunk");
 pub(crate) const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
 pub(crate) const INBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("inbox");
+/// Plain counters (no content): the id high-water mark.
+pub(crate) const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +121,7 @@ pub(crate) struct Inner {
     pub(crate) db: Arc<Database>,
     pub(crate) sealer: Arc<Sealer>,
     pub(crate) writer: Writer,
-    next_id: AtomicU64,
+    next_id: Arc<AtomicU64>,
     dir: PathBuf,
 }
 
@@ -160,6 +162,7 @@ impl Store {
             tx.open_table(BLOB_CHUNK)?;
             tx.open_table(QUEUE)?;
             tx.open_table(INBOX)?;
+            tx.open_table(IDS)?;
             for t in KvTable::ALL {
                 tx.open_table(t.definition())?;
             }
@@ -175,15 +178,17 @@ impl Store {
                     max = max.max(k);
                 }
             }
-            max + 1
+            let saved = rx.open_table(IDS)?.get("next")?.map(|v| v.value()).unwrap_or(1);
+            (max + 1).max(saved)
         };
-        let writer = Writer::spawn(db.clone());
+        let next_id = Arc::new(AtomicU64::new(next));
+        let writer = Writer::spawn(db.clone(), next_id.clone());
         let store = Store {
             inner: Arc::new(Inner {
                 db,
                 sealer,
                 writer,
-                next_id: AtomicU64::new(next),
+                next_id,
                 dir: dir.to_owned(),
             }),
         };

@@ -8,6 +8,7 @@
 //! never fails the others.
 
 use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use redb::{Database, WriteTransaction};
@@ -30,17 +31,32 @@ const MAX_GROUP: usize = 512;
 const MAX_GROUP_BYTES: usize = 64 << 20;
 
 pub(crate) struct Writer {
-    tx: mpsc::Sender<Job>,
+    tx: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    /// Closes the channel and waits for the thread, so that the database is
+    /// closed (and may be reopened) once the last store handle is gone.
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Writer {
-    pub(crate) fn spawn(db: Arc<Database>) -> Writer {
+    pub(crate) fn spawn(db: Arc<Database>, next_id: Arc<AtomicU64>) -> Writer {
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(db, rx))
+            .spawn(move || run(db, rx, next_id))
             .expect("spawn store writer thread");
-        Writer { tx }
+        Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+        }
     }
 
     /// Submits a write; the receiver yields once it is durable (or failed).
@@ -51,7 +67,11 @@ impl Writer {
     ) -> oneshot::Receiver<Result<(), StoreError>> {
         let (done, rx) = oneshot::channel();
         let job = Job { run, bytes, done };
-        if let Err(mpsc::SendError(job)) = self.tx.send(job) {
+        let Some(tx) = self.tx.as_ref() else {
+            let _ = job.done.send(Err(StoreError::Closed));
+            return rx;
+        };
+        if let Err(mpsc::SendError(job)) = tx.send(job) {
             let _ = job.done.send(Err(StoreError::Closed));
         }
         rx
@@ -65,7 +85,7 @@ impl Writer {
     }
 }
 
-fn run(db: Arc<Database>, rx: mpsc::Receiver<Job>) {
+fn run(db: Arc<Database>, rx: mpsc::Receiver<Job>, next_id: Arc<AtomicU64>) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         let mut bytes = group[0].bytes;
@@ -78,7 +98,7 @@ fn run(db: Arc<Database>, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match commit_group(&db, &mut group) {
+        match commit_group(&db, &mut group, &next_id) {
             Ok(()) => {
                 for j in group {
                     let _ = j.done.send(Ok(()));
@@ -93,7 +113,7 @@ fn run(db: Arc<Database>, rx: mpsc::Receiver<Job>) {
             Err(GroupError::Job) => {
                 // Isolate the failing request(s).
                 for mut j in group {
-                    let res = commit_one(&db, &mut j.run);
+                    let res = commit_one(&db, &mut j.run, &next_id);
                     let _ = j.done.send(res);
                 }
             }
@@ -106,10 +126,21 @@ enum GroupError {
     Commit(String),
 }
 
-fn commit_group(db: &Database, group: &mut [Job]) -> Result<(), GroupError> {
+/// Records the id high-water mark so ids are never reused after restarts.
+fn save_next_id(tx: &WriteTransaction, next_id: &AtomicU64) -> Result<(), StoreError> {
+    tx.open_table(super::IDS)?
+        .insert("next", next_id.load(Ordering::Relaxed))?;
+    Ok(())
+}
+
+fn commit_group(db: &Database, group: &mut [Job], next_id: &AtomicU64) -> Result<(), GroupError> {
     let tx = db
         .begin_write()
         .map_err(|e| GroupError::Commit(e.to_string()))?;
+    if let Err(e) = save_next_id(&tx, next_id) {
+        let _ = tx.abort();
+        return Err(GroupError::Commit(e.to_string()));
+    }
     for j in group.iter_mut() {
         if (j.run)(&tx).is_err() {
             let _ = tx.abort();
@@ -119,8 +150,9 @@ fn commit_group(db: &Database, group: &mut [Job]) -> Result<(), GroupError> {
     tx.commit().map_err(|e| GroupError::Commit(e.to_string()))
 }
 
-fn commit_one(db: &Database, run: &mut WriteFn) -> Result<(), StoreError> {
+fn commit_one(db: &Database, run: &mut WriteFn, next_id: &AtomicU64) -> Result<(), StoreError> {
     let tx = db.begin_write()?;
+    save_next_id(&tx, next_id)?;
     match run(&tx) {
         Ok(()) => {
             tx.commit()?;
