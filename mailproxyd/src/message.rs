@@ -162,7 +162,8 @@ mod tests {
         assert!(s.starts_with("Received: from localhost"));
         assert!(s.contains("with ESMTP id "));
         assert!(!s.contains("Message-ID"));
-        let without = String::from_utf8(prepended_headers(b"Subject: s\r\n\r\nb", 0, false, true)).unwrap();
+        let without =
+            String::from_utf8(prepended_headers(b"Subject: s\r\n\r\nb", 0, false, true)).unwrap();
         assert!(without.contains("with ESMTPA id "));
         assert!(without.contains("Message-ID: <19700101000000."));
         assert!(without.ends_with("@katzenpost.localhost>\r\n"));

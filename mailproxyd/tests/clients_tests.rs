@@ -24,9 +24,13 @@ fn harness() -> Harness {
 /// Runs a client; panics (fails) if it is not installed or exits non-zero.
 fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
     let prog = cmd.get_program().to_string_lossy().into_owned();
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -67,7 +71,9 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 fn lf(b: &[u8]) -> Vec<u8> {
-    String::from_utf8_lossy(b).replace("\r\n", "\n").into_bytes()
+    String::from_utf8_lossy(b)
+        .replace("\r\n", "\n")
+        .into_bytes()
 }
 
 // ---------------------------------------------------------------- SMTP
@@ -78,30 +84,79 @@ fn swaks_sends_with_and_without_auth() {
     let port = h.smtp.port().to_string();
     run(
         Command::new("swaks").args([
-            "--server", "127.0.0.1", "--port", &port, "--from", "alice@p", "--to", "bob@p",
-            "--header", "Subject: t", "--body", "hello from swaks", "--hide-all",
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--from",
+            "alice@p",
+            "--to",
+            "bob@p",
+            "--header",
+            "Subject: t",
+            "--body",
+            "hello from swaks",
+            "--hide-all",
         ]),
         None,
     );
     assert!(contains(&bob_receives(&h), b"hello from swaks"));
     run(
         Command::new("swaks").args([
-            "--server", "127.0.0.1", "--port", &port, "--from", "carol@p", "--to", "bob@p",
-            "--auth", "PLAIN", "--auth-user", "carol@p", "--auth-password", "secret",
-            "--header", "Subject: t", "--body", "authenticated swaks", "--hide-all",
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--from",
+            "carol@p",
+            "--to",
+            "bob@p",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "carol@p",
+            "--auth-password",
+            "secret",
+            "--header",
+            "Subject: t",
+            "--body",
+            "authenticated swaks",
+            "--hide-all",
         ]),
         None,
     );
     assert_eq!(h.loop_queues(), 1);
     // Without AUTH, carol (who has a password) is refused.
     let out = Command::new("swaks")
-        .args(["--server", "127.0.0.1", "--port", &port, "--from", "carol@p", "--to", "bob@p", "--hide-all"])
+        .args([
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--from",
+            "carol@p",
+            "--to",
+            "bob@p",
+            "--hide-all",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     // Partial transaction.
     run(
-        Command::new("swaks").args(["-s", "127.0.0.1", "-p", &port, "-f", "alice@p", "-t", "bob@p", "--quit-after", "RCPT", "--hide-all"]),
+        Command::new("swaks").args([
+            "-s",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-f",
+            "alice@p",
+            "-t",
+            "bob@p",
+            "--quit-after",
+            "RCPT",
+            "--hide-all",
+        ]),
         None,
     );
     assert_eq!(h.store("alice@p").queue_len().unwrap(), 0);
@@ -120,14 +175,27 @@ fn msmtp_sends_and_reads_capabilities() {
         assert!(info.contains(cap), "msmtp sees no {cap}: {info}");
     }
     run(
-        Command::new("msmtp").args(["--host=127.0.0.1", &port, "--tls=off", "--auth=off", "--from=alice@p", "bob@p"]),
+        Command::new("msmtp").args([
+            "--host=127.0.0.1",
+            &port,
+            "--tls=off",
+            "--auth=off",
+            "--from=alice@p",
+            "bob@p",
+        ]),
         Some(b"Subject: t\n\nmsmtp body\n"),
     );
     assert!(contains(&bob_receives(&h), b"msmtp body\r\n"));
     run(
         Command::new("msmtp").args([
-            "--host=127.0.0.1", &port, "--tls=off", "--auth=plain", "--user=carol@p",
-            "--passwordeval=echo secret", "--from=carol@p", "bob@p",
+            "--host=127.0.0.1",
+            &port,
+            "--tls=off",
+            "--auth=plain",
+            "--user=carol@p",
+            "--passwordeval=echo secret",
+            "--from=carol@p",
+            "bob@p",
         ]),
         Some(b"Subject: t\n\nmsmtp auth body\n"),
     );
@@ -139,19 +207,45 @@ fn curl_sends_with_sasl_ir_and_continuation() {
     let h = harness();
     let t = tempfile::tempdir().unwrap();
     let f = t.path().join("msg.eml");
-    std::fs::write(&f, b"Subject: curl\r\n\r\n.starts with a dot\r\ncurl body\r\n").unwrap();
+    std::fs::write(
+        &f,
+        b"Subject: curl\r\n\r\n.starts with a dot\r\ncurl body\r\n",
+    )
+    .unwrap();
     let url = format!("smtp://127.0.0.1:{}", h.smtp.port());
     let file = f.to_str().unwrap();
     run(
-        Command::new("curl").args(["-sS", "--url", &url, "--mail-from", "alice@p", "--mail-rcpt", "bob@p", "--upload-file", file]),
+        Command::new("curl").args([
+            "-sS",
+            "--url",
+            &url,
+            "--mail-from",
+            "alice@p",
+            "--mail-rcpt",
+            "bob@p",
+            "--upload-file",
+            file,
+        ]),
         None,
     );
     let m = bob_receives(&h);
     assert!(m.ends_with(b"Subject: curl\r\n\r\n.starts with a dot\r\ncurl body\r\n"));
-    for extra in [&[][..], &["--sasl-ir"][..], &["--login-options", "AUTH=PLAIN"][..]] {
+    for extra in [
+        &[][..],
+        &["--sasl-ir"][..],
+        &["--login-options", "AUTH=PLAIN"][..],
+    ] {
         run(
             Command::new("curl")
-                .args(["-sS", "--url", &url, "--mail-from", "carol@p", "--mail-rcpt", "bob@p"])
+                .args([
+                    "-sS",
+                    "--url",
+                    &url,
+                    "--mail-from",
+                    "carol@p",
+                    "--mail-rcpt",
+                    "bob@p",
+                ])
                 .args(["--user", "carol@p:secret", "--upload-file", file])
                 .args(extra),
             None,
@@ -196,7 +290,15 @@ fn s_nail_sends_with_and_without_auth() {
     run(
         Command::new("s-nail")
             .env("HOME", home.path())
-            .args(["-:/", "-S", "v15-compat", "-S", &format!("mta=smtp://127.0.0.1:{p}"), "-S", "smtp-auth=none"])
+            .args([
+                "-:/",
+                "-S",
+                "v15-compat",
+                "-S",
+                &format!("mta=smtp://127.0.0.1:{p}"),
+                "-S",
+                "smtp-auth=none",
+            ])
             .args(["-r", "alice@p", "-s", "t", "bob@p"]),
         Some(b"s-nail body\n"),
     );
@@ -204,7 +306,15 @@ fn s_nail_sends_with_and_without_auth() {
     run(
         Command::new("s-nail")
             .env("HOME", home.path())
-            .args(["-:/", "-S", "v15-compat", "-S", &format!("mta=smtp://carol%40p:secret@127.0.0.1:{p}"), "-S", "smtp-auth=plain"])
+            .args([
+                "-:/",
+                "-S",
+                "v15-compat",
+                "-S",
+                &format!("mta=smtp://carol%40p:secret@127.0.0.1:{p}"),
+                "-S",
+                "smtp-auth=plain",
+            ])
             .args(["-r", "carol@p", "-s", "t", "bob@p"]),
         Some(b"s-nail auth body\n"),
     );
@@ -217,14 +327,43 @@ fn sendemail_sends_with_auth_login() {
     let h = harness();
     let server = format!("127.0.0.1:{}", h.smtp.port());
     run(
-        Command::new("sendemail").args(["-q", "-f", "alice@p", "-t", "bob@p", "-u", "t", "-m", "sendemail body", "-s", &server, "-o", "tls=no"]),
+        Command::new("sendemail").args([
+            "-q",
+            "-f",
+            "alice@p",
+            "-t",
+            "bob@p",
+            "-u",
+            "t",
+            "-m",
+            "sendemail body",
+            "-s",
+            &server,
+            "-o",
+            "tls=no",
+        ]),
         None,
     );
     assert!(contains(&bob_receives(&h), b"sendemail body"));
     run(
         Command::new("sendemail").args([
-            "-q", "-f", "carol@p", "-t", "bob@p", "-u", "t", "-m", "login body", "-s", &server,
-            "-xu", "carol@p", "-xp", "secret", "-o", "tls=no",
+            "-q",
+            "-f",
+            "carol@p",
+            "-t",
+            "bob@p",
+            "-u",
+            "t",
+            "-m",
+            "login body",
+            "-s",
+            &server,
+            "-xu",
+            "carol@p",
+            "-xp",
+            "secret",
+            "-o",
+            "tls=no",
         ]),
         None,
     );
@@ -250,25 +389,68 @@ fn with_two_messages() -> (Harness, Vec<Vec<u8>>) {
 fn curl_retrieves_lists_and_runs_commands() {
     let (h, msgs) = with_two_messages();
     let base = format!("pop3://127.0.0.1:{}", h.pop3.port());
-    let list = run(Command::new("curl").args(["-sS", &format!("{base}/"), "--user", "Bob@P:any"]), None);
+    let list = run(
+        Command::new("curl").args(["-sS", &format!("{base}/"), "--user", "Bob@P:any"]),
+        None,
+    );
     assert_eq!(
         String::from_utf8_lossy(&list.stdout),
         format!("1 {}\r\n2 {}\r\n", msgs[0].len(), msgs[1].len())
     );
     for (i, m) in msgs.iter().enumerate() {
-        let out = run(Command::new("curl").args(["-sS", &format!("{base}/{}", i + 1), "--user", "bob@p:any"]), None);
+        let out = run(
+            Command::new("curl").args(["-sS", &format!("{base}/{}", i + 1), "--user", "bob@p:any"]),
+            None,
+        );
         assert_eq!(&out.stdout, m);
     }
-    let top = run(Command::new("curl").args(["-sS", &format!("{base}/"), "--user", "bob@p:x", "-X", "TOP 1 0"]), None);
+    let top = run(
+        Command::new("curl").args([
+            "-sS",
+            &format!("{base}/"),
+            "--user",
+            "bob@p:x",
+            "-X",
+            "TOP 1 0",
+        ]),
+        None,
+    );
     assert_eq!(top.stdout, b"Subject: first\r\nMessage-ID: <1@x>\r\n\r\n");
-    let uidl = run(Command::new("curl").args(["-sS", &format!("{base}/"), "--user", "bob@p:x", "-X", "UIDL"]), None);
+    let uidl = run(
+        Command::new("curl").args([
+            "-sS",
+            &format!("{base}/"),
+            "--user",
+            "bob@p:x",
+            "-X",
+            "UIDL",
+        ]),
+        None,
+    );
     assert_eq!(String::from_utf8_lossy(&uidl.stdout).lines().count(), 2);
-    run(Command::new("curl").args(["-sS", &format!("{base}/"), "--user", "bob@p:x", "-X", "DELE 1", "-I"]), None);
+    run(
+        Command::new("curl").args([
+            "-sS",
+            &format!("{base}/"),
+            "--user",
+            "bob@p:x",
+            "-X",
+            "DELE 1",
+            "-I",
+        ]),
+        None,
+    );
     assert_eq!(h.store("bob@p").inbox_len().unwrap(), 1);
     // Password checked when configured.
-    let bad = Command::new("curl").args(["-sS", &format!("{base}/"), "--user", "carol@p:wrong"]).output().unwrap();
+    let bad = Command::new("curl")
+        .args(["-sS", &format!("{base}/"), "--user", "carol@p:wrong"])
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
-    run(Command::new("curl").args(["-sS", &format!("{base}/"), "--user", "carol@p:secret"]), None);
+    run(
+        Command::new("curl").args(["-sS", &format!("{base}/"), "--user", "carol@p:secret"]),
+        None,
+    );
 }
 
 #[test]
@@ -303,16 +485,31 @@ fn mpop_fetches_and_reads_capabilities() {
     let (h, _) = with_two_messages();
     let t = tempfile::tempdir().unwrap();
     let port = format!("--port={}", h.pop3.port());
-    let info = run(Command::new("mpop").args(["--serverinfo", "--host=127.0.0.1", &port, "--tls=off"]), None);
+    let info = run(
+        Command::new("mpop").args(["--serverinfo", "--host=127.0.0.1", &port, "--tls=off"]),
+        None,
+    );
     let info = String::from_utf8_lossy(&info.stdout);
-    assert!(info.contains("TOP") && info.contains("UIDL") && info.contains("PLAIN"), "{info}");
-    assert!(info.contains("USER PLAIN") && !info.contains("APOP"), "no APOP offered: {info}");
+    assert!(
+        info.contains("TOP") && info.contains("UIDL") && info.contains("PLAIN"),
+        "{info}"
+    );
+    assert!(
+        info.contains("USER PLAIN") && !info.contains("APOP"),
+        "no APOP offered: {info}"
+    );
     let mbox = t.path().join("out.mbox");
     for auth in ["--auth=user", "--auth=plain"] {
         run(
             Command::new("mpop").args([
-                "--host=127.0.0.1", &port, "--tls=off", auth, "--user=bob@p", "--passwordeval=echo x",
-                "--keep=on", "--only-new=off",
+                "--host=127.0.0.1",
+                &port,
+                "--tls=off",
+                auth,
+                "--user=bob@p",
+                "--passwordeval=echo x",
+                "--keep=on",
+                "--only-new=off",
                 &format!("--delivery=mbox,{}", mbox.display()),
                 &format!("--uidls-file={}", t.path().join("uidls").display()),
             ]),
@@ -322,7 +519,11 @@ fn mpop_fetches_and_reads_capabilities() {
     let got = std::fs::read(&mbox).unwrap();
     assert_eq!(got.windows(10).filter(|w| w == b"first body").count(), 2);
     assert!(contains(&got, "second body é".as_bytes()));
-    assert_eq!(h.store("bob@p").inbox_len().unwrap(), 2, "--keep=on deletes nothing");
+    assert_eq!(
+        h.store("bob@p").inbox_len().unwrap(),
+        2,
+        "--keep=on deletes nothing"
+    );
 }
 
 #[test]
@@ -344,9 +545,15 @@ fn fetchmail_fetches_despite_last() {
     let rcs = rc.to_str().unwrap().to_owned();
     let ids = t.path().join("fm.ids");
     run(
-        Command::new("fetchmail")
-            .env("HOME", t.path())
-            .args(["-f", &rcs, "-N", "--nosyslog", "-v", "--idfile", ids.to_str().unwrap()]),
+        Command::new("fetchmail").env("HOME", t.path()).args([
+            "-f",
+            &rcs,
+            "-N",
+            "--nosyslog",
+            "-v",
+            "--idfile",
+            ids.to_str().unwrap(),
+        ]),
         None,
     );
     let got = lf(&std::fs::read(&mbox).unwrap());
@@ -367,8 +574,15 @@ fn getmail6_fetches_into_a_maildir() {
     }
     let user_line = if root { "user=nobody\n" } else { "" };
     if root {
-        std::fs::set_permissions(t.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        run(Command::new("chown").args(["-R", "nobody", md.to_str().unwrap()]), None);
+        std::fs::set_permissions(
+            t.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        run(
+            Command::new("chown").args(["-R", "nobody", md.to_str().unwrap()]),
+            None,
+        );
     }
     std::fs::write(
         gm.join("getmailrc"),
@@ -381,14 +595,21 @@ fn getmail6_fetches_into_a_maildir() {
     )
     .unwrap();
     run(
-        Command::new("getmail").args([&format!("--getmaildir={}", gm.display()), "--rcfile=getmailrc"]),
+        Command::new("getmail").args([
+            &format!("--getmaildir={}", gm.display()),
+            "--rcfile=getmailrc",
+        ]),
         None,
     );
     let mut all = Vec::new();
     for e in std::fs::read_dir(md.join("new")).unwrap() {
         all.extend(lf(&std::fs::read(e.unwrap().path()).unwrap()));
     }
-    assert!(contains(&all, b"first body\n.dotted\n"), "{}", String::from_utf8_lossy(&all));
+    assert!(
+        contains(&all, b"first body\n.dotted\n"),
+        "{}",
+        String::from_utf8_lossy(&all)
+    );
     assert!(contains(&all, "second body é".as_bytes()));
 }
 
@@ -402,14 +623,21 @@ fn s_nail_reads_and_exit_drops_the_connection_without_deleting() {
             .env("HOME", t.path())
             .args(["-:/", "-#", "-S", "v15-compat", "-S", "pop3-no-apop"])
             .args(["-Y", &format!("copy * {}", mbox.display()), "-Y", "exit"])
-            .args(["-f", &format!("pop3://bob%40p:x@127.0.0.1:{}", h.pop3.port())]),
+            .args([
+                "-f",
+                &format!("pop3://bob%40p:x@127.0.0.1:{}", h.pop3.port()),
+            ]),
         None,
     );
     let got = lf(&std::fs::read(&mbox).unwrap());
     assert!(contains(&got, b"first body"));
     assert!(contains(&got, "second body é".as_bytes()));
     std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_eq!(h.store("bob@p").inbox_len().unwrap(), 2, "exit deletes nothing");
+    assert_eq!(
+        h.store("bob@p").inbox_len().unwrap(),
+        2,
+        "exit deletes nothing"
+    );
     // The maildrop lock was released by the dropped connection.
     let mut c = clients_support::Client::connect(h.pop3);
     c.line();
@@ -454,22 +682,41 @@ fn submit_and_retrieve_identically(msg: &[u8], with_python: bool) {
     std::fs::write(&f, msg).unwrap();
     run(
         Command::new("curl").args([
-            "-sS", "--url", &format!("smtp://127.0.0.1:{}", h.smtp.port()),
-            "--mail-from", "alice@p", "--mail-rcpt", "bob@p", "--upload-file", f.to_str().unwrap(),
+            "-sS",
+            "--url",
+            &format!("smtp://127.0.0.1:{}", h.smtp.port()),
+            "--mail-from",
+            "alice@p",
+            "--mail-rcpt",
+            "bob@p",
+            "--upload-file",
+            f.to_str().unwrap(),
         ]),
         None,
     );
     assert_eq!(h.loop_queues(), 1);
     let out = run(
-        Command::new("curl").args(["-sS", &format!("pop3://127.0.0.1:{}/1", h.pop3.port()), "--user", "bob@p:x"]),
+        Command::new("curl").args([
+            "-sS",
+            &format!("pop3://127.0.0.1:{}/1", h.pop3.port()),
+            "--user",
+            "bob@p:x",
+        ]),
         None,
     );
     let got = out.stdout;
     assert!(got.len() > msg.len());
-    assert!(got.ends_with(msg), "retrieved bytes end with the submitted bytes");
+    assert!(
+        got.ends_with(msg),
+        "retrieved bytes end with the submitted bytes"
+    );
     let prefix = String::from_utf8(got[..got.len() - msg.len()].to_vec()).unwrap();
     assert!(prefix.starts_with("Received: from localhost"), "{prefix}");
-    assert_eq!(prefix.matches("\r\n").count(), 4, "Received (3 lines) + Message-ID: {prefix}");
+    assert_eq!(
+        prefix.matches("\r\n").count(),
+        4,
+        "Received (3 lines) + Message-ID: {prefix}"
+    );
     if with_python {
         let script = format!(
             "import poplib,sys\np=poplib.POP3('127.0.0.1',{},timeout=60)\np.user('bob@p');p.pass_('x')\n\
@@ -483,7 +730,10 @@ fn submit_and_retrieve_identically(msg: &[u8], with_python: bool) {
 
 #[test]
 fn identical_bytes_plain_text() {
-    submit_and_retrieve_identically(b"From: alice@p\r\nSubject: plain\r\n\r\nHello.\r\n.\r\n..\r\nBye\r\n", true);
+    submit_and_retrieve_identically(
+        b"From: alice@p\r\nSubject: plain\r\n\r\nHello.\r\n.\r\n..\r\nBye\r\n",
+        true,
+    );
 }
 
 #[test]

@@ -33,7 +33,8 @@ fn drive(stream: &[u8], chunk: usize) -> Vec<Result<Command, ()>> {
 
 #[test]
 fn command_streams_parse_identically_at_every_chunk_size() {
-    let stream = b"CAPA\r\nuser Alice@P\r\nPASS a b c\r\nAUTH PLAIN AGEAYg==\r\nSTAT\r\nLIST\r\nLIST 2\r\n\
+    let stream =
+        b"CAPA\r\nuser Alice@P\r\nPASS a b c\r\nAUTH PLAIN AGEAYg==\r\nSTAT\r\nLIST\r\nLIST 2\r\n\
 UIDL\r\nTOP 1 0\r\nRETR 1\r\nDELE 1\r\nLAST\r\nRETR x\r\nRSET\nNOOP\r\nQUIT\r\n";
     let want = drive(stream, stream.len());
     assert_eq!(want.len(), 16);
@@ -54,7 +55,10 @@ fn harness() -> Harness {
 fn login(h: &Harness, user: &str, pass: &str) -> Client {
     let mut c = Client::connect(h.pop3);
     let g = c.line();
-    assert!(g.starts_with("+OK") && !g.contains('<'), "no APOP timestamp: {g}");
+    assert!(
+        g.starts_with("+OK") && !g.contains('<'),
+        "no APOP timestamp: {g}"
+    );
     c.send(format!("USER {user}\r\nPASS {pass}\r\n").as_bytes());
     assert!(c.line().starts_with("+OK"));
     let r = c.line();
@@ -77,7 +81,15 @@ fn capa_and_full_transaction() {
     c.send(b"CAPA\r\n");
     assert!(c.line().starts_with("+OK"));
     let capa = String::from_utf8(c.multiline()).unwrap();
-    for cap in ["USER", "UIDL", "TOP", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "SASL PLAIN"] {
+    for cap in [
+        "USER",
+        "UIDL",
+        "TOP",
+        "RESP-CODES",
+        "AUTH-RESP-CODE",
+        "PIPELINING",
+        "SASL PLAIN",
+    ] {
         assert!(capa.lines().any(|l| l == cap), "{cap} missing in {capa}");
     }
     c.send(b"STAT\r\n");
@@ -128,8 +140,14 @@ fn capa_and_full_transaction() {
     c.send(b"UIDL\r\n");
     c.line();
     let after = String::from_utf8(c.multiline()).unwrap();
-    let before: Vec<&str> = uidls.lines().map(|l| l.split(' ').nth(1).unwrap()).collect();
-    let now: Vec<&str> = after.lines().map(|l| l.split(' ').nth(1).unwrap()).collect();
+    let before: Vec<&str> = uidls
+        .lines()
+        .map(|l| l.split(' ').nth(1).unwrap())
+        .collect();
+    let now: Vec<&str> = after
+        .lines()
+        .map(|l| l.split(' ').nth(1).unwrap())
+        .collect();
     assert_eq!(now, vec![before[0], before[1]]);
     assert_eq!(s.inbox_len().unwrap(), 2);
 }
@@ -155,7 +173,10 @@ fn dropped_connection_deletes_nothing_and_in_use_is_reported() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let mut c = login(&h, "alice@p", "x");
     c.send(b"STAT\r\nQUIT\r\n");
-    assert!(c.line().starts_with("+OK 2 "), "nothing deleted, new mail visible");
+    assert!(
+        c.line().starts_with("+OK 2 "),
+        "nothing deleted, new mail visible"
+    );
     c.line();
 }
 
@@ -198,7 +219,12 @@ fn damaged_message_is_an_error_not_garbage() {
         let tx = db.begin_write().unwrap();
         {
             let mut c = tx.open_table(CHUNK).unwrap();
-            let mut v = c.get((e.message.blob, 0)).unwrap().unwrap().value().to_vec();
+            let mut v = c
+                .get((e.message.blob, 0))
+                .unwrap()
+                .unwrap()
+                .value()
+                .to_vec();
             v[30] ^= 1;
             c.insert((e.message.blob, 0), v.as_slice()).unwrap();
         }
@@ -226,7 +252,10 @@ fn damaged_message_is_an_error_not_garbage() {
     drop(h);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt
-        .block_on(mailproxyd::smtp::bind("127.0.0.1:0".parse().unwrap(), false))
+        .block_on(mailproxyd::smtp::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            false,
+        ))
         .unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(mailproxyd::pop3::serve(

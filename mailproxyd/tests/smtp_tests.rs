@@ -76,7 +76,9 @@ fn command_streams_parse_identically_at_every_chunk_size() {
     }
     let want = drive(&streams[0], streams[0].len());
     assert!(want.contains(&Event::Message(
-        "Subject: t\r\n\r\n.leading dot\r\n\r\r\nbare\nlf\r\n\x00\u{e9}\r\n".as_bytes().to_vec()
+        "Subject: t\r\n\r\n.leading dot\r\n\r\r\nbare\nlf\r\n\x00\u{e9}\r\n"
+            .as_bytes()
+            .to_vec()
     )));
     assert!(want.contains(&Event::Bad));
 }
@@ -106,8 +108,17 @@ fn ehlo_pipelining_data_and_headers() {
     assert!(c.line().starts_with("220 "));
     c.send(b"ehlo [127.0.0.1]\r\n");
     let caps = c.reply();
-    for cap in ["SIZE 10000", "8BITMIME", "PIPELINING", "ENHANCEDSTATUSCODES", "AUTH PLAIN LOGIN"] {
-        assert!(caps.iter().any(|l| l[4..] == *cap), "{cap} missing from {caps:?}");
+    for cap in [
+        "SIZE 10000",
+        "8BITMIME",
+        "PIPELINING",
+        "ENHANCEDSTATUSCODES",
+        "AUTH PLAIN LOGIN",
+    ] {
+        assert!(
+            caps.iter().any(|l| l[4..] == *cap),
+            "{cap} missing from {caps:?}"
+        );
     }
     // Everything up to DATA in one write.
     c.send(b"MAIL FROM:<Alice@P> BODY=8BITMIME\r\nRCPT TO:<bob@p>\r\nRCPT TO:<nokey@q>\r\nRCPT TO:<known@q>\r\nDATA\r\n");
@@ -187,7 +198,10 @@ fn auth_forms_and_password_requirement() {
     c.send(format!("{}\r\n", b64(b"Carol@P\0Carol@P\0pw")).as_bytes());
     assert!(c.reply()[0].starts_with("235 2.7.0"));
     c.send(b"MAIL FROM:<alice@p>\r\n");
-    assert!(c.reply()[0].starts_with("553 5.7.1"), "cannot send as another account");
+    assert!(
+        c.reply()[0].starts_with("553 5.7.1"),
+        "cannot send as another account"
+    );
     c.send(b"MAIL FROM:<carol@p>\r\n");
     assert_eq!(c.code(), 250);
 
@@ -203,7 +217,13 @@ fn auth_forms_and_password_requirement() {
     assert_eq!(c.code(), 235);
     let mut c = Client::connect(h.smtp);
     c.line();
-    c.send(format!("EHLO x\r\nAUTH PLAIN {}\r\nMAIL FROM:<carol@p>\r\n", b64(b"\0carol@p\0pw")).as_bytes());
+    c.send(
+        format!(
+            "EHLO x\r\nAUTH PLAIN {}\r\nMAIL FROM:<carol@p>\r\n",
+            b64(b"\0carol@p\0pw")
+        )
+        .as_bytes(),
+    );
     c.reply();
     assert_eq!(c.code(), 235);
     assert_eq!(c.code(), 250);

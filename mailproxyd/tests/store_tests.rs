@@ -22,7 +22,11 @@ fn rcpt(r: &str) -> NewQueueEntry {
 fn cheap_passphrase(p: &str) -> KeySource {
     KeySource::Passphrase {
         passphrase: Zeroizing::new(p.as_bytes().to_vec()),
-        params: KdfParams { m_kib: 1024, t: 1, p: 1 },
+        params: KdfParams {
+            m_kib: 1024,
+            t: 1,
+            p: 1,
+        },
     }
 }
 
@@ -78,9 +82,15 @@ fn inbox_and_kv_tables() {
     s.kv_put(KvTable::Dedup, b"k1", b"v1").unwrap();
     s.kv_put(KvTable::Surb, b"k1", b"other table").unwrap();
     assert_eq!(s.kv_get(KvTable::Dedup, b"k1").unwrap().unwrap(), b"v1");
-    assert_eq!(s.kv_get(KvTable::Surb, b"k1").unwrap().unwrap(), b"other table");
+    assert_eq!(
+        s.kv_get(KvTable::Surb, b"k1").unwrap().unwrap(),
+        b"other table"
+    );
     assert_eq!(s.kv_get(KvTable::Partial, b"k1").unwrap(), None);
-    assert_eq!(s.kv_list(KvTable::Dedup).unwrap(), vec![(b"k1".to_vec(), b"v1".to_vec())]);
+    assert_eq!(
+        s.kv_list(KvTable::Dedup).unwrap(),
+        vec![(b"k1".to_vec(), b"v1".to_vec())]
+    );
     assert!(s.kv_remove(KvTable::Dedup, b"k1").unwrap());
     assert!(!s.kv_remove(KvTable::Dedup, b"k1").unwrap());
 }
@@ -92,7 +102,10 @@ fn key_file_is_private_and_wrong_keys_are_refused() {
     s.deliver(b"hello", 1).unwrap();
     drop(s);
     let kf = d.path().join("storage.key");
-    assert_eq!(std::fs::metadata(&kf).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&kf).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // A different key does not open the store.
     let other = mailproxyd::store::StorageKey::generate();
     assert!(matches!(
@@ -101,14 +114,24 @@ fn key_file_is_private_and_wrong_keys_are_refused() {
     ));
     // A world-readable key file is refused.
     std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o644)).unwrap();
-    assert!(matches!(Store::open(d.path(), &KeySource::KeyFile), Err(StoreError::Key(_))));
+    assert!(matches!(
+        Store::open(d.path(), &KeySource::KeyFile),
+        Err(StoreError::Key(_))
+    ));
     std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o600)).unwrap();
     // A missing key file for an existing store is an error, not a new key.
     std::fs::rename(&kf, d.path().join("moved")).unwrap();
-    assert!(matches!(Store::open(d.path(), &KeySource::KeyFile), Err(StoreError::Key(_))));
+    assert!(matches!(
+        Store::open(d.path(), &KeySource::KeyFile),
+        Err(StoreError::Key(_))
+    ));
     std::fs::rename(d.path().join("moved"), &kf).unwrap();
     let s = Store::open(d.path(), &KeySource::KeyFile).unwrap();
-    assert_eq!(s.read_message(s.inbox_list().unwrap()[0].message.blob).unwrap(), b"hello");
+    assert_eq!(
+        s.read_message(s.inbox_list().unwrap()[0].message.blob)
+            .unwrap(),
+        b"hello"
+    );
 }
 
 #[test]
@@ -117,7 +140,10 @@ fn passphrase_mode() {
     let s = Store::open(d.path(), &cheap_passphrase("correct horse")).unwrap();
     s.deliver(b"secret mail", 1).unwrap();
     drop(s);
-    assert!(!d.path().join("storage.key").exists(), "no key on disk in passphrase mode");
+    assert!(
+        !d.path().join("storage.key").exists(),
+        "no key on disk in passphrase mode"
+    );
     assert!(d.path().join("storage.salt").exists());
     assert!(matches!(
         Store::open(d.path(), &cheap_passphrase("wrong horse")),
@@ -130,8 +156,14 @@ fn passphrase_mode() {
     let pf = d2.path().join("pass");
     std::fs::write(&pf, "pw from file\n").unwrap();
     let src = KeySource::passphrase_file(&pf).unwrap();
-    Store::open(d2.path(), &src).unwrap().deliver(b"x", 1).unwrap();
-    assert_eq!(Store::open(d2.path(), &src).unwrap().inbox_len().unwrap(), 1);
+    Store::open(d2.path(), &src)
+        .unwrap()
+        .deliver(b"x", 1)
+        .unwrap();
+    assert_eq!(
+        Store::open(d2.path(), &src).unwrap().inbox_len().unwrap(),
+        1
+    );
 }
 
 /// Opens the raw database and swaps / flips records behind the store's back.
@@ -159,7 +191,10 @@ fn tampered_or_swapped_records_are_errors_not_garbage() {
         tx.commit().unwrap();
     }
     let s = Store::open(d.path(), &KeySource::KeyFile).unwrap();
-    assert!(matches!(s.inbox_list(), Err(StoreError::Sealed(_))), "swapped records detected");
+    assert!(
+        matches!(s.inbox_list(), Err(StoreError::Sealed(_))),
+        "swapped records detected"
+    );
     drop(s);
     {
         let db = redb::Database::open(&db_path).unwrap();
@@ -172,7 +207,12 @@ fn tampered_or_swapped_records_are_errors_not_garbage() {
             t.insert(a.id, vb.as_slice()).unwrap();
             t.insert(b.id, va.as_slice()).unwrap();
             let mut c = tx.open_table(CHUNK).unwrap();
-            let mut v = c.get((a.message.blob, 0)).unwrap().unwrap().value().to_vec();
+            let mut v = c
+                .get((a.message.blob, 0))
+                .unwrap()
+                .unwrap()
+                .value()
+                .to_vec();
             let last = v.len() - 1;
             v[last] ^= 0x40;
             c.insert((a.message.blob, 0), v.as_slice()).unwrap();
@@ -182,7 +222,10 @@ fn tampered_or_swapped_records_are_errors_not_garbage() {
     }
     let s = Store::open(d.path(), &KeySource::KeyFile).unwrap();
     assert_eq!(s.inbox_list().unwrap().len(), 2);
-    assert!(matches!(s.read_message(a.message.blob), Err(StoreError::Sealed(_))));
+    assert!(matches!(
+        s.read_message(a.message.blob),
+        Err(StoreError::Sealed(_))
+    ));
     assert_eq!(s.read_message(b.message.blob).unwrap(), b"message b");
 }
 
@@ -196,7 +239,8 @@ fn concurrent_writers_are_group_committed() {
             std::thread::spawn(move || {
                 for i in 0..50 {
                     let m = format!("thread {t} message {i}");
-                    s.enqueue("a@p", m.as_bytes(), &[rcpt("b@p"), rcpt("c@p")]).unwrap();
+                    s.enqueue("a@p", m.as_bytes(), &[rcpt("b@p"), rcpt("c@p")])
+                        .unwrap();
                 }
             })
         })
@@ -228,7 +272,9 @@ fn crash_child() {
         let e = if i % 2 == 0 {
             s.deliver(body.as_bytes(), i).unwrap().id
         } else {
-            s.enqueue("a@p", body.as_bytes(), &[rcpt("x@p"), rcpt("y@p")]).unwrap()[0].id
+            s.enqueue("a@p", body.as_bytes(), &[rcpt("x@p"), rcpt("y@p")])
+                .unwrap()[0]
+                .id
         };
         if i % 7 == 3 {
             let l = s.inbox_list().unwrap();
@@ -289,12 +335,18 @@ fn kill_dash_9_mid_write_then_reopen() {
             let i: u64 = it.next().unwrap().parse().unwrap();
             let id: u64 = it.next().unwrap().parse().unwrap();
             if i % 2 == 1 {
-                assert!(queue.contains(&id), "acknowledged entry {id} lost in round {round}");
+                assert!(
+                    queue.contains(&id),
+                    "acknowledged entry {id} lost in round {round}"
+                );
             }
         }
         drop(s);
     }
-    assert!(acked_total > 15, "child made progress ({acked_total} writes)");
+    assert!(
+        acked_total > 15,
+        "child made progress ({acked_total} writes)"
+    );
 }
 
 #[test]
@@ -307,13 +359,23 @@ fn markers_never_reach_the_disk_through_the_store_api() {
         &[rcpt("MARKERRCPT@p")],
     )
     .unwrap();
-    s.deliver(b"Subject: MARKERINBOX\r\n\r\nMARKERRECEIVED", 5).unwrap();
-    s.kv_put(KvTable::Partial, b"MARKERKEY", b"MARKERVALUE").unwrap();
-    s.kv_put(KvTable::Surb, b"MARKERSURBKEY", b"MARKERSURB").unwrap();
+    s.deliver(b"Subject: MARKERINBOX\r\n\r\nMARKERRECEIVED", 5)
+        .unwrap();
+    s.kv_put(KvTable::Partial, b"MARKERKEY", b"MARKERVALUE")
+        .unwrap();
+    s.kv_put(KvTable::Surb, b"MARKERSURBKEY", b"MARKERSURB")
+        .unwrap();
     drop(s);
     for m in [
-        "MARKERSENDER", "MARKERSUBJECT", "MARKERBODY", "MARKERRCPT", "MARKERINBOX",
-        "MARKERRECEIVED", "MARKERKEY", "MARKERVALUE", "MARKERSURB",
+        "MARKERSENDER",
+        "MARKERSUBJECT",
+        "MARKERBODY",
+        "MARKERRCPT",
+        "MARKERINBOX",
+        "MARKERRECEIVED",
+        "MARKERKEY",
+        "MARKERVALUE",
+        "MARKERSURB",
     ] {
         clients_support::assert_absent(d.path(), m.as_bytes());
     }

@@ -197,24 +197,54 @@ mod tests {
 
     #[test]
     fn commands() {
-        assert_eq!(p("user Alice@Provider1\r\n"), Command::User("Alice@Provider1".into()));
+        assert_eq!(
+            p("user Alice@Provider1\r\n"),
+            Command::User("Alice@Provider1".into())
+        );
         assert_eq!(p("PASS se cret \r\n"), Command::Pass("se cret ".into()));
         assert_eq!(p("list\r\n"), Command::List(None));
         assert_eq!(p("LIST 3\n"), Command::List(Some(3)));
         assert_eq!(p("TOP 1 0\r\n"), Command::Top(1, 0));
         assert_eq!(p("LAST\r\n"), Command::Unknown("LAST".into()));
-        assert_eq!(p("AUTH\r\n"), Command::Auth { mechanism: None, initial: None });
+        assert_eq!(
+            p("AUTH\r\n"),
+            Command::Auth {
+                mechanism: None,
+                initial: None
+            }
+        );
         assert_eq!(
             p("AUTH plain AGEAYg==\r\n"),
-            Command::Auth { mechanism: Some("PLAIN".into()), initial: Some("AGEAYg==".into()) }
+            Command::Auth {
+                mechanism: Some("PLAIN".into()),
+                initial: Some("AGEAYg==".into())
+            }
         );
-        assert!(matches!(parse(b"RETR x\r\n"), Err(ParseError::Syntax { consumed: 8, .. })));
-        assert!(matches!(parse(b"RETR -1\r\n"), Err(ParseError::Syntax { .. })));
-        assert!(matches!(parse(b"RETR 99999999999\r\n"), Err(ParseError::Syntax { .. })));
-        assert!(matches!(parse(b"STAT 1\r\n"), Err(ParseError::Syntax { .. })));
+        assert!(matches!(
+            parse(b"RETR x\r\n"),
+            Err(ParseError::Syntax { consumed: 8, .. })
+        ));
+        assert!(matches!(
+            parse(b"RETR -1\r\n"),
+            Err(ParseError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse(b"RETR 99999999999\r\n"),
+            Err(ParseError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse(b"STAT 1\r\n"),
+            Err(ParseError::Syntax { .. })
+        ));
         assert_eq!(parse(b"RETR 1"), Err(ParseError::Incomplete));
         let long = format!("USER {}\r\n", "a".repeat(300));
-        assert!(matches!(parse(long.as_bytes()), Err(ParseError::Syntax { .. })));
-        assert_eq!(parse(&vec![b'a'; MAX_AUTH_LINE]), Err(ParseError::LineTooLong));
+        assert!(matches!(
+            parse(long.as_bytes()),
+            Err(ParseError::Syntax { .. })
+        ));
+        assert_eq!(
+            parse(&vec![b'a'; MAX_AUTH_LINE]),
+            Err(ParseError::LineTooLong)
+        );
     }
 }

@@ -87,7 +87,10 @@ impl Session {
         self.flush().await?;
         self.buf.reserve(4096);
         let mut stop = self.stop.clone();
-        let read = tokio::time::timeout(self.settings.idle_timeout, self.sock.read_buf(&mut self.buf));
+        let read = tokio::time::timeout(
+            self.settings.idle_timeout,
+            self.sock.read_buf(&mut self.buf),
+        );
         let res = tokio::select! {
             r = read => Some(r),
             _ = stop.wait_for(|s| *s) => None,
@@ -208,7 +211,11 @@ impl Session {
         Ok(())
     }
 
-    async fn auth(&mut self, mechanism: Option<String>, initial: Option<String>) -> Result<(), Closed> {
+    async fn auth(
+        &mut self,
+        mechanism: Option<String>,
+        initial: Option<String>,
+    ) -> Result<(), Closed> {
         match mechanism.as_deref() {
             None => self.reply("+OK\r\nPLAIN\r\n."),
             Some("PLAIN") => {

@@ -15,7 +15,9 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("authcid", &self.authcid).finish()
+        f.debug_struct("Credentials")
+            .field("authcid", &self.authcid)
+            .finish()
     }
 }
 
@@ -90,8 +92,14 @@ mod tests {
         assert_eq!(&c.password[..], b"secret");
         let c = decode_plain(&STANDARD.encode(b"Alice@p\0alice@p\0pw")).unwrap();
         assert_eq!(c.authcid, "alice@p");
-        assert_eq!(decode_plain(&STANDARD.encode(b"bob\0alice\0pw")).unwrap_err(), SaslError::Authzid);
-        assert_eq!(decode_plain(&STANDARD.encode(b"alice\0pw")).unwrap_err(), SaslError::Malformed);
+        assert_eq!(
+            decode_plain(&STANDARD.encode(b"bob\0alice\0pw")).unwrap_err(),
+            SaslError::Authzid
+        );
+        assert_eq!(
+            decode_plain(&STANDARD.encode(b"alice\0pw")).unwrap_err(),
+            SaslError::Malformed
+        );
         assert_eq!(decode_plain("!!!").unwrap_err(), SaslError::Base64);
         assert_eq!(decode_plain("*").unwrap_err(), SaslError::Cancelled);
         assert_eq!(&decode_response("=").unwrap()[..], b"");

@@ -204,8 +204,14 @@ mod tests {
     #[test]
     fn examples() {
         assert_eq!(naive(b".\r\n"), Some((vec![], 3)));
-        assert_eq!(naive(b"a\r\n..b\r\n.\r\nX"), Some((b"a\r\n.b\r\n".to_vec(), 11)));
+        assert_eq!(
+            naive(b"a\r\n..b\r\n.\r\nX"),
+            Some((b"a\r\n.b\r\n".to_vec(), 11))
+        );
         assert_eq!(naive(b"a\n.\r\n"), None, "bare LF does not start a line");
-        assert_eq!(streamed(b"a\r\n.\rb\r\n.\r\n", &[4]), Some((b"a\r\n\rb\r\n".to_vec(), 11)));
+        assert_eq!(
+            streamed(b"a\r\n.\rb\r\n.\r\n", &[4]),
+            Some((b"a\r\n\rb\r\n".to_vec(), 11))
+        );
     }
 }

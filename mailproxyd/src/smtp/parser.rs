@@ -261,51 +261,102 @@ mod tests {
 
     #[test]
     fn commands() {
-        assert_eq!(p("ehlo [127.0.0.1]\r\n"), Command::Ehlo("[127.0.0.1]".into()));
+        assert_eq!(
+            p("ehlo [127.0.0.1]\r\n"),
+            Command::Ehlo("[127.0.0.1]".into())
+        );
         assert_eq!(p("EHLO\r\n"), Command::Ehlo("".into()));
         assert_eq!(p("HeLo x\n"), Command::Helo("x".into()));
         assert_eq!(
             p("mail FROM:<a@b> size=160 BODY=8BITMIME\r\n"),
             Command::Mail {
                 from: "a@b".into(),
-                params: vec![("SIZE".into(), Some("160".into())), ("BODY".into(), Some("8BITMIME".into()))]
+                params: vec![
+                    ("SIZE".into(), Some("160".into())),
+                    ("BODY".into(), Some("8BITMIME".into()))
+                ]
             }
         );
         assert_eq!(
             p("MAIL FROM: <a@b>\r\n"),
-            Command::Mail { from: "a@b".into(), params: vec![] }
+            Command::Mail {
+                from: "a@b".into(),
+                params: vec![]
+            }
         );
-        assert_eq!(p("MAIL FROM:<>\r\n"), Command::Mail { from: "".into(), params: vec![] });
+        assert_eq!(
+            p("MAIL FROM:<>\r\n"),
+            Command::Mail {
+                from: "".into(),
+                params: vec![]
+            }
+        );
         assert_eq!(
             p("RCPT TO:<@x,@y:u@d>\r\n"),
-            Command::Rcpt { to: "u@d".into(), params: vec![] }
+            Command::Rcpt {
+                to: "u@d".into(),
+                params: vec![]
+            }
         );
-        assert_eq!(p("RCPT TO:u@d\r\n"), Command::Rcpt { to: "u@d".into(), params: vec![] });
+        assert_eq!(
+            p("RCPT TO:u@d\r\n"),
+            Command::Rcpt {
+                to: "u@d".into(),
+                params: vec![]
+            }
+        );
         assert_eq!(
             p("AUTH PLAIN AGEAYg==\r\n"),
-            Command::Auth { mechanism: "PLAIN".into(), initial: Some("AGEAYg==".into()) }
+            Command::Auth {
+                mechanism: "PLAIN".into(),
+                initial: Some("AGEAYg==".into())
+            }
         );
-        assert_eq!(p("auth login\r\n"), Command::Auth { mechanism: "LOGIN".into(), initial: None });
+        assert_eq!(
+            p("auth login\r\n"),
+            Command::Auth {
+                mechanism: "LOGIN".into(),
+                initial: None
+            }
+        );
         assert_eq!(p("data\r\n"), Command::Data);
         assert_eq!(p("LAST\r\n"), Command::Unknown("LAST".into()));
         assert_eq!(p("VRFY bob\r\n"), Command::Vrfy);
-        assert!(matches!(parse(b"RCPT TO:<>\r\n"), Err(ParseError::Syntax { consumed: 12, .. })));
-        assert!(matches!(parse(b"MAIL TO:<a@b>\r\n"), Err(ParseError::Syntax { .. })));
-        assert!(matches!(parse(b"DATA x\r\n"), Err(ParseError::Syntax { .. })));
-        assert!(matches!(parse(b"\r\n"), Err(ParseError::Syntax { consumed: 2, .. })));
+        assert!(matches!(
+            parse(b"RCPT TO:<>\r\n"),
+            Err(ParseError::Syntax { consumed: 12, .. })
+        ));
+        assert!(matches!(
+            parse(b"MAIL TO:<a@b>\r\n"),
+            Err(ParseError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse(b"DATA x\r\n"),
+            Err(ParseError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse(b"\r\n"),
+            Err(ParseError::Syntax { consumed: 2, .. })
+        ));
         assert_eq!(parse(b"MAIL FROM:<a"), Err(ParseError::Incomplete));
     }
 
     #[test]
     fn limits() {
         let long = format!("NOOP {}\r\n", "x".repeat(600));
-        assert!(matches!(parse(long.as_bytes()), Err(ParseError::Syntax { .. })));
+        assert!(matches!(
+            parse(long.as_bytes()),
+            Err(ParseError::Syntax { .. })
+        ));
         let auth = format!("AUTH PLAIN {}\r\n", "A".repeat(2000));
         assert!(parse(auth.as_bytes()).is_ok());
         let huge = vec![b'x'; MAX_AUTH_LINE + 5];
         assert_eq!(parse(&huge), Err(ParseError::LineTooLong));
         assert_eq!(skip_line(b"xxx\nNOOP"), (4, true));
-        assert_eq!(normalize_address("Alice@Provider1"), Some("alice@provider1".into()));
+        assert_eq!(
+            normalize_address("Alice@Provider1"),
+            Some("alice@provider1".into())
+        );
         assert_eq!(normalize_address("nodomain"), None);
         assert_eq!(normalize_address(&format!("{}@x", "a".repeat(65))), None);
     }

@@ -187,9 +187,8 @@ impl Session {
                 self.flush().await?;
                 return Err(Closed::Done);
             }
-            Command::Vrfy => {
-                self.reply("252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery")
-            }
+            Command::Vrfy => self
+                .reply("252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery"),
             Command::Expn => self.reply("502 5.5.1 EXPN not supported"),
             Command::Help => self.reply("214 2.0.0 See RFC 5321"),
             Command::StartTls => {
@@ -328,7 +327,9 @@ impl Session {
             return;
         }
         if from.is_empty() {
-            self.reply("550 5.7.1 The null sender is not accepted; use one of this proxy's accounts");
+            self.reply(
+                "550 5.7.1 The null sender is not accepted; use one of this proxy's accounts",
+            );
             return;
         }
         let Some(id) = parser::normalize_address(from) else {
@@ -361,7 +362,8 @@ impl Session {
                         return;
                     }
                 },
-                ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") || v.eq_ignore_ascii_case("8BITMIME") => {}
+                ("BODY", Some(v))
+                    if v.eq_ignore_ascii_case("7BIT") || v.eq_ignore_ascii_case("8BITMIME") => {}
                 ("BODY", _) => {
                     self.reply("501 5.5.4 Unsupported BODY type");
                     return;
@@ -467,12 +469,8 @@ impl Session {
             return Ok(());
         };
         let now = unix_now();
-        let mut full = crate::message::prepended_headers(
-            &msg,
-            now,
-            self.esmtp,
-            self.authenticated.is_some(),
-        );
+        let mut full =
+            crate::message::prepended_headers(&msg, now, self.esmtp, self.authenticated.is_some());
         full.extend_from_slice(&msg);
         drop(msg);
         let entries: Vec<NewQueueEntry> = txn

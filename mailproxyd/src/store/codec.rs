@@ -95,7 +95,9 @@ impl<'a> Reader<'a> {
     /// Reads a length-prefixed UTF-8 string.
     pub fn string(&mut self) -> Result<String, CodecError> {
         let b = self.bytes()?;
-        std::str::from_utf8(b).map(str::to_owned).map_err(|_| CodecError)
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| CodecError)
     }
     /// Fails unless every byte was consumed.
     pub fn end(self) -> Result<(), CodecError> {

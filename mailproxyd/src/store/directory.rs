@@ -34,7 +34,9 @@ pub trait Directory: Send + Sync + 'static {
 pub fn verify_password_hash(phc: &str, password: &[u8]) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
     match PasswordHash::new(phc) {
-        Ok(h) => argon2::Argon2::default().verify_password(password, &h).is_ok(),
+        Ok(h) => argon2::Argon2::default()
+            .verify_password(password, &h)
+            .is_ok(),
         Err(_) => false,
     }
 }

@@ -1,7 +1,7 @@
 //! The inbox: the POP3 maildrop of received messages and local reports.
 
-use redb::{ReadableDatabase, ReadableTable};
 use rand::RngCore;
+use redb::{ReadableDatabase, ReadableTable};
 
 use super::blob::{self, MessageRef, PreparedBlob};
 use super::codec::{Reader, Writer};
@@ -83,7 +83,10 @@ impl Store {
         for item in t.iter()? {
             let (k, v) = item?;
             let id = k.value();
-            let plain = self.inner.sealer.open(TABLE, &id.to_be_bytes(), v.value())?;
+            let plain = self
+                .inner
+                .sealer
+                .open(TABLE, &id.to_be_bytes(), v.value())?;
             out.push(decode(id, &plain)?);
         }
         Ok(out)

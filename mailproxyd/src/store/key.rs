@@ -69,7 +69,10 @@ impl KeySource {
         let mut p = Zeroizing::new(fs::read(path).map_err(|e| StoreError::io(path, e))?);
         strip_newline(&mut p);
         if p.is_empty() {
-            return Err(StoreError::Key(format!("passphrase file {} is empty", path.display())));
+            return Err(StoreError::Key(format!(
+                "passphrase file {} is empty",
+                path.display()
+            )));
         }
         Ok(KeySource::Passphrase {
             passphrase: p,
@@ -83,7 +86,9 @@ impl KeySource {
         let mut p = Zeroizing::new(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec());
         strip_newline(&mut p);
         if p.is_empty() {
-            return Err(StoreError::Key(format!("environment variable {var} is empty")));
+            return Err(StoreError::Key(format!(
+                "environment variable {var} is empty"
+            )));
         }
         Ok(KeySource::Passphrase {
             passphrase: p,
@@ -102,7 +107,11 @@ fn strip_newline(p: &mut Vec<u8>) {
 }
 
 /// Loads (or, when `may_create`, creates) the storage key for the store in `dir`.
-pub fn obtain_key(dir: &Path, source: &KeySource, may_create: bool) -> Result<StorageKey, StoreError> {
+pub fn obtain_key(
+    dir: &Path,
+    source: &KeySource,
+    may_create: bool,
+) -> Result<StorageKey, StoreError> {
     match source {
         KeySource::Raw(k) => Ok(k.clone()),
         KeySource::KeyFile => key_file(&dir.join(KEY_FILE), may_create),
@@ -160,9 +169,9 @@ fn key_file(path: &Path, may_create: bool) -> Result<StorageKey, StoreError> {
         return Ok(key);
     }
     let bytes = Zeroizing::new(read_private(path, 32)?);
-    let arr: [u8; 32] = bytes[..].try_into().map_err(|_| {
-        StoreError::Key(format!("{} must hold exactly 32 bytes", path.display()))
-    })?;
+    let arr: [u8; 32] = bytes[..]
+        .try_into()
+        .map_err(|_| StoreError::Key(format!("{} must hold exactly 32 bytes", path.display())))?;
     Ok(StorageKey::from_bytes(arr))
 }
 

@@ -23,7 +23,12 @@ pub enum KvTable {
 
 impl KvTable {
     /// Every generic table.
-    pub const ALL: [KvTable; 4] = [KvTable::Partial, KvTable::Dedup, KvTable::Surb, KvTable::Meta];
+    pub const ALL: [KvTable; 4] = [
+        KvTable::Partial,
+        KvTable::Dedup,
+        KvTable::Surb,
+        KvTable::Meta,
+    ];
 
     /// The table's name.
     pub fn name(self) -> &'static str {

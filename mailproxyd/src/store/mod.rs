@@ -43,6 +43,9 @@ pub use seal::{OpenError, StorageKey};
 use seal::Sealer;
 use writer::Writer;
 
+/// redb page cache per store.
+const CACHE_BYTES: usize = 16 << 20;
+
 /// File name of the database inside the account directory.
 pub const DB_FILE: &str = "store.redb";
 
@@ -134,7 +137,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("dir", &self.inner.dir).finish()
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .finish()
     }
 }
 
@@ -148,7 +153,10 @@ impl Store {
         let key = key::obtain_key(dir, source, fresh)?;
         let sealer = Arc::new(Sealer::new(&key));
         drop(key);
-        let db = Database::create(&db_path)?;
+        // A bounded page cache keeps memory flat however large the store grows.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&db_path)?;
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600))
@@ -178,7 +186,11 @@ impl Store {
                     max = max.max(k);
                 }
             }
-            let saved = rx.open_table(IDS)?.get("next")?.map(|v| v.value()).unwrap_or(1);
+            let saved = rx
+                .open_table(IDS)?
+                .get("next")?
+                .map(|v| v.value())
+                .unwrap_or(1);
             (max + 1).max(saved)
         };
         let next_id = Arc::new(AtomicU64::new(next));

@@ -210,7 +210,10 @@ impl Store {
         match t.get(id)? {
             None => Ok(None),
             Some(v) => {
-                let plain = self.inner.sealer.open(TABLE, &id.to_be_bytes(), v.value())?;
+                let plain = self
+                    .inner
+                    .sealer
+                    .open(TABLE, &id.to_be_bytes(), v.value())?;
                 decode(id, &plain).map(Some)
             }
         }

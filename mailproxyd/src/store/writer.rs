@@ -7,8 +7,8 @@
 //! each request is retried in a transaction of its own, so one bad request
 //! never fails the others.
 
-use std::sync::mpsc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
 
 use redb::{Database, WriteTransaction};

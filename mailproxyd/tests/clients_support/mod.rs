@@ -97,8 +97,12 @@ impl Harness {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let sl = smtp::bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
-                let pl = smtp::bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
+                let sl = smtp::bind("127.0.0.1:0".parse().unwrap(), false)
+                    .await
+                    .unwrap();
+                let pl = smtp::bind("127.0.0.1:0".parse().unwrap(), false)
+                    .await
+                    .unwrap();
                 addr_tx
                     .send((sl.local_addr().unwrap(), pl.local_addr().unwrap()))
                     .unwrap();
@@ -177,7 +181,8 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
         Client {
             r: std::io::BufReader::new(s.try_clone().unwrap()),
             w: s,
