@@ -485,11 +485,18 @@ impl Session {
             .collect();
         let size = full.len();
         let sender = txn.account.id.clone();
-        let prepared = tokio::task::spawn_blocking(move || {
+        let prepare = move || {
             let (e, rx) = store.enqueue_async(&sender, &full, &entries);
             (e.len(), rx)
-        })
-        .await;
+        };
+        // Sealing a small message takes microseconds: do it inline; large
+        // ones go to the blocking pool. Either way the reply waits for the
+        // durable group commit below.
+        let prepared = if size <= 64 * 1024 {
+            Ok(prepare())
+        } else {
+            tokio::task::spawn_blocking(prepare).await
+        };
         let result = match prepared {
             Ok((n, rx)) => rx.await.map(|r| r.map(|_| n)),
             Err(_) => {
