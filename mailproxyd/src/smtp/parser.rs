@@ -188,7 +188,10 @@ pub fn parse(buf: &[u8]) -> Result<(Command, usize), ParseError> {
 type PathParams = (String, Vec<(String, Option<String>)>);
 
 fn path_and_params(rest: &str, prefix: &str) -> Result<PathParams, &'static str> {
-    if rest.len() < prefix.len() || !rest[..prefix.len()].eq_ignore_ascii_case(prefix) {
+    // Compare bytes: `rest` may hold multi-byte characters at any offset.
+    if rest.len() < prefix.len()
+        || !rest.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    {
         return Err(if prefix == "FROM:" {
             "5.5.4 Syntax: MAIL FROM:<address>"
         } else {
@@ -339,6 +342,15 @@ mod tests {
             Err(ParseError::Syntax { consumed: 2, .. })
         ));
         assert_eq!(parse(b"MAIL FROM:<a"), Err(ParseError::Incomplete));
+        // Found by fuzzing: a multi-byte character where "TO:" would be.
+        assert!(matches!(
+            parse("RCPT TO\u{4b0}PI\n".as_bytes()),
+            Err(ParseError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse("MAIL F\u{4b0}\r\n".as_bytes()),
+            Err(ParseError::Syntax { .. })
+        ));
     }
 
     #[test]
