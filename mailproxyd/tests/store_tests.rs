@@ -269,7 +269,7 @@ fn crash_child() {
     let mut i = 0u64;
     loop {
         let body = format!("crash body {i} ").repeat(1 + (i % 50) as usize * 100);
-        let e = if i % 2 == 0 {
+        let e = if i & 1 == 0 {
             s.deliver(body.as_bytes(), i).unwrap().id
         } else {
             s.enqueue("a@p", body.as_bytes(), &[rcpt("x@p"), rcpt("y@p")])
@@ -334,7 +334,7 @@ fn kill_dash_9_mid_write_then_reopen() {
             let mut it = a.split(' ');
             let i: u64 = it.next().unwrap().parse().unwrap();
             let id: u64 = it.next().unwrap().parse().unwrap();
-            if i % 2 == 1 {
+            if i & 1 == 1 {
                 assert!(
                     queue.contains(&id),
                     "acknowledged entry {id} lost in round {round}"

@@ -8,6 +8,9 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use super::codec::{Reader, Writer};
 use super::{Store, StoreError};
 
+/// A (key, value) pair.
+pub type KvPair = (Vec<u8>, Vec<u8>);
+
 /// The generic tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KvTable {
@@ -51,7 +54,7 @@ fn encode(key: &[u8], value: &[u8]) -> Vec<u8> {
     w.finish()
 }
 
-fn decode(t: KvTable, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+fn decode(t: KvTable, plain: &[u8]) -> Result<KvPair, StoreError> {
     let mal = |_| StoreError::Malformed(t.name());
     let mut r = Reader::new(plain, 1).map_err(mal)?;
     let k = r.bytes().map_err(mal)?.to_vec();
@@ -109,7 +112,7 @@ impl Store {
     }
 
     /// Every (key, value) pair in the table.
-    pub fn kv_list(&self, t: KvTable) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn kv_list(&self, t: KvTable) -> Result<Vec<KvPair>, StoreError> {
         let s = &self.inner.sealer;
         let rx = self.inner.db.begin_read()?;
         let table = rx.open_table(t.definition())?;

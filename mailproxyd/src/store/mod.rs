@@ -36,7 +36,7 @@ pub use codec::CodecError;
 pub use directory::{verify_password_hash, AccountInfo, Directory};
 pub use inbox::InboxEntry;
 pub use key::{KdfParams, KeySource};
-pub use kv::KvTable;
+pub use kv::{KvPair, KvTable};
 pub use queue::{BlockState, NewQueueEntry, QueueEntry};
 pub use seal::{OpenError, StorageKey};
 
