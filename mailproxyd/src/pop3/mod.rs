@@ -4,6 +4,12 @@
 //! - [`stuff`]: streaming dot-stuffer and the TOP filter;
 //! - [`session`]: one connection;
 //! - this module: settings, maildrop locks and the accept loop.
+//!
+//! Login is the account id `user@provider`, case-insensitive. When the
+//! account has a password hash configured, USER/PASS and AUTH PLAIN check
+//! it; without one, any password is accepted (as in the original
+//! mailproxy), so anyone who can reach the port can read the mail: keep it
+//! on loopback or configure a password.
 
 pub mod parser;
 pub mod session;
