@@ -272,8 +272,7 @@ fn wrong_keys_are_rejected_naming_the_check() {
         let (init, _) = Initiator::start(&identity, &mut rng);
         let err = init
             .read_message2(&t.records[1].1, 0, &expect)
-            .err()
-            .expect("must reject");
+            .expect_err("must reject");
         assert_eq!(
             err.to_string(),
             format!("peer authentication failed: {want}")

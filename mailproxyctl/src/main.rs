@@ -1,1 +1,316 @@
-fn main() {}
+//! mailproxyctl: control a running mailproxyd over its management socket.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
+use mailproxy_proto::{decode_key, encode_key, locate, Client, ClientError};
+use serde_json::json;
+
+/// Exit code: the daemon answered with an error.
+const EXIT_SERVER: u8 = 1;
+/// Exit code: bad command line or input (clap uses 2 too).
+const EXIT_USAGE: u8 = 2;
+/// Exit code: the daemon is not running (no socket, or nothing listening).
+const EXIT_NOT_RUNNING: u8 = 3;
+/// Exit code: any other failure (config file, I/O, protocol, timeout).
+const EXIT_OTHER: u8 = 4;
+
+/// How long to wait for the daemon to answer.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+const AFTER_HELP: &str = "\
+The socket is found with --socket, or else read from mailproxyd's config file
+(--config, default ./katzenpost.toml): [Management] Path, by default
+<DataDir>/management_sock. The daemon must have [Management] Enable = true.
+
+Keys are 32-byte X25519 public keys in hex or base64; output uses base64.
+
+Exit codes: 0 ok, 1 the daemon refused (its message is printed), 2 usage
+error, 3 the daemon is not running, 4 other errors (config, I/O, timeout).
+
+Examples:
+  mailproxyctl --config ~/.mailproxy/mailproxy.toml accounts
+  mailproxyctl set-recipient bob@provider.example 0d1c...e9
+  mailproxyctl --json list-recipients | jq .
+  mailproxyctl completions bash > ~/.local/share/bash-completion/completions/mailproxyctl";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailproxyctl",
+    version,
+    about = "Control a running mailproxyd: recipient keys, accounts, version",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// Management socket of the daemon.
+    #[arg(
+        long,
+        short = 's',
+        global = true,
+        value_name = "PATH",
+        env = "MAILPROXYD_SOCKET",
+        conflicts_with = "config"
+    )]
+    socket: Option<PathBuf>,
+
+    /// mailproxyd config file to read the socket path from.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        env = "MAILPROXYD_CONFIG"
+    )]
+    config: Option<PathBuf>,
+
+    /// Print machine-readable JSON on stdout (errors too, as {"error": ...}).
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a recipient's public key.
+    GetRecipient {
+        /// The recipient, user@provider.
+        address: String,
+    },
+    /// Add a recipient or replace its key (saved in the daemon's RecipientDir).
+    SetRecipient {
+        /// The recipient, user@provider.
+        address: String,
+        /// Its X25519 public key, hex or base64.
+        key: String,
+    },
+    /// Forget a recipient (and delete its key file).
+    RemoveRecipient {
+        /// The recipient, user@provider.
+        address: String,
+    },
+    /// List all recipients with their keys, sorted by address.
+    ListRecipients,
+    /// List the accounts with the public keys to register at their providers.
+    Accounts,
+    /// Re-read the recipient directory (like SIGHUP).
+    Rescan,
+    /// Print the daemon's version and protocol revision.
+    Version,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+}
+
+/// A failure with its exit code.
+struct Failure {
+    code: u8,
+    message: String,
+    server_code: Option<u16>,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+            server_code: None,
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Failure {
+        match &e {
+            ClientError::NotRunning { path, .. } => Failure::new(
+                EXIT_NOT_RUNNING,
+                format!(
+                    "mailproxyd is not running (nothing listening on {}); start it, or check [Management] Enable = true",
+                    path.display()
+                ),
+            ),
+            ClientError::Server(status) => Failure {
+                code: EXIT_SERVER,
+                message: format!("mailproxyd: {}", status.text),
+                server_code: Some(status.code.0),
+            },
+            ClientError::Request(_) => Failure::new(EXIT_USAGE, e.to_string()),
+            _ => Failure::new(EXIT_OTHER, e.to_string()),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "mailproxyctl",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mailproxyctl: {e}");
+            return ExitCode::from(EXIT_OTHER);
+        }
+    };
+    let json = cli.json;
+    match runtime.block_on(run(cli)) {
+        Ok(output) => {
+            if !output.is_empty() {
+                println!("{output}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(f) => {
+            if json {
+                println!("{}", json!({ "error": f.message, "code": f.server_code }));
+            }
+            eprintln!("mailproxyctl: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn socket_path(cli: &Cli) -> Result<PathBuf, Failure> {
+    if let Some(path) = &cli.socket {
+        return Ok(path.clone());
+    }
+    let config = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("katzenpost.toml"));
+    let loc = locate::from_config_file(&config).map_err(|e| {
+        Failure::new(
+            EXIT_OTHER,
+            format!("{e} (use --socket PATH or --config FILE to find the daemon)"),
+        )
+    })?;
+    if !loc.enabled {
+        eprintln!(
+            "mailproxyctl: warning: [Management] Enable is not true in {}",
+            config.display()
+        );
+    }
+    Ok(loc.path)
+}
+
+async fn run(cli: Cli) -> Result<String, Failure> {
+    // Validate input before contacting the daemon.
+    let key = match &cli.command {
+        Command::SetRecipient { key, .. } => Some(
+            decode_key(key).map_err(|e| Failure::new(EXIT_USAGE, format!("invalid key: {e}")))?,
+        ),
+        _ => None,
+    };
+    let path = socket_path(&cli)?;
+    let json = cli.json;
+    let work = async {
+        let mut client = Client::connect(&path).await?;
+        let out = match &cli.command {
+            Command::GetRecipient { address } => {
+                let key = client.get_recipient(address).await?;
+                if json {
+                    json!({ "address": address, "key": encode_key(&key) }).to_string()
+                } else {
+                    encode_key(&key)
+                }
+            }
+            Command::SetRecipient { address, .. } => {
+                client
+                    .set_recipient(address, &key.unwrap_or_default())
+                    .await?;
+                ok_output(json)
+            }
+            Command::RemoveRecipient { address } => {
+                client.remove_recipient(address).await?;
+                ok_output(json)
+            }
+            Command::ListRecipients => {
+                let list = client.list_recipients().await?;
+                if json {
+                    let items: Vec<_> = list
+                        .iter()
+                        .map(|(a, k)| json!({ "address": a, "key": encode_key(k) }))
+                        .collect();
+                    serde_json::Value::Array(items).to_string()
+                } else {
+                    list.iter()
+                        .map(|(a, k)| format!("{a} {}", encode_key(k)))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }
+            }
+            Command::Accounts => {
+                let accounts = client.accounts().await?;
+                if json {
+                    serde_json::to_string(&accounts).unwrap_or_default()
+                } else {
+                    accounts
+                        .iter()
+                        .map(|a| {
+                            let user = a.account.rsplit_once('@').map_or(a.account.as_str(), |(u, _)| u);
+                            format!(
+                                "{}\n  link key:     {}\n  identity key: {}\n  register on the provider: ADD_USER {user} {}\n                            SET_USER_IDENTITY {user} {}",
+                                a.account,
+                                encode_key(&a.link_key),
+                                encode_key(&a.identity_key),
+                                hex::encode(a.link_key),
+                                hex::encode(a.identity_key),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }
+            }
+            Command::Rescan => {
+                let summary = client.rescan().await?;
+                if json {
+                    json!({ "ok": true, "summary": summary }).to_string()
+                } else {
+                    summary
+                }
+            }
+            Command::Version => {
+                let version = client.version().await?;
+                if json {
+                    json!({ "daemon": version, "mailproxyctl": env!("CARGO_PKG_VERSION") })
+                        .to_string()
+                } else {
+                    version
+                }
+            }
+            Command::Completions { .. } => String::new(),
+        };
+        let _ = client.quit().await;
+        Ok::<String, ClientError>(out)
+    };
+    match tokio::time::timeout(TIMEOUT, work).await {
+        Ok(result) => result.map_err(Failure::from),
+        Err(_) => Err(Failure::new(
+            EXIT_OTHER,
+            format!("mailproxyd did not answer within {}s", TIMEOUT.as_secs()),
+        )),
+    }
+}
+
+fn ok_output(json: bool) -> String {
+    if json {
+        json!({ "ok": true }).to_string()
+    } else {
+        String::new()
+    }
+}

@@ -1,1 +1,377 @@
-//! (in progress)
+//! Start-up, the running daemon, and shutdown.
+//!
+//! [`prepare`] does everything synchronous (DataDir, lock, keys, recipients);
+//! [`run`] starts the services and waits for the shutdown future, a
+//! `SHUTDOWN` command or a fatal service error. Signals: SIGHUP rescans the
+//! recipient directory; the binary passes SIGINT/SIGTERM as the shutdown future.
+//!
+//! Services are tasks in one `JoinSet`, each watching the same [`Shutdown`];
+//! adding the SMTP/POP3 servers and the per-account network engine means
+//! spawning them next to the management server in [`run`].
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailproxy_proto::AccountInfo;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::{AccountConfig, Config};
+use crate::keys::{ensure_private_dir, AccountKeys, KeyError};
+use crate::lock::{DataDirLock, LockError};
+use crate::mgmt::{self, MgmtContext, MgmtError};
+use crate::recipients::{RecipientError, Recipients};
+
+/// How long services get to finish after shutdown is triggered.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Fatal daemon errors (the binary exits non-zero).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The data directory (or the recipient directory) is unusable.
+    #[error("directory '{path}': {source}")]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Another daemon holds the DataDir.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// Key files.
+    #[error("account {account}: {source}")]
+    Keys {
+        /// The account id.
+        account: String,
+        /// Why.
+        source: KeyError,
+    },
+    /// The recipient directory could not be read.
+    #[error(transparent)]
+    Recipients(#[from] RecipientError),
+    /// The management socket.
+    #[error(transparent)]
+    Management(#[from] MgmtError),
+    /// Signal handling could not be set up.
+    #[error("cannot install signal handler: {0}")]
+    Signal(std::io::Error),
+    /// A service stopped on its own.
+    #[error("service '{0}' stopped unexpectedly")]
+    ServiceExited(&'static str),
+    /// A service panicked or was cancelled.
+    #[error("service task failed: {0}")]
+    Task(String),
+}
+
+/// A shutdown flag every service can wait on; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+    rx: watch::Receiver<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    /// A new, untriggered flag.
+    pub fn new() -> Shutdown {
+        let (tx, rx) = watch::channel(false);
+        Shutdown {
+            tx: Arc::new(tx),
+            rx,
+        }
+    }
+
+    /// Triggers shutdown (idempotent).
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// Whether shutdown was triggered.
+    pub fn is_triggered(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Completes once shutdown is triggered.
+    pub async fn wait(&self) {
+        let mut rx = self.rx.clone();
+        // The sender lives as long as any Shutdown clone, so this cannot fail
+        // while we hold self.
+        let _ = rx.wait_for(|triggered| *triggered).await;
+    }
+}
+
+/// An account ready to run: its config and keys.
+#[derive(Debug)]
+pub struct Account {
+    /// The account's settings.
+    pub config: AccountConfig,
+    /// Its key pairs.
+    pub keys: AccountKeys,
+    /// Its directory, `<DataDir>/<id>`.
+    pub dir: PathBuf,
+}
+
+impl Account {
+    /// The public view (`ACCOUNTS`, registration).
+    pub fn info(&self) -> AccountInfo {
+        AccountInfo {
+            account: self.config.id.clone(),
+            link_key: self.keys.link_public(),
+            identity_key: self.keys.identity_public(),
+        }
+    }
+}
+
+/// Everything [`prepare`] set up; holds the DataDir lock.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The configuration.
+    pub config: Config,
+    /// The DataDir lock, held until this is dropped.
+    pub lock: DataDirLock,
+    /// The accounts, in config order.
+    pub accounts: Vec<Account>,
+    /// The recipient table (scanned once).
+    pub recipients: Recipients,
+}
+
+/// Checks or creates DataDir (0700), takes the lock, loads or generates
+/// every account's keys, creates RecipientDir and scans it.
+pub fn prepare(config: Config) -> Result<Prepared, DaemonError> {
+    let data_dir = config.proxy.data_dir.clone();
+    ensure_private_dir(&data_dir).map_err(|source| DaemonError::Directory {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let lock = DataDirLock::acquire(&data_dir)?;
+    let mut accounts = Vec::with_capacity(config.accounts.len());
+    for account in &config.accounts {
+        let dir = data_dir.join(&account.id);
+        let (keys, generated) =
+            AccountKeys::load_or_generate(&dir).map_err(|source| DaemonError::Keys {
+                account: account.id.clone(),
+                source,
+            })?;
+        if generated {
+            tracing::warn!(account = %account.id, "new keys generated: register them with the provider (mailproxyctl accounts)");
+        }
+        accounts.push(Account {
+            config: account.clone(),
+            keys,
+            dir,
+        });
+    }
+    let recipient_dir = config.proxy.recipient_dir.clone();
+    ensure_private_dir(&recipient_dir).map_err(|source| DaemonError::Directory {
+        path: recipient_dir.clone(),
+        source,
+    })?;
+    let recipients = Recipients::new(
+        recipient_dir,
+        config.recipients.clone(),
+        config.debug.case_sensitive_user_identifiers,
+    );
+    recipients.rescan()?;
+    Ok(Prepared {
+        config,
+        lock,
+        accounts,
+        recipients,
+    })
+}
+
+/// Runs the daemon until `shutdown` completes, a `SHUTDOWN` command arrives
+/// or a service fails. Returns `Ok` after a clean shutdown (listeners closed,
+/// socket removed), `Err` on a fatal error.
+pub async fn run<F>(config: Config, shutdown: F) -> Result<(), DaemonError>
+where
+    F: Future<Output = ()> + Send,
+{
+    let prepared = tokio::task::spawn_blocking(move || prepare(config))
+        .await
+        .map_err(|e| DaemonError::Task(e.to_string()))??;
+    run_prepared(prepared, shutdown).await
+}
+
+/// [`run`] after [`prepare`].
+pub async fn run_prepared<F>(prepared: Prepared, shutdown: F) -> Result<(), DaemonError>
+where
+    F: Future<Output = ()> + Send,
+{
+    let Prepared {
+        config,
+        lock,
+        accounts,
+        recipients,
+    } = prepared;
+    for account in &accounts {
+        let info = account.info();
+        tracing::info!(
+            account = %info.account,
+            link_key = %mailproxy_proto::encode_key(&info.link_key),
+            identity_key = %mailproxy_proto::encode_key(&info.identity_key),
+            "account ready"
+        );
+    }
+    if accounts.is_empty() {
+        tracing::warn!("no [[Account]] configured");
+    }
+    if !config.proxy.no_launch_listeners {
+        for (name, addr) in [
+            ("SMTP", config.proxy.smtp_address),
+            ("POP3", config.proxy.pop3_address),
+        ] {
+            if !addr.ip().is_loopback() {
+                tracing::warn!(%addr, "{name} will listen on a non-loopback address (AllowNonLoopback = true): anyone who can reach it can try to use the accounts");
+            }
+        }
+    }
+
+    let stop = Shutdown::new();
+    let mut services: JoinSet<(&'static str, Result<(), DaemonError>)> = JoinSet::new();
+
+    // Install the HUP handler before anything can tell the world we are up.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(DaemonError::Signal)?;
+
+    if config.management.enable {
+        let path = config.management.path.clone();
+        let listener = mgmt::bind(&path)?;
+        let mut infos: Vec<AccountInfo> = accounts.iter().map(Account::info).collect();
+        infos.sort_by(|a, b| a.account.cmp(&b.account));
+        let ctx = MgmtContext {
+            recipients: recipients.clone(),
+            accounts: infos,
+            shutdown: stop.clone(),
+        };
+        services.spawn(async move {
+            (
+                "management",
+                mgmt::serve(listener, path, ctx)
+                    .await
+                    .map_err(DaemonError::from),
+            )
+        });
+    }
+    // The mail front and the network engine start here (per account, unless
+    // config.proxy.no_launch_listeners for SMTP/POP3), each as
+    // `services.spawn(async move { ("smtp", smtp::serve(..., stop.clone()).await) })`.
+
+    tracing::info!(
+        accounts = accounts.len(),
+        recipients = recipients.len(),
+        "mailproxyd started"
+    );
+
+    tokio::pin!(shutdown);
+    let mut result = Ok(());
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                tracing::info!("shutdown signal received");
+                break;
+            }
+            _ = stop.wait() => break,
+            Some(()) = hup.recv() => {
+                tracing::info!("SIGHUP: rescanning the recipient directory");
+                let r = recipients.clone();
+                match tokio::task::spawn_blocking(move || r.rescan()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "recipient rescan failed"),
+                    Err(e) => tracing::error!(error = %e, "recipient rescan task failed"),
+                }
+            }
+            Some(joined) = services.join_next() => {
+                if stop.is_triggered() {
+                    // Stopping because of SHUTDOWN: the service ended on the flag.
+                    if let Ok((_, Err(e))) = joined {
+                        tracing::error!(error = %e, "service failed while stopping");
+                    }
+                    break;
+                }
+                result = Err(match joined {
+                    Ok((_, Err(e))) => e,
+                    Ok((name, Ok(()))) => DaemonError::ServiceExited(name),
+                    Err(e) => DaemonError::Task(e.to_string()),
+                });
+                break;
+            }
+        }
+    }
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "fatal error, shutting down");
+    }
+    stop.trigger();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while let Some(joined) = services.join_next().await {
+            match joined {
+                Ok((name, Err(e))) => {
+                    tracing::error!(service = name, error = %e, "service failed while stopping")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "service task failed while stopping"),
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("services did not stop within {SHUTDOWN_GRACE:?}; aborting them");
+        services.shutdown().await;
+    }
+    drop(lock);
+    tracing::info!("mailproxyd stopped");
+    result
+}
+
+/// `mailproxyd -g`: prepares DataDir and every account's keys, then returns
+/// the public keys (the lock is released on return).
+pub fn generate_keys(config: Config) -> Result<Vec<AccountInfo>, DaemonError> {
+    let prepared = prepare(config)?;
+    Ok(prepared.accounts.iter().map(Account::info).collect())
+}
+
+/// What a provider operator needs to register an account, as text.
+pub fn registration_text(account: &AccountConfig, info: &AccountInfo) -> String {
+    format!(
+        "account {id}\n  link key (authenticates to the provider):     {link}\n  identity key (end-to-end, for other users):   {identity}\n  on the provider's management socket:\n    ADD_USER {user} {link_hex}\n    SET_USER_IDENTITY {user} {identity_hex}\n",
+        id = info.account,
+        user = account.user,
+        link = mailproxy_proto::encode_key(&info.link_key),
+        identity = mailproxy_proto::encode_key(&info.identity_key),
+        link_hex = hex::encode(info.link_key),
+        identity_hex = hex::encode(info.identity_key),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shutdown_flag_wakes_waiters() {
+        let s = Shutdown::new();
+        assert!(!s.is_triggered());
+        let waiter = {
+            let s = s.clone();
+            tokio::spawn(async move { s.wait().await })
+        };
+        s.trigger();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("waiter woke")
+            .unwrap();
+        assert!(s.is_triggered());
+        // Waiting after the trigger returns at once.
+        tokio::time::timeout(Duration::from_secs(5), s.wait())
+            .await
+            .unwrap();
+    }
+}

@@ -1,1 +1,160 @@
-fn main() {}
+//! The mailproxyd binary: command line, umask, logging, signals.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use mailproxyd::config::Config;
+use mailproxyd::daemon;
+
+/// Exit code for configuration errors.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code for start-up and fatal runtime errors.
+const EXIT_FATAL: u8 = 1;
+
+/// mailproxyd: send and receive mail over a Katzenpost mix network with any
+/// SMTP/POP3 mail client.
+///
+/// Runs until SIGINT or SIGTERM (clean shutdown, exit 0). SIGHUP re-reads the
+/// recipient key directory. Exit codes: 0 ok, 1 fatal error, 2 config error.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(
+        short = 'f',
+        long = "config",
+        value_name = "FILE",
+        default_value = "katzenpost.toml"
+    )]
+    config: PathBuf,
+
+    /// Generate the accounts' keys (if missing), print the public keys to
+    /// register with the provider, and exit.
+    #[arg(short = 'g', long = "generate")]
+    generate: bool,
+
+    /// Check the configuration file and exit.
+    #[arg(long = "check-config")]
+    check_config: bool,
+
+    /// Read a password from standard input (one line), print its Argon2id
+    /// hash for `[[Account]] PasswordHash`, and exit.
+    #[arg(long = "hash-password", exclusive = true)]
+    hash_password: bool,
+}
+
+fn main() -> ExitCode {
+    // SAFETY: umask only changes this process's file creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+    let args = Args::parse();
+    if args.hash_password {
+        return hash_password();
+    }
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("mailproxyd: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if args.check_config {
+        println!("mailproxyd: {} is valid", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    // The log file may live in DataDir: create (or check) it first.
+    if let Err(e) = mailproxyd::keys::ensure_private_dir(&config.proxy.data_dir) {
+        eprintln!("mailproxyd: DataDir: {e}");
+        return ExitCode::from(EXIT_FATAL);
+    }
+    if let Err(e) = mailproxyd::logging::init(&config.logging) {
+        eprintln!("mailproxyd: {e}");
+        return ExitCode::from(EXIT_FATAL);
+    }
+    if args.generate || config.debug.generate_only {
+        return generate(config);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mailproxyd: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    let result = runtime.block_on(async {
+        match termination() {
+            Ok(signals) => daemon::run(config, signals).await,
+            Err(e) => Err(daemon::DaemonError::Signal(e)),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "mailproxyd failed");
+            eprintln!("mailproxyd: {e}");
+            ExitCode::from(EXIT_FATAL)
+        }
+    }
+}
+
+/// Installs the SIGINT/SIGTERM handlers now (before anything can tell the
+/// world the daemon is up) and returns a future completing on either.
+fn termination() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+fn generate(config: Config) -> ExitCode {
+    let accounts = config.accounts.clone();
+    match daemon::generate_keys(config) {
+        Ok(infos) => {
+            for (account, info) in accounts.iter().zip(&infos) {
+                print!("{}", daemon::registration_text(account, info));
+            }
+            if infos.is_empty() {
+                println!("no [[Account]] configured");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailproxyd: {e}");
+            ExitCode::from(EXIT_FATAL)
+        }
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+        eprintln!("mailproxyd: cannot read the password: {e}");
+        return ExitCode::from(EXIT_FATAL);
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("mailproxyd: empty password");
+        return ExitCode::from(EXIT_FATAL);
+    }
+    match mailproxyd::auth::hash_password(password) {
+        Ok(phc) => {
+            println!("{phc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailproxyd: {e}");
+            ExitCode::from(EXIT_FATAL)
+        }
+    }
+}

@@ -1,1 +1,298 @@
-//! (in progress)
+//! The management socket server (protocol: the `mailproxy-proto` crate).
+//!
+//! A Unix socket, mode 0600, in a directory no one else may enter. A stale
+//! socket file (nothing listening) is replaced; a live one makes start-up fail.
+//! Each client is served by its own task; bad lines get an error reply and
+//! affect no one else. The socket file is removed when the server stops.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use mailproxy_proto::reply::{format_body, format_recipient_line};
+use mailproxy_proto::{
+    parse_frame, AccountInfo, ParseError, Request, Status, StatusCode, MAX_LINE, PROTOCOL_VERSION,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::task::JoinSet;
+
+use crate::daemon::Shutdown;
+use crate::recipients::{RecipientError, Recipients};
+
+/// Most clients served at once; more are told so and disconnected.
+pub const MAX_CLIENTS: usize = 64;
+
+/// How long connections get to finish after shutdown.
+const CLIENT_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Errors starting or running the management server.
+#[derive(Debug, thiserror::Error)]
+pub enum MgmtError {
+    /// Another process is listening on the socket.
+    #[error("management socket '{0}' is in use by a running process (another mailproxyd?)")]
+    Live(PathBuf),
+    /// Something that is not a socket is at the path.
+    #[error("management socket path '{0}' exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    /// Binding, permissions or the directory failed.
+    #[error("management socket '{path}': {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What the management server needs from the daemon.
+#[derive(Debug, Clone)]
+pub struct MgmtContext {
+    /// The recipient table.
+    pub recipients: Recipients,
+    /// The accounts with their public keys, sorted by id.
+    pub accounts: Vec<AccountInfo>,
+    /// Triggered by `SHUTDOWN`; ends every connection when triggered.
+    pub shutdown: Shutdown,
+}
+
+/// Binds the socket at `path`, replacing a stale socket file and refusing a
+/// live one. The parent directory is created (0700) if missing and must not
+/// be accessible to group or others.
+pub fn bind(path: &Path) -> Result<UnixListener, MgmtError> {
+    let io = |source| MgmtError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        crate::keys::ensure_private_dir(parent).map_err(io)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => return Err(MgmtError::Live(path.to_owned())),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    tracing::warn!(path = %path.display(), "replacing stale management socket");
+                    std::fs::remove_file(path).map_err(io)?;
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Ok(_) => return Err(MgmtError::NotASocket(path.to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    listener.set_nonblocking(true).map_err(io)?;
+    UnixListener::from_std(listener).map_err(io)
+}
+
+/// Serves clients until `ctx.shutdown` is triggered, then removes the socket
+/// file and waits for the connections to end.
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    ctx: MgmtContext,
+) -> Result<(), MgmtError> {
+    tracing::info!(path = %path.display(), "management interface listening");
+    let mut clients = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.wait() => break,
+            Some(_) = clients.join_next(), if !clients.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((mut stream, _)) => {
+                    if clients.len() >= MAX_CLIENTS {
+                        tracing::warn!("management: too many clients, refusing one");
+                        let busy = Status::with_detail(StatusCode::FAILED, "too many management clients");
+                        let _ = stream.write_all(busy.to_string().as_bytes()).await;
+                        continue;
+                    }
+                    clients.spawn(handle_client(stream, ctx.clone()));
+                }
+                Err(e) => {
+                    // E.g. out of file descriptors: not fatal, back off briefly.
+                    tracing::warn!(error = %e, "management: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    if let Err(e) = std::fs::remove_file(&path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove management socket");
+        }
+    }
+    // Connections end on the shutdown flag; one stuck writing to a client
+    // that does not read is aborted after a grace period.
+    let drained = tokio::time::timeout(CLIENT_DRAIN, async {
+        while clients.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("management: aborting clients that did not finish");
+        clients.shutdown().await;
+    }
+    tracing::info!("management interface stopped");
+    Ok(())
+}
+
+enum Next {
+    Continue,
+    Close,
+}
+
+async fn handle_client(mut stream: UnixStream, ctx: MgmtContext) {
+    let greeting = Status::standard(StatusCode::READY).to_string();
+    if stream.write_all(greeting.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity(MAX_LINE);
+    let mut chunk = [0u8; 1024];
+    let mut discarding = false;
+    loop {
+        // Answer every complete line already buffered.
+        loop {
+            if discarding {
+                match buf.iter().position(|&b| b == b'\n') {
+                    Some(lf) => {
+                        buf.drain(..=lf);
+                        discarding = false;
+                        continue;
+                    }
+                    None => {
+                        buf.clear();
+                        break;
+                    }
+                }
+            }
+            let (used, parsed) = parse_frame(&buf);
+            let reply = match parsed {
+                Err(ParseError::Incomplete) => break,
+                Err(ParseError::LineTooLong) => {
+                    discarding = true;
+                    Some(error_status(&ParseError::LineTooLong))
+                }
+                Err(e) => {
+                    buf.drain(..used);
+                    e.status_code().map(|_| error_status(&e))
+                }
+                Ok(request) => {
+                    buf.drain(..used);
+                    let (out, next) = dispatch(request, &ctx).await;
+                    if stream.write_all(out.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    if let Next::Close = next {
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
+                    None
+                }
+            };
+            if let Some(status) = reply {
+                if stream
+                    .write_all(status.to_string().as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            _ = ctx.shutdown.wait() => return,
+            read = stream.read(&mut chunk) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+fn error_status(e: &ParseError) -> Status {
+    let code = e.status_code().unwrap_or(StatusCode::BAD_ARGUMENTS);
+    match e {
+        ParseError::UnknownCommand => Status::standard(code),
+        other => Status::with_detail(code, other),
+    }
+}
+
+fn failed(detail: impl std::fmt::Display) -> String {
+    Status::with_detail(StatusCode::FAILED, detail).to_string()
+}
+
+fn ok() -> String {
+    Status::standard(StatusCode::OK).to_string()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RecipientError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("internal error: {e}")),
+    }
+}
+
+async fn dispatch(request: Request, ctx: &MgmtContext) -> (String, Next) {
+    let reply = match request {
+        Request::GetRecipient { address } => match ctx.recipients.get(&address) {
+            Ok(Some(key)) => Status::ok_with(mailproxy_proto::encode_key(&key)).to_string(),
+            Ok(None) => failed(format!("no recipient '{address}'")),
+            Err(e) => failed(e),
+        },
+        Request::SetRecipient { address, key } => {
+            let recipients = ctx.recipients.clone();
+            match blocking(move || recipients.set(&address, &key)).await {
+                Ok(address) => {
+                    tracing::info!(%address, "management: recipient set");
+                    ok()
+                }
+                Err(e) => failed(e),
+            }
+        }
+        Request::RemoveRecipient { address } => {
+            let recipients = ctx.recipients.clone();
+            match blocking(move || recipients.remove(&address)).await {
+                Ok(address) => {
+                    tracing::info!(%address, "management: recipient removed");
+                    ok()
+                }
+                Err(e) => failed(e),
+            }
+        }
+        Request::ListRecipients => format_body(
+            ctx.recipients
+                .list()
+                .iter()
+                .map(|(addr, key)| format_recipient_line(addr, key)),
+        ),
+        Request::Accounts => format_body(ctx.accounts.iter().map(AccountInfo::to_line)),
+        Request::Version => Status::ok_with(format!(
+            "mailproxyd {} protocol {PROTOCOL_VERSION}",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .to_string(),
+        Request::Rescan => {
+            let recipients = ctx.recipients.clone();
+            match blocking(move || recipients.rescan()).await {
+                Ok(report) => Status::ok_with(report.to_string()).to_string(),
+                Err(e) => failed(e),
+            }
+        }
+        Request::QueryRecipient { .. } => {
+            failed("key discovery over the network is not available in this version")
+        }
+        Request::Shutdown => {
+            tracing::info!("management: shutdown requested");
+            ctx.shutdown.trigger();
+            return (ok(), Next::Close);
+        }
+        Request::Quit => return (ok(), Next::Close),
+        // Requests added to the protocol later than this server.
+        _ => Status::standard(StatusCode::UNRECOGNISED).to_string(),
+    };
+    (reply, Next::Continue)
+}

@@ -261,7 +261,10 @@ pub fn ed25519_secret_to_x25519(seed: &[u8; 32]) -> zeroize::Zeroizing<[u8; 32]>
 
 /// The X25519 public key of a private key.
 pub fn x25519_public(private: &[u8; 32]) -> [u8; 32] {
-    x25519_dalek::x25519(*private, x25519_dalek::X25519_BASEPOINT_BYTES)
+    // Fixed-base multiplication (precomputed table): several times faster
+    // than the ladder, same result as x25519(private, 9).
+    let secret = x25519_dalek::StaticSecret::from(*private);
+    x25519_dalek::PublicKey::from(&secret).to_bytes()
 }
 
 #[cfg(test)]
@@ -287,6 +290,16 @@ mod tests {
             unix_time: 1,
         };
         assert_eq!(AuthenticateMessage::decode(&full.encode()), Some(full));
+    }
+
+    #[test]
+    fn fixed_base_public_key_matches_ladder() {
+        for k in [[0u8; 32], [1; 32], [0xff; 32], [0x5a; 32]] {
+            assert_eq!(
+                x25519_public(&k),
+                x25519_dalek::x25519(k, x25519_dalek::X25519_BASEPOINT_BYTES)
+            );
+        }
     }
 
     #[test]

@@ -149,6 +149,17 @@ impl LocalIdentity {
         id
     }
 
+    /// A node's identity for links where it authenticates with its Ed25519
+    /// identity key (node → authority): additional data = the Ed25519 public
+    /// key, Noise static key = the seed converted to X25519.
+    pub fn from_ed25519_seed(seed: &[u8; 32]) -> Self {
+        let public = ed25519_dalek::SigningKey::from_bytes(seed)
+            .verifying_key()
+            .to_bytes();
+        Self::new(*ed25519_secret_to_x25519(seed), public.to_vec())
+            .expect("32-byte additional data")
+    }
+
     /// The static public key.
     pub fn static_public(&self) -> &[u8; 32] {
         &self.static_public
@@ -478,9 +489,7 @@ mod tests {
     fn tampering_anywhere_fails() {
         // Every region of message 2 and 3 is bound to the transcript.
         for pos in [0usize, 40, 2000, 2210, 2300, 2531] {
-            let e = run(move |m| m[pos] ^= 1, |_| {})
-                .err()
-                .expect("tampered msg2 accepted");
+            let e = run(move |m| m[pos] ^= 1, |_| {}).expect_err("tampered msg2 accepted");
             assert!(
                 matches!(
                     e,
@@ -493,9 +502,7 @@ mod tests {
             );
         }
         for pos in [0usize, 50, 323] {
-            let e = run(|_| {}, move |m| m[pos] ^= 1)
-                .err()
-                .expect("tampered msg3 accepted");
+            let e = run(|_| {}, move |m| m[pos] ^= 1).expect_err("tampered msg3 accepted");
             assert!(
                 matches!(
                     e,
@@ -528,6 +535,25 @@ mod tests {
             Some(HandshakeError::WrongPrologue(1))
         );
         assert!(LocalIdentity::new([0; 32], vec![0; 256]).is_err());
+    }
+
+    #[test]
+    fn node_to_authority_identity() {
+        let seed = [0x31; 32];
+        let node = LocalIdentity::from_ed25519_seed(&seed);
+        let public: [u8; 32] = node.additional_data().try_into().unwrap();
+        let policy = AuthorityPolicy {
+            nodes: [public].into_iter().collect(),
+        };
+        let creds = PeerCredentials {
+            additional_data: public.to_vec(),
+            static_key: *node.static_public(),
+        };
+        assert_eq!(policy.authenticate(&creds), Ok(()));
+        assert_eq!(
+            ExpectPeer::authority(&public).unwrap().authenticate(&creds),
+            Ok(())
+        );
     }
 
     #[test]
