@@ -80,6 +80,12 @@ pub enum LoggingError {
 /// Installs the global subscriber for the daemon. Does nothing if logging is
 /// disabled or a subscriber is already installed (as in tests).
 pub fn init(config: &LoggingConfig) -> Result<(), LoggingError> {
+    init_with(config, false)
+}
+
+/// As [`init`]; with `stderr`, logs that would go to stdout go to stderr
+/// (for commands whose stdout is their output, such as `mailproxyd -g`).
+pub fn init_with(config: &LoggingConfig, stderr: bool) -> Result<(), LoggingError> {
     if config.disable {
         return Ok(());
     }
@@ -87,6 +93,7 @@ pub fn init(config: &LoggingConfig) -> Result<(), LoggingError> {
         .with_max_level(config.level.filter())
         .with_target(true);
     let result = match &config.file {
+        None if stderr => builder.with_writer(std::io::stderr).try_init(),
         None => builder.with_writer(std::io::stdout).try_init(),
         Some(path) => {
             let file = OpenOptions::new()

@@ -70,11 +70,12 @@ fn main() -> ExitCode {
         eprintln!("mailproxyd: DataDir: {e}");
         return ExitCode::from(EXIT_FATAL);
     }
-    if let Err(e) = mailproxyd::logging::init(&config.logging) {
+    let generate_only = args.generate || config.debug.generate_only;
+    if let Err(e) = mailproxyd::logging::init_with(&config.logging, generate_only) {
         eprintln!("mailproxyd: {e}");
         return ExitCode::from(EXIT_FATAL);
     }
-    if args.generate || config.debug.generate_only {
+    if generate_only {
         return generate(config);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -84,6 +84,11 @@ async fn lifecycle_keys_created_once_and_reloaded() {
 #[test]
 fn lifecycle_generate_prints_registration_and_exits() {
     let setup = Setup::new();
+    // Log to the default (standard output) to check -g keeps stdout clean.
+    let text = fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("File = \"mailproxyd.log\"\n", "");
+    fs::write(&setup.config, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_mailproxyd"))
         .args(["-g", "-f"])
         .arg(&setup.config)
@@ -109,6 +114,14 @@ fn lifecycle_generate_prints_registration_and_exits() {
         )),
         "{stdout}"
     );
+    // Only the registration text is on stdout (logs go elsewhere).
+    assert!(
+        stdout
+            .lines()
+            .all(|l| !l.contains("INFO") && !l.contains("WARN")),
+        "{stdout}"
+    );
+    assert!(stdout.starts_with("account alice@provider-0\n"), "{stdout}");
     // -g does not leave a daemon or socket behind.
     assert!(!setup.socket.exists());
 }
