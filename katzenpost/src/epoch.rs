@@ -27,14 +27,18 @@ pub struct EpochClock {
 
 impl Default for EpochClock {
     fn default() -> Self {
-        Self { period: DEFAULT_PERIOD }
+        Self {
+            period: DEFAULT_PERIOD,
+        }
     }
 }
 
 impl EpochClock {
     /// An epoch clock with the given period. A zero period is replaced by one millisecond.
     pub fn new(period: Duration) -> Self {
-        Self { period: period.max(Duration::from_millis(1)) }
+        Self {
+            period: period.max(Duration::from_millis(1)),
+        }
     }
 
     /// The epoch period.
@@ -48,12 +52,19 @@ impl EpochClock {
         let period = self.period.as_nanos();
         let epoch = (since.as_nanos() / period) as u64;
         let elapsed = Duration::from_nanos((since.as_nanos() % period) as u64);
-        EpochTime { epoch, elapsed, till: self.period - elapsed }
+        EpochTime {
+            epoch,
+            elapsed,
+            till: self.period - elapsed,
+        }
     }
 
     /// Unix time at which `epoch` begins.
     pub fn start_of(&self, epoch: u64) -> Duration {
-        Duration::from_secs(EPOCH_ZERO_UNIX) + self.period.saturating_mul(epoch.min(u32::MAX as u64) as u32)
+        Duration::from_secs(EPOCH_ZERO_UNIX)
+            + self
+                .period
+                .saturating_mul(epoch.min(u32::MAX as u64) as u32)
     }
 
     /// The epoch at the system clock's now.

@@ -19,7 +19,8 @@ pub const PER_HOP_ROUTING_INFO_LENGTH: usize = 82;
 /// Routing information for all hops.
 pub const ROUTING_INFO_LENGTH: usize = PER_HOP_ROUTING_INFO_LENGTH * NR_HOPS;
 /// Sphinx header: AD, group element, routing info, MAC.
-pub const HEADER_LENGTH: usize = AD_LENGTH + GROUP_ELEMENT_LENGTH + ROUTING_INFO_LENGTH + MAC_LENGTH;
+pub const HEADER_LENGTH: usize =
+    AD_LENGTH + GROUP_ELEMENT_LENGTH + ROUTING_INFO_LENGTH + MAC_LENGTH;
 /// Zero bytes in front of the payload body.
 pub const PAYLOAD_TAG_LENGTH: usize = 16;
 /// The Sphinx forward payload body.

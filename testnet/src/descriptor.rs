@@ -14,17 +14,30 @@ pub const KEYSERVER_ENDPOINT: &str = "+keyserver";
 /// The loop service endpoint.
 pub const LOOP_ENDPOINT: &str = "+loop";
 
-/// A node's descriptor for the mix keys given, signed by its identity key.
+/// What a descriptor says about its node, besides the mix keys.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeFacts<'a> {
+    pub name: &'a str,
+    pub role: Role,
+    pub link_public: [u8; 32],
+    pub address: SocketAddr,
+}
+
+/// A node's descriptor for the mix keys given, signed by its identity key
+/// with the real servers' lifetime (3 periods + 10 minutes).
 pub fn signed_descriptor(
-    name: &str,
-    role: Role,
+    node: NodeFacts<'_>,
     identity: &SigningKey,
-    link_public: [u8; 32],
-    address: SocketAddr,
     mix_keys: BTreeMap<u64, [u8; 32]>,
     now_unix: u64,
     period_secs: u64,
 ) -> Result<MixDescriptor, DescriptorError> {
+    let NodeFacts {
+        name,
+        role,
+        link_public,
+        address,
+    } = node;
     let mut kaetzchen = BTreeMap::new();
     if role == Role::Provider {
         for (cap, endpoint) in [

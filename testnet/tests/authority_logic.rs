@@ -10,7 +10,7 @@ use katzenpost::wire::commands::{consensus_status, descriptor_status};
 use rand::rngs::OsRng;
 use testnet::authority::AuthorityState;
 use testnet::config::{Params, Role};
-use testnet::descriptor::signed_descriptor;
+use testnet::descriptor::{signed_descriptor, NodeFacts};
 
 struct N {
     name: String,
@@ -36,18 +36,15 @@ fn nodes() -> Vec<N> {
 
 fn desc(n: &N, epoch: u64, now: u64, period: u64) -> Vec<u8> {
     let keys = (epoch..epoch + 3).map(|e| (e, [e as u8; 32])).collect();
-    signed_descriptor(
-        &n.name,
-        n.role,
-        &n.key,
-        [7; 32],
-        "127.0.0.1:4000".parse().unwrap(),
-        keys,
-        now,
-        period,
-    )
-    .unwrap()
-    .signed
+    let facts = NodeFacts {
+        name: &n.name,
+        role: n.role,
+        link_public: [7; 32],
+        address: "127.0.0.1:4000".parse().unwrap(),
+    };
+    signed_descriptor(facts, &n.key, keys, now, period)
+        .unwrap()
+        .signed
 }
 
 fn authority(nodes: &[N], now: u64) -> (AuthorityState, SigningKey) {

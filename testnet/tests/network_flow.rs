@@ -286,17 +286,15 @@ async fn authority_refuses_a_node_not_on_its_whitelist() {
     // A whitelisted node's descriptor signed by someone else is forbidden too.
     let mix1 = net.node("mix1").unwrap();
     let e = mix1.clock.now().epoch;
-    let desc = testnet::descriptor::signed_descriptor(
-        "mix1",
-        testnet::config::Role::Mix,
-        &stranger,
-        [1; 32],
-        "127.0.0.1:9".parse().unwrap(),
-        (e..e + 3).map(|x| (x, [2; 32])).collect(),
-        now().as_secs(),
-        600,
-    )
-    .unwrap();
+    let facts = testnet::descriptor::NodeFacts {
+        name: "mix1",
+        role: testnet::config::Role::Mix,
+        link_public: [1; 32],
+        address: "127.0.0.1:9".parse().unwrap(),
+    };
+    let keys = (e..e + 3).map(|x| (x, [2; 32])).collect();
+    let desc = testnet::descriptor::signed_descriptor(facts, &stranger, keys, now().as_secs(), 600)
+        .unwrap();
     let id = mix1.config.identity.clone();
     let x = katzenpost::wire::handshake::ed25519_secret_to_x25519(&id.to_bytes());
     let identity = LocalIdentity::new(*x, id.verifying_key().to_bytes().to_vec()).unwrap();

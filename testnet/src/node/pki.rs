@@ -11,7 +11,7 @@ use katzenpost::wire::commands::{consensus_status, descriptor_status, Command};
 use katzenpost::wire::handshake::{ed25519_secret_to_x25519, ExpectPeer, LocalIdentity};
 
 use super::Node;
-use crate::descriptor::signed_descriptor;
+use crate::descriptor::{signed_descriptor, NodeFacts};
 use crate::link::{request, session_config};
 use crate::unix_now;
 
@@ -54,12 +54,15 @@ async fn tick(node: &Arc<Node>, posted: &mut BTreeSet<u64>) {
     for e in [epoch, epoch + 1] {
         if !posted.contains(&e) {
             let keys = node.keys.lock().expect("lock").public_keys(e);
+            let facts = NodeFacts {
+                name: &node.config.name,
+                role: node.config.role,
+                link_public: katzenpost::sphinx::public_key(&node.config.link_private),
+                address: node.config.address,
+            };
             let desc = signed_descriptor(
-                &node.config.name,
-                node.config.role,
+                facts,
                 &node.config.identity,
-                katzenpost::sphinx::public_key(&node.config.link_private),
-                node.config.address,
                 keys,
                 unix_now(),
                 node.config.params.epoch_period_secs,
