@@ -19,10 +19,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{AccountConfig, Config};
+use crate::directory::DaemonDirectory;
 use crate::keys::{ensure_private_dir, AccountKeys, KeyError};
 use crate::lock::{DataDirLock, LockError};
 use crate::mgmt::{self, MgmtContext, MgmtError};
 use crate::recipients::{RecipientError, Recipients};
+use crate::store::Directory;
+use crate::{pop3, smtp};
 
 /// How long services get to finish after shutdown is triggered.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -58,6 +61,12 @@ pub enum DaemonError {
     /// Signal handling could not be set up.
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
+    /// An account's store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::directory::OpenError),
+    /// An SMTP or POP3 listener could not be bound.
+    #[error("{0}")]
+    Bind(String),
     /// A service stopped on its own.
     #[error("service '{0}' stopped unexpectedly")]
     ServiceExited(&'static str),
@@ -261,9 +270,39 @@ where
             )
         });
     }
-    // The mail front and the network engine start here (per account, unless
-    // config.proxy.no_launch_listeners for SMTP/POP3), each as
-    // `services.spawn(async move { ("smtp", smtp::serve(..., stop.clone()).await) })`.
+    // The mail front: every account's store, then SMTP and POP3 over them.
+    let directory = {
+        let (config, recipients) = (config.clone(), recipients.clone());
+        tokio::task::spawn_blocking(move || DaemonDirectory::open(&config, recipients))
+            .await
+            .map_err(|e| DaemonError::Task(e.to_string()))??
+    };
+    if !config.proxy.no_launch_listeners {
+        let allow = config.proxy.allow_non_loopback;
+        let smtp_listener = smtp::bind(config.proxy.smtp_address, allow)
+            .await
+            .map_err(|e| DaemonError::Bind(format!("SMTP: {e}")))?;
+        let pop3_listener = smtp::bind(config.proxy.pop3_address, allow)
+            .await
+            .map_err(|e| DaemonError::Bind(format!("POP3: {e}")))?;
+        let smtp_settings = smtp::SmtpSettings {
+            max_message_size: usize::try_from(config.proxy.max_message_size).unwrap_or(usize::MAX),
+            bounce_lifetime: config.debug.bounce_queue_lifetime.as_secs(),
+            ..smtp::SmtpSettings::default()
+        };
+        let (dir, s) = (directory.clone() as Arc<dyn Directory>, stop.clone());
+        services.spawn(async move {
+            smtp::serve(smtp_listener, dir, smtp_settings, s.wait()).await;
+            ("SMTP", Ok(()))
+        });
+        let (dir, s) = (directory.clone() as Arc<dyn Directory>, stop.clone());
+        services.spawn(async move {
+            pop3::serve(pop3_listener, dir, pop3::Pop3Settings::default(), s.wait()).await;
+            ("POP3", Ok(()))
+        });
+        tracing::info!(smtp = %config.proxy.smtp_address, pop3 = %config.proxy.pop3_address, "mail front listening");
+    }
+    // The network engine starts here, per account, over `directory`'s stores.
 
     tracing::info!(
         accounts = accounts.len(),

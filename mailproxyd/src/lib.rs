@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod config;
 pub mod daemon;
+pub mod directory;
 pub mod keys;
 pub mod lock;
 pub mod logging;
