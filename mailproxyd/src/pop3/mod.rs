@@ -1,0 +1,114 @@
+//! POP3 retrieval (RFC 1939, RFC 2449 CAPA/RESP-CODES, RFC 5034 SASL).
+//!
+//! - [`parser`]: sans-I/O command parser;
+//! - [`stuff`]: streaming dot-stuffer and the TOP filter;
+//! - [`session`]: one connection;
+//! - this module: settings, maildrop locks and the accept loop.
+
+pub mod parser;
+pub mod session;
+pub mod stuff;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::store::Directory;
+
+/// Settings of the POP3 server.
+#[derive(Debug, Clone)]
+pub struct Pop3Settings {
+    /// Idle time before the session is closed (RFC 1939: at least 10 minutes).
+    pub idle_timeout: Duration,
+    /// Bad commands tolerated before the connection is closed.
+    pub max_bad_commands: u32,
+    /// Concurrent sessions; more get `-ERR [SYS/TEMP]`.
+    pub max_sessions: usize,
+}
+
+impl Default for Pop3Settings {
+    fn default() -> Self {
+        Pop3Settings {
+            idle_timeout: Duration::from_secs(600),
+            max_bad_commands: 20,
+            max_sessions: 100,
+        }
+    }
+}
+
+/// Maildrops currently locked by a session (RFC 1939 exclusive access).
+#[derive(Debug, Default, Clone)]
+pub struct MaildropLocks {
+    held: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Holds a maildrop lock; released on drop.
+#[derive(Debug)]
+pub struct MaildropGuard {
+    locks: MaildropLocks,
+    account: String,
+}
+
+impl MaildropLocks {
+    /// Locks `account`'s maildrop, or None if another session holds it.
+    pub fn try_lock(&self, account: &str) -> Option<MaildropGuard> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.insert(account.to_owned()) {
+            Some(MaildropGuard {
+                locks: self.clone(),
+                account: account.to_owned(),
+            })
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for MaildropGuard {
+    fn drop(&mut self) {
+        let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.remove(&self.account);
+    }
+}
+
+/// Serves POP3 on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    dir: Arc<dyn Directory>,
+    settings: Pop3Settings,
+    shutdown: impl Future<Output = ()>,
+) {
+    let settings = Arc::new(settings);
+    let locks = MaildropLocks::default();
+    let permits = Arc::new(Semaphore::new(settings.max_sessions));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let Ok((sock, _)) = accepted else { continue };
+                let _ = sock.set_nodelay(true);
+                let permit = permits.clone().try_acquire_owned().ok();
+                let s = session::Session::new(sock, dir.clone(), settings.clone(), locks.clone(), stop_rx.clone());
+                tasks.spawn(async move {
+                    let _permit = permit.as_ref();
+                    if permit.is_none() {
+                        s.refuse_busy().await;
+                    } else {
+                        s.run().await;
+                    }
+                });
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+}

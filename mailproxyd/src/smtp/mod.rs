@@ -1,0 +1,130 @@
+//! SMTP submission (RFC 5321, RFC 4954 AUTH, RFC 1870 SIZE, RFC 6152
+//! 8BITMIME, RFC 2920 PIPELINING, RFC 2034 ENHANCEDSTATUSCODES).
+//!
+//! - [`parser`]: sans-I/O command parser;
+//! - [`data`]: streaming dot-unstuffer for DATA;
+//! - [`auth`]: SASL PLAIN/LOGIN decoding;
+//! - [`session`]: one connection (owns the socket and its buffer);
+//! - this module: settings, binding and the accept loop.
+
+pub mod auth;
+pub mod data;
+pub mod parser;
+pub mod session;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::store::Directory;
+
+/// Settings of the SMTP server (the daemon fills them from its config).
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    /// Host name in the greeting and replies.
+    pub hostname: String,
+    /// Largest accepted message in bytes (advertised with SIZE).
+    pub max_message_size: usize,
+    /// Most recipients per message (at least 100).
+    pub max_recipients: usize,
+    /// Idle time allowed while waiting for a command.
+    pub command_timeout: Duration,
+    /// Idle time allowed between DATA reads.
+    pub data_timeout: Duration,
+    /// Bad commands tolerated before the connection is closed.
+    pub max_bad_commands: u32,
+    /// Concurrent sessions; more get 421.
+    pub max_sessions: usize,
+    /// Seconds until a queued message bounces (BounceQueueLifetime).
+    pub bounce_lifetime: u64,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        SmtpSettings {
+            hostname: crate::message::HOSTNAME.to_owned(),
+            max_message_size: 25 << 20,
+            max_recipients: 1000,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(180),
+            max_bad_commands: 10,
+            max_sessions: 100,
+            bounce_lifetime: 432_000,
+        }
+    }
+}
+
+/// Errors from binding a listener.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The address is not loopback and non-loopback binds are not allowed.
+    #[error("refusing to listen on non-loopback address {0} (set AllowNonLoopback to permit it)")]
+    NonLoopback(SocketAddr),
+    /// The socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Io {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Binds a listener for SMTP or POP3: loopback only unless
+/// `allow_non_loopback`, in which case a warning is logged.
+pub async fn bind(addr: SocketAddr, allow_non_loopback: bool) -> Result<TcpListener, BindError> {
+    if !addr.ip().is_loopback() {
+        if !allow_non_loopback {
+            return Err(BindError::NonLoopback(addr));
+        }
+        tracing::warn!(%addr, "listening on a non-loopback address: anyone who can reach it can try to log in");
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError::Io { addr, source })
+}
+
+/// Serves SMTP on `listener` until `shutdown` completes, then tells open
+/// sessions to finish (421) and waits for them.
+pub async fn serve(
+    listener: TcpListener,
+    dir: Arc<dyn Directory>,
+    settings: SmtpSettings,
+    shutdown: impl Future<Output = ()>,
+) {
+    let settings = Arc::new(settings);
+    let permits = Arc::new(Semaphore::new(settings.max_sessions));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let Ok((sock, _peer)) = accepted else { continue };
+                let _ = sock.set_nodelay(true);
+                let permit = permits.clone().try_acquire_owned().ok();
+                let dir = dir.clone();
+                let settings = settings.clone();
+                let stop = stop_rx.clone();
+                tasks.spawn(async move {
+                    let _permit = permit.as_ref();
+                    let s = session::Session::new(sock, dir, settings, stop);
+                    if permit.is_none() {
+                        s.refuse_busy().await;
+                    } else {
+                        s.run().await;
+                    }
+                });
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+}

@@ -1,0 +1,515 @@
+//! One SMTP connection: owns the socket, its input buffer and the session
+//! state; the command grammar lives in [`super::parser`] and DATA decoding
+//! in [`super::data`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::auth::{self, Credentials};
+use super::data::Unstuffer;
+use super::parser::{self, Command, ParseError, MAX_AUTH_LINE};
+use super::SmtpSettings;
+use crate::store::{unix_now, AccountInfo, Directory, NewQueueEntry};
+
+/// Why a session ends early.
+enum Closed {
+    /// The peer went away or the socket failed.
+    Gone,
+    /// Reply was sent; close now.
+    Done,
+}
+
+struct Transaction {
+    account: AccountInfo,
+    recipients: Vec<String>,
+}
+
+/// An SMTP session on one connection.
+pub struct Session {
+    sock: TcpStream,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    dir: Arc<dyn Directory>,
+    settings: Arc<SmtpSettings>,
+    stop: watch::Receiver<bool>,
+    esmtp: bool,
+    authenticated: Option<String>,
+    txn: Option<Transaction>,
+    bad: u32,
+}
+
+impl Session {
+    /// A session for an accepted connection.
+    pub fn new(
+        sock: TcpStream,
+        dir: Arc<dyn Directory>,
+        settings: Arc<SmtpSettings>,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Session {
+            sock,
+            buf: Vec::with_capacity(4096),
+            out: Vec::with_capacity(1024),
+            dir,
+            settings,
+            stop,
+            esmtp: false,
+            authenticated: None,
+            txn: None,
+            bad: 0,
+        }
+    }
+
+    /// Turns the client away because too many sessions are open.
+    pub async fn refuse_busy(mut self) {
+        self.reply("421 4.3.2 Too many connections, try again later");
+        let _ = self.flush().await;
+    }
+
+    fn reply(&mut self, line: &str) {
+        self.out.extend_from_slice(line.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    async fn flush(&mut self) -> Result<(), Closed> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let r = self.sock.write_all(&self.out).await;
+        self.out.clear();
+        r.map_err(|_| Closed::Gone)
+    }
+
+    /// Reads more input into the buffer; closes on timeout, EOF or shutdown.
+    async fn read_more(&mut self, timeout: Duration, stoppable: bool) -> Result<(), Closed> {
+        self.flush().await?;
+        self.buf.reserve(64 * 1024);
+        let mut stop = self.stop.clone();
+        let read = tokio::time::timeout(timeout, self.sock.read_buf(&mut self.buf));
+        let res = tokio::select! {
+            r = read => Some(r),
+            _ = stop.wait_for(|s| *s), if stoppable => None,
+        };
+        match res {
+            None => {
+                self.reply("421 4.3.2 Service shutting down");
+                let _ = self.flush().await;
+                Err(Closed::Done)
+            }
+            Some(Err(_elapsed)) => {
+                self.reply("421 4.4.2 Timeout, closing connection");
+                let _ = self.flush().await;
+                Err(Closed::Done)
+            }
+            Some(Ok(Ok(0))) | Some(Ok(Err(_))) => Err(Closed::Gone),
+            Some(Ok(Ok(_))) => Ok(()),
+        }
+    }
+
+    /// Runs the session to its end.
+    pub async fn run(mut self) {
+        let greeting = format!("220 {} ESMTP mailproxyd", self.settings.hostname);
+        self.reply(&greeting);
+        let _ = self.session().await;
+        let _ = self.sock.shutdown().await;
+    }
+
+    async fn session(&mut self) -> Result<(), Closed> {
+        loop {
+            match parser::parse(&self.buf) {
+                Ok((cmd, n)) => {
+                    self.buf.drain(..n);
+                    self.command(cmd).await?;
+                }
+                Err(ParseError::Incomplete) => {
+                    let t = self.settings.command_timeout;
+                    self.read_more(t, true).await?;
+                }
+                Err(ParseError::LineTooLong) => {
+                    self.reply("500 5.5.2 Line too long");
+                    self.bad += 1;
+                    loop {
+                        let (n, found) = parser::skip_line(&self.buf);
+                        self.buf.drain(..n);
+                        if found {
+                            break;
+                        }
+                        let t = self.settings.command_timeout;
+                        self.read_more(t, true).await?;
+                    }
+                }
+                Err(ParseError::Syntax { consumed, reason }) => {
+                    self.buf.drain(..consumed);
+                    self.reply(&format!("501 {reason}"));
+                    self.bad += 1;
+                }
+            }
+            if self.bad > self.settings.max_bad_commands {
+                self.reply("421 4.7.0 Too many errors, closing connection");
+                self.flush().await?;
+                return Err(Closed::Done);
+            }
+        }
+    }
+
+    async fn command(&mut self, cmd: Command) -> Result<(), Closed> {
+        match cmd {
+            Command::Helo(_) => {
+                self.esmtp = false;
+                self.txn = None;
+                let r = format!("250 {}", self.settings.hostname);
+                self.reply(&r);
+            }
+            Command::Ehlo(_) => {
+                self.esmtp = true;
+                self.txn = None;
+                let r = format!(
+                    "250-{}\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN LOGIN",
+                    self.settings.hostname, self.settings.max_message_size
+                );
+                self.reply(&r);
+            }
+            Command::Auth { mechanism, initial } => self.auth(&mechanism, initial).await?,
+            Command::Mail { from, params } => self.mail(&from, &params),
+            Command::Rcpt { to, params } => self.rcpt(&to, &params),
+            Command::Data => self.data().await?,
+            Command::Rset => {
+                self.txn = None;
+                self.reply("250 2.0.0 OK");
+            }
+            Command::Noop => self.reply("250 2.0.0 OK"),
+            Command::Quit => {
+                self.reply("221 2.0.0 Bye");
+                self.flush().await?;
+                return Err(Closed::Done);
+            }
+            Command::Vrfy => self
+                .reply("252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery"),
+            Command::Expn => self.reply("502 5.5.1 EXPN not supported"),
+            Command::Help => self.reply("214 2.0.0 See RFC 5321"),
+            Command::StartTls => {
+                self.bad += 1;
+                self.reply("502 5.5.1 STARTTLS not supported");
+            }
+            Command::Unknown(_) => {
+                self.bad += 1;
+                self.reply("500 5.5.2 Command unrecognized");
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_line(&mut self) -> Result<Option<String>, Closed> {
+        loop {
+            match parser::line(&self.buf, MAX_AUTH_LINE) {
+                Ok((l, n)) => {
+                    let s = String::from_utf8_lossy(l).into_owned();
+                    self.buf.drain(..n);
+                    return Ok(Some(s));
+                }
+                Err(ParseError::Incomplete) => {
+                    let t = self.settings.command_timeout;
+                    self.read_more(t, false).await?;
+                }
+                Err(_) => {
+                    let (n, _) = parser::skip_line(&self.buf);
+                    self.buf.drain(..n);
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    async fn auth(&mut self, mechanism: &str, initial: Option<String>) -> Result<(), Closed> {
+        if self.authenticated.is_some() {
+            self.reply("503 5.5.1 Already authenticated");
+            return Ok(());
+        }
+        if self.txn.is_some() {
+            self.reply("503 5.5.1 AUTH not permitted during a mail transaction");
+            return Ok(());
+        }
+        let creds: Result<Credentials, auth::SaslError> = match mechanism {
+            "PLAIN" => {
+                let resp = match initial {
+                    Some(r) => r,
+                    None => {
+                        self.reply("334 ");
+                        match self.read_line().await? {
+                            Some(l) => l,
+                            None => {
+                                self.reply("500 5.5.6 Authentication exchange line too long");
+                                self.bad += 1;
+                                return Ok(());
+                            }
+                        }
+                    }
+                };
+                auth::decode_plain(&resp)
+            }
+            "LOGIN" => {
+                let user = match initial {
+                    Some(r) => Some(r),
+                    None => {
+                        self.reply(&format!("334 {}", auth::encode_challenge(b"Username:")));
+                        self.read_line().await?
+                    }
+                };
+                let pass = if user.is_some() {
+                    self.reply(&format!("334 {}", auth::encode_challenge(b"Password:")));
+                    self.read_line().await?
+                } else {
+                    None
+                };
+                match (user, pass) {
+                    (Some(u), Some(p)) => (|| {
+                        let u = auth::decode_response(&u)?;
+                        let p = auth::decode_response(&p)?;
+                        let authcid = String::from_utf8(u.to_vec())
+                            .map_err(|_| auth::SaslError::Malformed)?;
+                        Ok(Credentials {
+                            authcid,
+                            password: p,
+                        })
+                    })(),
+                    _ => Err(auth::SaslError::Malformed),
+                }
+            }
+            _ => {
+                self.reply("504 5.5.4 Unrecognized authentication mechanism");
+                self.bad += 1;
+                return Ok(());
+            }
+        };
+        let creds = match creds {
+            Ok(c) => c,
+            Err(auth::SaslError::Cancelled) => {
+                self.reply("501 5.0.0 Authentication cancelled");
+                return Ok(());
+            }
+            Err(_) => {
+                self.reply("501 5.5.2 Malformed authentication response");
+                self.bad += 1;
+                return Ok(());
+            }
+        };
+        let id = creds.authcid.to_ascii_lowercase();
+        let ok = match self.dir.account(&id) {
+            None => false,
+            Some(a) if !a.password_required => true,
+            Some(_) => {
+                let dir = self.dir.clone();
+                let acc = id.clone();
+                tokio::task::spawn_blocking(move || dir.verify_password(&acc, &creds.password))
+                    .await
+                    .unwrap_or(false)
+            }
+        };
+        if ok {
+            tracing::info!(account = %id, "SMTP AUTH succeeded");
+            self.authenticated = Some(id);
+            self.reply("235 2.7.0 Authentication successful");
+        } else {
+            tracing::info!("SMTP AUTH failed");
+            self.bad += 1;
+            self.reply("535 5.7.8 Authentication credentials invalid");
+        }
+        Ok(())
+    }
+
+    fn mail(&mut self, from: &str, params: &[(String, Option<String>)]) {
+        if self.txn.is_some() {
+            self.reply("503 5.5.1 Nested MAIL command");
+            return;
+        }
+        if from.is_empty() {
+            self.reply(
+                "550 5.7.1 The null sender is not accepted; use one of this proxy's accounts",
+            );
+            return;
+        }
+        let Some(id) = parser::normalize_address(from) else {
+            self.reply("553 5.1.7 Bad sender address syntax");
+            return;
+        };
+        let Some(account) = self.dir.account(&id) else {
+            self.reply("550 5.7.1 Sender is not an account of this proxy");
+            return;
+        };
+        if let Some(a) = &self.authenticated {
+            if *a != id {
+                self.reply("553 5.7.1 Sender address not owned by the authenticated user");
+                return;
+            }
+        } else if account.password_required {
+            self.reply("530 5.7.0 Authentication required");
+            return;
+        }
+        for (k, v) in params {
+            match (k.as_str(), v.as_deref()) {
+                ("SIZE", Some(v)) => match v.parse::<u64>() {
+                    Ok(n) if n > self.settings.max_message_size as u64 => {
+                        self.reply("552 5.3.4 Message size exceeds fixed maximum message size");
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        self.reply("501 5.5.4 Bad SIZE parameter");
+                        return;
+                    }
+                },
+                ("BODY", Some(v))
+                    if v.eq_ignore_ascii_case("7BIT") || v.eq_ignore_ascii_case("8BITMIME") => {}
+                ("BODY", _) => {
+                    self.reply("501 5.5.4 Unsupported BODY type");
+                    return;
+                }
+                // RFC 4954 §5: accepted and ignored.
+                ("AUTH", Some(_)) => {}
+                _ => {
+                    self.reply("555 5.5.4 Unsupported MAIL parameter");
+                    return;
+                }
+            }
+        }
+        self.txn = Some(Transaction {
+            account,
+            recipients: Vec::new(),
+        });
+        self.reply("250 2.1.0 Sender OK");
+    }
+
+    fn rcpt(&mut self, to: &str, params: &[(String, Option<String>)]) {
+        let max = self.settings.max_recipients;
+        let Some(txn) = self.txn.as_mut() else {
+            self.reply("503 5.5.1 Need MAIL before RCPT");
+            return;
+        };
+        if !params.is_empty() {
+            self.reply("555 5.5.4 Unsupported RCPT parameter");
+            return;
+        }
+        let Some(addr) = parser::normalize_address(to) else {
+            self.reply("553 5.1.3 Bad recipient address syntax (expected user@provider)");
+            return;
+        };
+        if txn.recipients.contains(&addr) {
+            self.reply("250 2.1.5 Recipient OK (duplicate)");
+            return;
+        }
+        if txn.recipients.len() >= max {
+            self.reply("452 4.5.3 Too many recipients");
+            return;
+        }
+        if self.dir.recipient_known(&addr) || txn.account.insecure_key_discovery {
+            txn.recipients.push(addr);
+            self.reply("250 2.1.5 Recipient OK");
+        } else {
+            self.reply("550 5.1.1 No key is known for this recipient (import it, or enable InsecureKeyDiscovery)");
+        }
+    }
+
+    async fn data(&mut self) -> Result<(), Closed> {
+        match &self.txn {
+            None => {
+                self.reply("503 5.5.1 Need MAIL before DATA");
+                return Ok(());
+            }
+            Some(t) if t.recipients.is_empty() => {
+                self.reply("503 5.5.1 No valid recipients");
+                return Ok(());
+            }
+            Some(_) => {}
+        }
+        self.reply("354 End data with <CR><LF>.<CR><LF>");
+        self.flush().await?;
+        let max = self.settings.max_message_size;
+        let mut dec = Unstuffer::new();
+        let mut msg = Vec::new();
+        let mut scratch = Vec::new();
+        let mut overflow = false;
+        loop {
+            let (n, done) = if overflow {
+                scratch.clear();
+                dec.feed(&self.buf, &mut scratch)
+            } else {
+                dec.feed(&self.buf, &mut msg)
+            };
+            self.buf.drain(..n);
+            if !overflow && msg.len() > max {
+                overflow = true;
+                msg = Vec::new();
+            }
+            if done {
+                break;
+            }
+            let t = self.settings.data_timeout;
+            self.read_more(t, false).await?;
+        }
+        let txn = self.txn.take().expect("checked above");
+        if overflow {
+            self.reply("552 5.3.4 Message size exceeds fixed maximum message size");
+            return Ok(());
+        }
+        let unreliable = match crate::message::header_value(&msg, "X-Katzenpost-Unreliable") {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case(b"true") => true,
+            Some(v) if v.eq_ignore_ascii_case(b"false") => false,
+            Some(_) => {
+                self.reply("554 5.6.0 X-Katzenpost-Unreliable must be true or false");
+                return Ok(());
+            }
+        };
+        let Some(store) = self.dir.store(&txn.account.id) else {
+            self.reply("451 4.3.0 Store unavailable, try again later");
+            return Ok(());
+        };
+        let now = unix_now();
+        let mut full =
+            crate::message::prepended_headers(&msg, now, self.esmtp, self.authenticated.is_some());
+        full.extend_from_slice(&msg);
+        drop(msg);
+        let entries: Vec<NewQueueEntry> = txn
+            .recipients
+            .iter()
+            .map(|r| NewQueueEntry {
+                recipient: r.clone(),
+                created: now,
+                bounce_at: now + self.settings.bounce_lifetime,
+                unreliable,
+            })
+            .collect();
+        let size = full.len();
+        let sender = txn.account.id.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let (e, rx) = store.enqueue_async(&sender, &full, &entries);
+            (e.len(), rx)
+        })
+        .await;
+        let result = match prepared {
+            Ok((n, rx)) => rx.await.map(|r| r.map(|_| n)),
+            Err(_) => {
+                self.reply("451 4.3.0 Local error, message not queued");
+                return Ok(());
+            }
+        };
+        match result {
+            Ok(Ok(n)) => {
+                tracing::info!(account = %txn.account.id, recipients = n, size, "message queued");
+                self.reply(&format!("250 2.0.0 OK: queued for {n} recipient(s)"));
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "queueing a message failed");
+                self.reply("451 4.3.0 Local error, message not queued");
+            }
+            Err(_) => {
+                self.reply("451 4.3.0 Local error, message not queued");
+            }
+        }
+        Ok(())
+    }
+}

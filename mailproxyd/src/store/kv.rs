@@ -1,0 +1,124 @@
+//! Generic sealed key-value tables for engine state.
+//!
+//! Keys are stored as a keyed blind index; the original key is kept inside
+//! the sealed value so that listing returns it.
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::codec::{Reader, Writer};
+use super::{Store, StoreError};
+
+/// The generic tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvTable {
+    /// Partial incoming messages being reassembled.
+    Partial,
+    /// Dedup records of completed incoming messages.
+    Dedup,
+    /// SURB decryption state for outstanding ACKs.
+    Surb,
+    /// Anything else.
+    Meta,
+}
+
+impl KvTable {
+    /// Every generic table.
+    pub const ALL: [KvTable; 4] = [
+        KvTable::Partial,
+        KvTable::Dedup,
+        KvTable::Surb,
+        KvTable::Meta,
+    ];
+
+    /// The table's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvTable::Partial => "kv_partial",
+            KvTable::Dedup => "kv_dedup",
+            KvTable::Surb => "kv_surb",
+            KvTable::Meta => "kv_meta",
+        }
+    }
+
+    pub(crate) fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+        TableDefinition::new(self.name())
+    }
+}
+
+fn encode(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut w = Writer::new(1);
+    w.bytes(key).bytes(value);
+    w.finish()
+}
+
+fn decode(t: KvTable, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+    let mal = |_| StoreError::Malformed(t.name());
+    let mut r = Reader::new(plain, 1).map_err(mal)?;
+    let k = r.bytes().map_err(mal)?.to_vec();
+    let v = r.bytes().map_err(mal)?.to_vec();
+    r.end().map_err(mal)?;
+    Ok((k, v))
+}
+
+impl Store {
+    /// Stores `value` under `key`, durably.
+    pub fn kv_put(&self, t: KvTable, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let s = &self.inner.sealer;
+        let bk = s.blind(t.name(), key);
+        let sealed = s.seal(t.name(), &bk, &encode(key, value));
+        self.inner.writer.write(
+            sealed.len(),
+            Box::new(move |tx| {
+                tx.open_table(t.definition())?
+                    .insert(&bk[..], sealed.as_slice())?;
+                Ok(())
+            }),
+        )
+    }
+
+    /// The value stored under `key`.
+    pub fn kv_get(&self, t: KvTable, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let s = &self.inner.sealer;
+        let bk = s.blind(t.name(), key);
+        let rx = self.inner.db.begin_read()?;
+        let table = rx.open_table(t.definition())?;
+        let Some(v) = table.get(&bk[..])? else {
+            return Ok(None);
+        };
+        let (k, v) = decode(t, &s.open(t.name(), &bk, v.value())?)?;
+        if k != key {
+            return Err(StoreError::Malformed(t.name()));
+        }
+        Ok(Some(v))
+    }
+
+    /// Removes `key`; true if it existed.
+    pub fn kv_remove(&self, t: KvTable, key: &[u8]) -> Result<bool, StoreError> {
+        let bk = self.inner.sealer.blind(t.name(), key);
+        let found = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = found.clone();
+        self.inner.writer.write(
+            64,
+            Box::new(move |tx| {
+                let existed = tx.open_table(t.definition())?.remove(&bk[..])?.is_some();
+                f.store(existed, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }),
+        )?;
+        Ok(found.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Every (key, value) pair in the table.
+    pub fn kv_list(&self, t: KvTable) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let s = &self.inner.sealer;
+        let rx = self.inner.db.begin_read()?;
+        let table = rx.open_table(t.definition())?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            let plain = s.open(t.name(), k.value(), v.value())?;
+            out.push(decode(t, &plain)?);
+        }
+        Ok(out)
+    }
+}

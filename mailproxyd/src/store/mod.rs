@@ -1,0 +1,249 @@
+//! The encrypted, crash-safe per-account store (redb + XChaCha20-Poly1305).
+//!
+//! One [`Store`] per account lives in the account directory as
+//! `store.redb`, with its key in `storage.key` (0600) or derived from a
+//! passphrase (see [`key`]). It holds:
+//! - message contents ("blobs", sealed in chunks, shared by the queue entries
+//!   of one submission and referenced by inbox entries),
+//! - the send queue ([`QueueEntry`], one per message and recipient),
+//! - the inbox / POP3 maildrop ([`InboxEntry`]),
+//! - generic sealed key-value tables ([`KvTable`]): partial incoming
+//!   messages, dedup records, SURB state, and "meta" for anything else.
+//!
+//! Every value is sealed with its table and key as associated data; keys are
+//! either plain integers or blind indexes. Writes go through one writer
+//! thread that groups concurrent requests into a single durable transaction
+//! (group commit); every call returns only after its commit is durable.
+
+mod blob;
+mod codec;
+mod directory;
+mod inbox;
+pub mod key;
+mod kv;
+mod queue;
+mod seal;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+pub use blob::{MessageRef, CHUNK_SIZE};
+pub use codec::CodecError;
+pub use directory::{verify_password_hash, AccountInfo, Directory};
+pub use inbox::InboxEntry;
+pub use key::{KdfParams, KeySource};
+pub use kv::KvTable;
+pub use queue::{BlockState, NewQueueEntry, QueueEntry};
+pub use seal::{OpenError, StorageKey};
+
+use seal::Sealer;
+use writer::Writer;
+
+/// redb page cache per store.
+const CACHE_BYTES: usize = 16 << 20;
+
+/// File name of the database inside the account directory.
+pub const DB_FILE: &str = "store.redb";
+
+pub(crate) const BLOB_HEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("blob_head");
+pub(crate) const BLOB_CHUNK: TableDefinition<(u64, u32), &[u8]> =
+    TableDefinition::new("blob_chunk");
+pub(crate) const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
+pub(crate) const INBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("inbox");
+/// Plain counters (no content): the id high-water mark.
+pub(crate) const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(#[from] redb::Error),
+    /// A record failed authentication.
+    #[error(transparent)]
+    Sealed(#[from] OpenError),
+    /// A record authenticated but did not decode (a bug or a format change).
+    #[error("malformed record in table {0}")]
+    Malformed(&'static str),
+    /// The storage key does not open this store.
+    #[error("the storage key does not match this store (wrong key or passphrase)")]
+    WrongKey,
+    /// A key or salt file problem.
+    #[error("storage key: {0}")]
+    Key(String),
+    /// A record that should exist does not.
+    #[error("no such record: {0}")]
+    NotFound(&'static str),
+    /// A group commit failed; every request in the group gets this.
+    #[error("commit failed: {0}")]
+    Commit(String),
+    /// The writer thread is gone.
+    #[error("store is closed")]
+    Closed,
+}
+
+impl StoreError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Database(redb::Error::from(e))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+pub(crate) struct Inner {
+    pub(crate) db: Arc<Database>,
+    pub(crate) sealer: Arc<Sealer>,
+    pub(crate) writer: Writer,
+    next_id: Arc<AtomicU64>,
+    dir: PathBuf,
+}
+
+/// Handle to one account's store. Cheap to clone; all clones share one
+/// database and one writer thread.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .finish()
+    }
+}
+
+const KEYCHECK: &[u8] = b"mailproxy storage key check";
+
+impl Store {
+    /// Opens (creating if needed) the store in the account directory `dir`.
+    pub fn open(dir: &Path, source: &KeySource) -> Result<Store, StoreError> {
+        let db_path = dir.join(DB_FILE);
+        let fresh = !db_path.exists();
+        let key = key::obtain_key(dir, source, fresh)?;
+        let sealer = Arc::new(Sealer::new(&key));
+        drop(key);
+        // A bounded page cache keeps memory flat however large the store grows.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&db_path)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| StoreError::io(&db_path, e))?;
+        }
+        let db = Arc::new(db);
+        // Create the tables so readers never meet a missing table.
+        let tx = db.begin_write()?;
+        {
+            tx.open_table(BLOB_HEAD)?;
+            tx.open_table(BLOB_CHUNK)?;
+            tx.open_table(QUEUE)?;
+            tx.open_table(INBOX)?;
+            tx.open_table(IDS)?;
+            for t in KvTable::ALL {
+                tx.open_table(t.definition())?;
+            }
+        }
+        tx.commit()?;
+        let next = {
+            let rx = db.begin_read()?;
+            let mut max = 0u64;
+            for def in [BLOB_HEAD, QUEUE, INBOX] {
+                let t = rx.open_table(def)?;
+                let last = t.last()?.map(|(k, _)| k.value());
+                if let Some(k) = last {
+                    max = max.max(k);
+                }
+            }
+            let saved = rx
+                .open_table(IDS)?
+                .get("next")?
+                .map(|v| v.value())
+                .unwrap_or(1);
+            (max + 1).max(saved)
+        };
+        let next_id = Arc::new(AtomicU64::new(next));
+        let writer = Writer::spawn(db.clone(), next_id.clone());
+        let store = Store {
+            inner: Arc::new(Inner {
+                db,
+                sealer,
+                writer,
+                next_id,
+                dir: dir.to_owned(),
+            }),
+        };
+        match store.kv_get(KvTable::Meta, b"keycheck") {
+            Ok(Some(v)) if v == KEYCHECK => {}
+            Ok(Some(_)) => return Err(StoreError::WrongKey),
+            Ok(None) => {
+                // A store with data but no key check was not made by us.
+                if !store.is_empty()? {
+                    return Err(StoreError::WrongKey);
+                }
+                store.kv_put(KvTable::Meta, b"keycheck", KEYCHECK)?;
+            }
+            Err(StoreError::Sealed(_)) => return Err(StoreError::WrongKey),
+            Err(e) => return Err(e),
+        }
+        Ok(store)
+    }
+
+    /// The account directory this store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        let rx = self.inner.db.begin_read()?;
+        for def in [BLOB_HEAD, QUEUE, INBOX] {
+            if rx.open_table(def)?.first()?.is_some() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn alloc_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,256 @@
+//! The send queue: one entry per message and recipient.
+//!
+//! An entry records the recipient, the shared message blob, deadlines and
+//! per-block state; the network engine owns the meaning of `engine` (opaque
+//! bytes it may use for anything else it must keep across restarts).
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::blob::{self, MessageRef, PreparedBlob};
+use super::codec::{Reader, Writer};
+use super::{Store, StoreError, QUEUE};
+
+const TABLE: &str = "queue";
+
+/// State of one block of a queued message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockState {
+    /// The provider acknowledged the block (SURB-ACK received).
+    pub acked: bool,
+    /// Unix time at which to retransmit if still unacknowledged (0 = not sent yet).
+    pub retransmit_at: u64,
+    /// How many times it was sent.
+    pub attempts: u32,
+}
+
+/// A queue entry (one recipient of one submitted message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    /// Entry id (key in the queue table).
+    pub id: u64,
+    /// Sending account id.
+    pub sender: String,
+    /// Recipient address `user@provider`.
+    pub recipient: String,
+    /// The message.
+    pub message: MessageRef,
+    /// Unix time of submission.
+    pub created: u64,
+    /// Unix time after which the message bounces if not fully acknowledged.
+    pub bounce_at: u64,
+    /// Send unreliably (no SURB-ACKs).
+    pub unreliable: bool,
+    /// Per-block state (empty until the engine fragments the message).
+    pub blocks: Vec<BlockState>,
+    /// Opaque engine state.
+    pub engine: Vec<u8>,
+}
+
+/// What a submission provides for each recipient.
+#[derive(Debug, Clone)]
+pub struct NewQueueEntry {
+    /// Recipient address.
+    pub recipient: String,
+    /// Unix time of submission.
+    pub created: u64,
+    /// Bounce deadline.
+    pub bounce_at: u64,
+    /// Send unreliably.
+    pub unreliable: bool,
+}
+
+fn encode(e: &QueueEntry) -> Vec<u8> {
+    let mut w = Writer::new(1);
+    w.str(&e.sender)
+        .str(&e.recipient)
+        .u64(e.message.blob)
+        .u64(e.message.len)
+        .u32(e.message.chunks)
+        .u64(e.created)
+        .u64(e.bounce_at)
+        .u8(e.unreliable as u8)
+        .u32(e.blocks.len() as u32);
+    for b in &e.blocks {
+        w.u8(b.acked as u8).u64(b.retransmit_at).u32(b.attempts);
+    }
+    w.bytes(&e.engine);
+    w.finish()
+}
+
+fn decode(id: u64, plain: &[u8]) -> Result<QueueEntry, StoreError> {
+    let mal = |_| StoreError::Malformed(TABLE);
+    let mut r = Reader::new(plain, 1).map_err(mal)?;
+    let sender = r.string().map_err(mal)?;
+    let recipient = r.string().map_err(mal)?;
+    let message = MessageRef {
+        blob: r.u64().map_err(mal)?,
+        len: r.u64().map_err(mal)?,
+        chunks: r.u32().map_err(mal)?,
+    };
+    let created = r.u64().map_err(mal)?;
+    let bounce_at = r.u64().map_err(mal)?;
+    let unreliable = r.u8().map_err(mal)? != 0;
+    let n = r.u32().map_err(mal)? as usize;
+    // Each block takes 13 bytes; bound the allocation by the input size.
+    if n > plain.len() / 13 {
+        return Err(StoreError::Malformed(TABLE));
+    }
+    let mut blocks = Vec::with_capacity(n);
+    for _ in 0..n {
+        blocks.push(BlockState {
+            acked: r.u8().map_err(mal)? != 0,
+            retransmit_at: r.u64().map_err(mal)?,
+            attempts: r.u32().map_err(mal)?,
+        });
+    }
+    let engine = r.bytes().map_err(mal)?.to_vec();
+    r.end().map_err(mal)?;
+    Ok(QueueEntry {
+        id,
+        sender,
+        recipient,
+        message,
+        created,
+        bounce_at,
+        unreliable,
+        blocks,
+        engine,
+    })
+}
+
+impl Store {
+    /// Stores `message` once and queues it for every recipient, in one
+    /// durable transaction. Returns the new entry ids in recipient order.
+    pub fn enqueue(
+        &self,
+        sender: &str,
+        message: &[u8],
+        recipients: &[NewQueueEntry],
+    ) -> Result<Vec<QueueEntry>, StoreError> {
+        let (bytes, run, entries) = self.prepare_enqueue(sender, message, recipients);
+        self.inner.writer.write(bytes, run)?;
+        Ok(entries)
+    }
+
+    /// Like [`Store::enqueue`], but returns at once with a receiver that
+    /// completes when the transaction is durable (for async callers).
+    pub fn enqueue_async(
+        &self,
+        sender: &str,
+        message: &[u8],
+        recipients: &[NewQueueEntry],
+    ) -> (
+        Vec<QueueEntry>,
+        tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
+    ) {
+        let (bytes, run, entries) = self.prepare_enqueue(sender, message, recipients);
+        (entries, self.inner.writer.submit(bytes, run))
+    }
+
+    fn prepare_enqueue(
+        &self,
+        sender: &str,
+        message: &[u8],
+        recipients: &[NewQueueEntry],
+    ) -> (usize, super::writer::WriteFn, Vec<QueueEntry>) {
+        let s = &self.inner.sealer;
+        let blob = PreparedBlob::new(s, self.alloc_id(), message, recipients.len() as u32);
+        let entries: Vec<QueueEntry> = recipients
+            .iter()
+            .map(|r| QueueEntry {
+                id: self.alloc_id(),
+                sender: sender.to_owned(),
+                recipient: r.recipient.clone(),
+                message: blob.mref(),
+                created: r.created,
+                bounce_at: r.bounce_at,
+                unreliable: r.unreliable,
+                blocks: Vec::new(),
+                engine: Vec::new(),
+            })
+            .collect();
+        let sealed: Vec<(u64, Vec<u8>)> = entries
+            .iter()
+            .map(|e| (e.id, s.seal(TABLE, &e.id.to_be_bytes(), &encode(e))))
+            .collect();
+        let bytes = message.len() + 256 * sealed.len();
+        let run = Box::new(move |tx: &redb::WriteTransaction| {
+            blob.insert(tx)?;
+            let mut q = tx.open_table(QUEUE)?;
+            for (id, v) in &sealed {
+                q.insert(*id, v.as_slice())?;
+            }
+            Ok(())
+        });
+        (bytes, run, entries)
+    }
+
+    /// Ids of all queue entries, oldest first.
+    pub fn queue_ids(&self) -> Result<Vec<u64>, StoreError> {
+        let rx = self.inner.db.begin_read()?;
+        let t = rx.open_table(QUEUE)?;
+        let mut ids = Vec::new();
+        for item in t.iter()? {
+            ids.push(item?.0.value());
+        }
+        Ok(ids)
+    }
+
+    /// Number of queue entries.
+    pub fn queue_len(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        let rx = self.inner.db.begin_read()?;
+        Ok(rx.open_table(QUEUE)?.len()?)
+    }
+
+    /// One queue entry.
+    pub fn queue_get(&self, id: u64) -> Result<Option<QueueEntry>, StoreError> {
+        let rx = self.inner.db.begin_read()?;
+        let t = rx.open_table(QUEUE)?;
+        match t.get(id)? {
+            None => Ok(None),
+            Some(v) => {
+                let plain = self
+                    .inner
+                    .sealer
+                    .open(TABLE, &id.to_be_bytes(), v.value())?;
+                decode(id, &plain).map(Some)
+            }
+        }
+    }
+
+    /// Rewrites a queue entry (block states, deadlines, engine bytes).
+    pub fn queue_update(&self, e: &QueueEntry) -> Result<(), StoreError> {
+        let id = e.id;
+        let v = self.inner.sealer.seal(TABLE, &id.to_be_bytes(), &encode(e));
+        self.inner.writer.write(
+            v.len(),
+            Box::new(move |tx| {
+                let mut q = tx.open_table(QUEUE)?;
+                if q.get(id)?.is_none() {
+                    return Err(StoreError::NotFound("queue entry"));
+                }
+                q.insert(id, v.as_slice())?;
+                Ok(())
+            }),
+        )
+    }
+
+    /// Removes a queue entry (sent or bounced) and releases its message.
+    pub fn queue_remove(&self, id: u64) -> Result<(), StoreError> {
+        let s = self.inner.sealer.clone();
+        self.inner.writer.write(
+            64,
+            Box::new(move |tx| {
+                let mut q = tx.open_table(QUEUE)?;
+                let sealed = match q.remove(id)? {
+                    Some(v) => v.value().to_vec(),
+                    None => return Ok(()),
+                };
+                drop(q);
+                let e = decode(id, &s.open(TABLE, &id.to_be_bytes(), &sealed)?)?;
+                blob::release(tx, &s, e.message.blob)
+            }),
+        )
+    }
+}
