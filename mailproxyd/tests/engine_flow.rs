@@ -16,13 +16,14 @@ use testnet::network::{init, Network, Shape};
 
 const PERIOD: u64 = 600;
 
-async fn start_network(dir: &Path) -> Network {
+/// A network whose clients send one packet per `send_ms` on average.
+async fn start_network(dir: &Path, send_ms: u64) -> Network {
     let mut params = Params::demo();
     params.epoch_period_secs = PERIOD;
     params.mu = 1.0 / 5.0;
     params.mu_max_delay = 20;
-    params.lambda_p = 1.0 / 20.0;
-    params.lambda_p_max_delay = 100;
+    params.lambda_p = 1.0 / send_ms as f64;
+    params.lambda_p_max_delay = 5 * send_ms;
     init(
         dir,
         &Shape {
@@ -85,11 +86,13 @@ impl Account {
     }
 
     fn open(&self) -> Store {
-        Store::open(
-            self.dir.path(),
-            &KeySource::Raw(StorageKey::from_bytes(self.storage)),
-        )
-        .unwrap()
+        tokio::task::block_in_place(|| {
+            Store::open(
+                self.dir.path(),
+                &KeySource::Raw(StorageKey::from_bytes(self.storage)),
+            )
+            .unwrap()
+        })
     }
 
     fn config(&self, net: &Network, keys: &HashMap<String, [u8; 32]>) -> EngineConfig {
@@ -132,9 +135,9 @@ struct Pair {
     keys: HashMap<String, [u8; 32]>,
 }
 
-async fn pair() -> Pair {
+async fn pair(send_ms: u64) -> Pair {
     let netdir = tempfile::tempdir().unwrap();
-    let net = start_network(netdir.path()).await;
+    let net = start_network(netdir.path(), send_ms).await;
     let alice = Account::new(&net, "alice", "provider1");
     let bob = Account::new(&net, "bob", "provider2");
     let mut keys = HashMap::new();
@@ -163,19 +166,21 @@ fn message(len: usize, seed: u8) -> Vec<u8> {
 
 fn enqueue(store: &Store, to: &str, msg: &[u8], bounce_in: u64) -> u64 {
     let now = unix_now();
-    store
-        .enqueue(
-            "alice",
-            msg,
-            &[NewQueueEntry {
-                recipient: to.into(),
-                created: now,
-                bounce_at: now + bounce_in,
-                unreliable: false,
-            }],
-        )
-        .unwrap()[0]
-        .id
+    tokio::task::block_in_place(|| {
+        store
+            .enqueue(
+                "alice",
+                msg,
+                &[NewQueueEntry {
+                    recipient: to.into(),
+                    created: now,
+                    bounce_at: now + bounce_in,
+                    unreliable: false,
+                }],
+            )
+            .unwrap()[0]
+            .id
+    })
 }
 
 fn inbox(store: &Store) -> Vec<Vec<u8>> {
@@ -210,7 +215,7 @@ fn expected_delivery(sender: &Account, msg: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_and_multi_block_messages_arrive_and_complete_by_ack() {
-    let p = pair().await;
+    let p = pair(20).await;
     let a_store = p.alice.open();
     let b_store = p.bob.open();
     let small = message(200, 1);
@@ -263,7 +268,7 @@ async fn small_and_multi_block_messages_arrive_and_complete_by_ack() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packet_loss_at_a_mix_is_repaired_by_retransmission() {
-    let p = pair().await;
+    let p = pair(20).await;
     for m in ["mix1", "mix2"] {
         p.net.node(m).unwrap().set_drop_fraction(0.2);
     }
@@ -304,8 +309,9 @@ async fn packet_loss_at_a_mix_is_repaired_by_retransmission() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engines_restarted_mid_transfer_lose_and_duplicate_nothing() {
-    let p = pair().await;
-    let big = message(600 * 1024, 4);
+    // Slow sending (100 ms per packet, 40 blocks) so the stop lands mid-transfer.
+    let p = pair(100).await;
+    let big = message(2 * 1024 * 1024, 4);
     let total = katzenpost::block::block_count(big.len()).unwrap() as usize;
     let (a, b, id) = {
         let a_store = p.alice.open();
@@ -316,7 +322,7 @@ async fn engines_restarted_mid_transfer_lose_and_duplicate_nothing() {
             a_store
                 .queue_get(id)
                 .unwrap()
-                .is_some_and(|e| e.blocks.iter().any(|b| b.acked))
+                .is_some_and(|e| e.blocks.iter().filter(|b| b.acked).count() >= 5)
         })
         .await;
         (a, b, id)
@@ -329,6 +335,11 @@ async fn engines_restarted_mid_transfer_lose_and_duplicate_nothing() {
     assert_eq!(e.blocks.len(), total);
     assert!(acked < total, "stopped too late to test a restart");
     let b_store = p.bob.open();
+    let partial = b_store
+        .kv_list(mailproxyd::store::KvTable::Partial)
+        .unwrap()
+        .len();
+    eprintln!("restart: alice had {acked}/{total} blocks acked, bob held {partial} blocks");
     let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
     let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
     wait_for("bob's inbox", Duration::from_secs(120), || {
@@ -349,7 +360,7 @@ async fn engines_restarted_mid_transfer_lose_and_duplicate_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_bounces_when_the_recipient_provider_is_down() {
-    let mut p = pair().await;
+    let mut p = pair(20).await;
     p.net.stop_node("provider2").await;
     let a_store = p.alice.open();
     let msg = message(1000, 5);
@@ -377,7 +388,7 @@ async fn a_message_bounces_when_the_recipient_provider_is_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_uses_the_saved_document_without_the_authority() {
-    let p = pair().await;
+    let p = pair(20).await;
     let a_store = p.alice.open();
     let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
     wait_for("a document", Duration::from_secs(30), || {

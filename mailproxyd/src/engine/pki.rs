@@ -144,6 +144,6 @@ impl Documents {
         timeout: Duration,
     ) -> Result<Fetched, EngineError> {
         let reply = authority_request(authority, &Command::GetConsensus { epoch }, timeout).await?;
-        self.consensus_reply(store, epoch, reply)
+        super::worker::blocking(|| self.consensus_reply(store, epoch, reply))
     }
 }

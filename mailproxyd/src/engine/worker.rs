@@ -17,6 +17,12 @@ use super::send::{self, Route};
 use super::{reports, EngineConfig, EngineError, EngineStatus};
 use crate::store::{unix_now, KvTable, QueueEntry, Store};
 
+/// Runs a store operation (which may wait for a durable commit) without
+/// stalling the runtime's other tasks. Needs the multi-threaded runtime.
+pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
 /// Most retrievals in a row before the loop looks at its other duties.
 const DRAIN_BATCH: usize = 16;
 /// How often stale SURB records are swept.
@@ -98,12 +104,14 @@ impl Worker {
             }
         };
         let mut incoming = loop {
-            match Incoming::load(
-                &self.store,
-                self.cfg.max_incoming_blocks,
-                self.cfg.timings.report_coalesce,
-                &self.account,
-            ) {
+            match blocking(|| {
+                Incoming::load(
+                    &self.store,
+                    self.cfg.max_incoming_blocks,
+                    self.cfg.timings.report_coalesce,
+                    &self.account,
+                )
+            }) {
                 Ok(i) => break i,
                 Err(e) => {
                     self.record_error(&e);
@@ -113,7 +121,7 @@ impl Worker {
                 }
             }
         };
-        match docs.load_saved(&self.store) {
+        match blocking(|| docs.load_saved(&self.store)) {
             Ok(true) => tracing::debug!(account = %self.account, "using saved PKI document"),
             Ok(false) => {}
             Err(e) => self.record_error(&e),
@@ -235,9 +243,9 @@ impl Worker {
             let now = Instant::now();
             if now >= st.next_housekeeping {
                 self.refresh_documents(st, docs).await?;
-                self.bounce_due()?;
+                blocking(|| self.bounce_due())?;
                 if now >= st.next_sweep {
-                    arq::sweep_surbs(&self.store)?;
+                    blocking(|| arq::sweep_surbs(&self.store))?;
                     st.next_sweep = now + SURB_SWEEP_EVERY;
                 }
                 st.next_housekeeping = now + t.housekeeping_interval;
@@ -274,7 +282,7 @@ impl Worker {
         for epoch in wanted {
             connection::send(&mut st.link, &Command::GetConsensus { epoch }).await?;
             let reply = connection::recv(&mut st.link, self.cfg.timings.link_timeout).await?;
-            let via_provider = docs.consensus_reply(&self.store, epoch, reply);
+            let via_provider = blocking(|| docs.consensus_reply(&self.store, epoch, reply));
             let got = match via_provider {
                 Ok(Fetched::Document(_)) => true,
                 Ok(Fetched::NotFound) | Err(EngineError::Pki(_)) => {
@@ -368,22 +376,23 @@ impl Worker {
         };
         st.next_send =
             Instant::now() + send::poisson_interval(doc.lambda_p, doc.lambda_p_max_delay);
-        match self.next_due()? {
+        match blocking(|| self.next_due())? {
             Some((mut e, idx)) => {
                 let Some((user, provider)) = send::split_address(&e.recipient) else {
                     // Cannot be routed: let it bounce now.
                     e.bounce_at = 1;
-                    self.store.queue_update(&e)?;
+                    blocking(|| self.store.queue_update(&e))?;
                     return Ok(());
                 };
-                let Some(ct) = self
-                    .store
-                    .kv_get(KvTable::Meta, &send::ciphertext_key(e.id, idx))?
+                let Some(ct) = blocking(|| {
+                    self.store
+                        .kv_get(KvTable::Meta, &send::ciphertext_key(e.id, idx))
+                })?
                 else {
                     // Lost state: prepare again from scratch.
                     e.blocks.clear();
                     e.engine.clear();
-                    self.store.queue_update(&e)?;
+                    blocking(|| self.store.queue_update(&e))?;
                     return Ok(());
                 };
                 let mut surb_id = [0u8; 16];
@@ -416,7 +425,7 @@ impl Worker {
                         eta: (now + built.eta).as_secs(),
                         keys: keys.as_bytes().to_vec(),
                     };
-                    self.store.kv_put(KvTable::Surb, &surb_id, &rec.encode())?;
+                    blocking(|| self.store.kv_put(KvTable::Surb, &surb_id, &rec.encode()))?;
                 }
                 let b = &mut e.blocks[idx];
                 b.attempts = b.attempts.saturating_add(1);
@@ -429,11 +438,11 @@ impl Worker {
                     false
                 };
                 if !complete {
-                    self.store.queue_update(&e)?;
+                    blocking(|| self.store.queue_update(&e))?;
                 }
                 connection::send(&mut st.link, &Command::SendPacket(built.packet)).await?;
                 if complete {
-                    arq::finish(&self.store, &e)?;
+                    blocking(|| arq::finish(&self.store, &e))?;
                 }
                 self.set_status(|s| {
                     s.packets_sent += 1;
@@ -489,12 +498,15 @@ impl Worker {
                     sequence,
                     payload,
                 } if sequence == st.seq => {
-                    match incoming.accept(
-                        &self.store,
-                        &self.cfg.identity_private,
-                        &payload,
-                        &self.account,
-                    )? {
+                    let r = blocking(|| {
+                        incoming.accept(
+                            &self.store,
+                            &self.cfg.identity_private,
+                            &payload,
+                            &self.account,
+                        )
+                    })?;
+                    match r {
                         Received::Delivered => self.set_status(|s| s.delivered += 1),
                         r => tracing::trace!(outcome = ?r, "block retrieved"),
                     }
@@ -506,7 +518,7 @@ impl Worker {
                     surb_id,
                     payload,
                 } if sequence == st.seq => {
-                    match arq::handle_ack(&self.store, &surb_id, &payload)? {
+                    match blocking(|| arq::handle_ack(&self.store, &surb_id, &payload))? {
                         AckOutcome::Acked { complete } => {
                             self.set_status(|s| s.acks += 1);
                             if complete {
