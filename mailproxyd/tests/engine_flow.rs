@@ -120,6 +120,7 @@ impl Account {
                 reconnect_max: Duration::from_secs(2),
                 link_timeout: Duration::from_secs(10),
                 epoch_period: Duration::from_secs(PERIOD),
+                receive_timeout: None,
                 housekeeping_interval: Duration::from_millis(200),
                 report_coalesce: Duration::from_secs(60),
             },
@@ -165,6 +166,10 @@ fn message(len: usize, seed: u8) -> Vec<u8> {
 }
 
 fn enqueue(store: &Store, to: &str, msg: &[u8], bounce_in: u64) -> u64 {
+    enqueue_with(store, to, msg, bounce_in, false)
+}
+
+fn enqueue_with(store: &Store, to: &str, msg: &[u8], bounce_in: u64, unreliable: bool) -> u64 {
     let now = unix_now();
     tokio::task::block_in_place(|| {
         store
@@ -175,7 +180,7 @@ fn enqueue(store: &Store, to: &str, msg: &[u8], bounce_in: u64) -> u64 {
                     recipient: to.into(),
                     created: now,
                     bounce_at: now + bounce_in,
-                    unreliable: false,
+                    unreliable,
                 }],
             )
             .unwrap()[0]
@@ -410,6 +415,113 @@ async fn a_restart_uses_the_saved_document_without_the_authority() {
     })
     .await;
     assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &msg)]);
+    a.stop().await;
+    b.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreliable_messages_go_without_surbs() {
+    let p = pair(20).await;
+    let a_store = p.alice.open();
+    let b_store = p.bob.open();
+    let msg = message(120 * 1024, 7);
+    enqueue_with(&a_store, "bob@provider2", &msg, 3600, true);
+    let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
+    // The entry is done once every block has left, without any ACK.
+    wait_for("the entry to leave", Duration::from_secs(60), || {
+        a_store.queue_len().unwrap() == 0
+    })
+    .await;
+    assert_eq!(a.status().acks, 0);
+    assert!(a_store
+        .kv_list(mailproxyd::store::KvTable::Surb)
+        .unwrap()
+        .is_empty());
+    let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
+    wait_for("delivery", Duration::from_secs(60), || {
+        b_store.inbox_len().unwrap() == 1
+    })
+    .await;
+    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &msg)]);
+    a.stop().await;
+    b.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_provider_pin_refuses_the_connection() {
+    let p = pair(20).await;
+    let a_store = p.alice.open();
+    let mut cfg = p.alice.config(&p.net, &p.keys);
+    cfg.provider_key_pin = Some([1; 32]);
+    let a = Engine::start(a_store.clone(), cfg);
+    wait_for("an error", Duration::from_secs(30), || {
+        a.status().last_error.is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let st = a.status();
+    assert!(!st.connected, "{st:?}");
+    assert_eq!(st.packets_sent, 0);
+    a.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_engines_send_loop_decoys_when_asked() {
+    let p = pair(20).await;
+    let a_store = p.alice.open();
+    let mut cfg = p.alice.config(&p.net, &p.keys);
+    cfg.send_decoy_traffic = true;
+    let a = Engine::start(a_store.clone(), cfg);
+    wait_for("decoys", Duration::from_secs(30), || {
+        a.status().packets_sent >= 5
+    })
+    .await;
+    // Nothing was queued, nothing was delivered or recorded.
+    assert_eq!(a.status().acks, 0);
+    assert!(a_store
+        .kv_list(mailproxyd::store::KvTable::Surb)
+        .unwrap()
+        .is_empty());
+    a.stop().await;
+    p.net.shutdown().await;
+}
+
+/// Not a speed assertion: prints how long draining a full spool takes,
+/// against the polling interval the original would have needed per block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_is_drained_without_waiting_for_polls() {
+    let p = pair(20).await;
+    let a_store = p.alice.open();
+    let msg = message(5 * 1024 * 1024, 8);
+    let blocks = katzenpost::block::block_count(msg.len()).unwrap();
+    enqueue(&a_store, "bob@provider2", &msg, 3600);
+    let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
+    // Everything lands in bob's spool before bob starts.
+    wait_for("alice's queue to drain", Duration::from_secs(180), || {
+        a_store.queue_len().unwrap() == 0
+    })
+    .await;
+    let b_store = p.bob.open();
+    let mut cfg = p.bob.config(&p.net, &p.keys);
+    let poll = Duration::from_secs(2);
+    cfg.timings.polling_interval = poll;
+    let started = std::time::Instant::now();
+    let b = Engine::start(b_store.clone(), cfg);
+    wait_for("delivery", Duration::from_secs(180), || {
+        b_store.inbox_len().unwrap() == 1
+    })
+    .await;
+    let took = started.elapsed();
+    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &msg)]);
+    eprintln!(
+        "drain: {blocks} blocks retrieved and delivered in {:.2} s; one block per poll would take {} s ({:.1}x)",
+        took.as_secs_f64(),
+        poll.as_secs() * u64::from(blocks),
+        (poll.as_secs_f64() * f64::from(blocks)) / took.as_secs_f64()
+    );
     a.stop().await;
     b.stop().await;
     p.net.shutdown().await;

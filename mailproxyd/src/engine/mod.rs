@@ -54,6 +54,9 @@ pub struct Timings {
     pub link_timeout: Duration,
     /// Length of an epoch (the network's EpochPeriod).
     pub epoch_period: Duration,
+    /// Incomplete incoming messages older than this are dropped with a
+    /// report (`None`: kept until complete).
+    pub receive_timeout: Option<Duration>,
     /// How often queue deadlines (bounces) are checked.
     pub housekeeping_interval: Duration,
     /// Within this window after an "undecryptable block" report, further
@@ -70,6 +73,7 @@ impl Default for Timings {
             reconnect_max: Duration::from_secs(60),
             link_timeout: Duration::from_secs(60),
             epoch_period: katzenpost::epoch::DEFAULT_PERIOD,
+            receive_timeout: Some(Duration::from_secs(7 * 24 * 3600)),
             housekeeping_interval: Duration::from_secs(1),
             report_coalesce: Duration::from_secs(3600),
         }

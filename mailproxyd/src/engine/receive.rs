@@ -228,6 +228,45 @@ impl Incoming {
         }
     }
 
+    /// Drops incomplete messages whose first block arrived more than `limit`
+    /// ago, with one report each. Returns how many were dropped.
+    pub(super) fn sweep(
+        &mut self,
+        store: &Store,
+        limit: Duration,
+        account: &str,
+    ) -> Result<usize, EngineError> {
+        let now = unix_now();
+        let old: Vec<ReassemblyKey> = self
+            .partial
+            .iter()
+            .filter(|(_, p)| now.saturating_sub(p.first_seen()) >= limit.as_secs())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &old {
+            let Some(p) = self.partial.remove(k) else {
+                continue;
+            };
+            let what = format!(
+                "only {} of its {} blocks arrived in time",
+                p.have(),
+                p.total_blocks()
+            );
+            let id = [&k.sender[..], &k.message_id[..]].concat();
+            self.report_once(
+                store,
+                &report_key(b"timeout/", &id),
+                account,
+                &what,
+                Some(&k.sender),
+            )?;
+            for i in 0..p.total_blocks() {
+                store.kv_remove(KvTable::Partial, &partial_key(k, i))?;
+            }
+        }
+        Ok(old.len())
+    }
+
     /// Delivers a complete message, records it as delivered, drops its blocks.
     fn complete(
         &mut self,
@@ -423,6 +462,28 @@ mod tests {
         assert_eq!(reports.len(), 2);
         let text = String::from_utf8(reports[1].clone()).unwrap();
         assert!(text.contains("malformed"), "{text}");
+    }
+
+    #[test]
+    fn stale_partial_messages_are_dropped_with_a_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut inc = load(&store);
+        let cts = ciphertexts(&vec![1u8; 2 * BLOCK_PAYLOAD_LENGTH], 4);
+        assert_eq!(
+            inc.accept(&store, &BOB, &cts[0], ACCOUNT).unwrap(),
+            Received::Stored
+        );
+        assert_eq!(
+            inc.sweep(&store, Duration::from_secs(3600), ACCOUNT)
+                .unwrap(),
+            0
+        );
+        assert_eq!(inc.sweep(&store, Duration::ZERO, ACCOUNT).unwrap(), 1);
+        assert!(store.kv_list(KvTable::Partial).unwrap().is_empty());
+        let reports = inbox(&store);
+        assert_eq!(reports.len(), 1);
+        assert!(String::from_utf8_lossy(&reports[0]).contains("only 1 of its 2 blocks"));
     }
 
     #[test]

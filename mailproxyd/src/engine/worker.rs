@@ -36,6 +36,8 @@ pub(super) struct Worker {
     stop: watch::Receiver<bool>,
     account: String,
     user: String,
+    /// Set when a provider session was established (resets the backoff).
+    had_session: bool,
 }
 
 /// Per-session state.
@@ -59,6 +61,7 @@ impl Worker {
         Worker {
             store,
             account: cfg.address(),
+            had_session: false,
             user: cfg.user.to_ascii_lowercase(),
             cfg,
             status,
@@ -137,11 +140,13 @@ impl Worker {
                     self.set_status(|s| s.connected = false);
                 }
             }
+            if std::mem::take(&mut self.had_session) {
+                backoff = t.reconnect_min;
+            }
             if !self.pause(backoff).await {
                 break;
             }
             backoff = (backoff * 2).min(t.reconnect_max);
-            // A session that lasted resets the backoff in `session`.
         }
         self.set_status(|s| s.connected = false);
         tracing::debug!(account = %self.account, "engine stopped");
@@ -198,6 +203,7 @@ impl Worker {
             ) => r?,
             _ = self.stop.changed() => return Err(EngineError::Stopped),
         };
+        self.had_session = true;
         let skew = link.clock_skew();
         self.set_status(|s| {
             s.connected = true;
@@ -244,6 +250,9 @@ impl Worker {
             if now >= st.next_housekeeping {
                 self.refresh_documents(st, docs).await?;
                 blocking(|| self.bounce_due())?;
+                if let Some(limit) = t.receive_timeout {
+                    blocking(|| incoming.sweep(&self.store, limit, &self.account))?;
+                }
                 if now >= st.next_sweep {
                     blocking(|| arq::sweep_surbs(&self.store))?;
                     st.next_sweep = now + SURB_SWEEP_EVERY;
