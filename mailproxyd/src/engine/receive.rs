@@ -14,6 +14,8 @@ use super::EngineError;
 use crate::store::{unix_now, KvTable, Store};
 
 const PARTIAL_KEY_LEN: usize = ReassemblyKey::LENGTH + 2;
+/// Length of a dedup value marking a delivery in progress.
+const PENDING_LEN: usize = 8 + 32;
 
 /// What happened to one retrieved block.
 #[derive(Debug, PartialEq, Eq)]
@@ -69,9 +71,18 @@ impl Incoming {
             coalesce,
             last_undecryptable: None,
         };
-        for (k, _) in store.kv_list(KvTable::Dedup)? {
+        // Dedup values: `time` once delivered; `time ‖ SHA-256 of the
+        // delivered bytes` while a delivery is in progress (see `complete`).
+        let mut pending = Vec::new();
+        for (k, v) in store.kv_list(KvTable::Dedup)? {
             if let Ok(b) = <[u8; ReassemblyKey::LENGTH]>::try_from(k.as_slice()) {
-                me.delivered.insert(ReassemblyKey::from_bytes(&b));
+                let key = ReassemblyKey::from_bytes(&b);
+                match v.len() {
+                    PENDING_LEN => pending.push((key, v[8..].to_vec())),
+                    _ => {
+                        me.delivered.insert(key);
+                    }
+                }
             }
         }
         for (k, v) in store.kv_list(KvTable::Partial)? {
@@ -105,6 +116,9 @@ impl Incoming {
                     }
                 }
             }
+        }
+        if !pending.is_empty() {
+            me.resolve_pending(store, &pending)?;
         }
         let complete: Vec<ReassemblyKey> = me
             .partial
@@ -282,13 +296,54 @@ impl Incoming {
             .assemble()
             .map_err(|e| EngineError::Protocol(format!("reassembly: {e}")))?;
         let now = unix_now();
-        store.deliver(&reports::with_sender_header(&message, &key.sender), now)?;
-        store.kv_put(KvTable::Dedup, &key.to_bytes(), &now.to_be_bytes())?;
+        let bytes = reports::with_sender_header(&message, &key.sender);
+        // Crash safety without a multi-record transaction: mark the delivery
+        // pending (with the bytes' hash), deliver, then mark it done. A crash
+        // in between is resolved on load by looking for the hash in the inbox.
+        let mut pending = now.to_be_bytes().to_vec();
+        pending.extend_from_slice(&Sha256::digest(&bytes));
+        store.kv_put(KvTable::Dedup, &key.to_bytes(), &pending)?;
+        store.deliver(&bytes, now)?;
+        self.mark_delivered(store, key, total)?;
+        tracing::info!(blocks = total, "incoming message delivered");
+        Ok(())
+    }
+
+    /// Records `key` as delivered and drops its stored blocks.
+    fn mark_delivered(
+        &mut self,
+        store: &Store,
+        key: ReassemblyKey,
+        total: u16,
+    ) -> Result<(), EngineError> {
+        store.kv_put(KvTable::Dedup, &key.to_bytes(), &unix_now().to_be_bytes())?;
         self.delivered.insert(key);
         for i in 0..total {
             store.kv_remove(KvTable::Partial, &partial_key(&key, i))?;
         }
-        tracing::info!(blocks = total, "incoming message delivered");
+        Ok(())
+    }
+
+    /// Deliveries interrupted by a crash: done if the inbox holds the bytes,
+    /// otherwise left to be delivered again from the stored blocks.
+    fn resolve_pending(
+        &mut self,
+        store: &Store,
+        pending: &[(ReassemblyKey, Vec<u8>)],
+    ) -> Result<(), EngineError> {
+        let mut in_inbox = HashSet::new();
+        for e in store.inbox_list()? {
+            let m = store.read_message(e.message.blob)?;
+            in_inbox.insert(Sha256::digest(&m).to_vec());
+        }
+        for (key, hash) in pending {
+            if in_inbox.contains(hash) {
+                let total = self.partial.remove(key).map_or(0, |p| p.total_blocks());
+                self.mark_delivered(store, *key, total)?;
+            } else {
+                store.kv_remove(KvTable::Dedup, &key.to_bytes())?;
+            }
+        }
         Ok(())
     }
 
@@ -416,6 +471,62 @@ mod tests {
         let _inc = load(&store);
         assert_eq!(store.inbox_len().unwrap(), 1);
         assert!(store.kv_list(KvTable::Partial).unwrap().is_empty());
+    }
+
+    /// Writes the state a crash leaves between "delivery pending" and "done".
+    fn crashed_mid_delivery(store: &Store, delivered: bool) -> Vec<u8> {
+        let cts = ciphertexts(b"Subject: s\r\n\r\ncrash", 5);
+        let (plain, sender) = open_block(&BOB, &cts[0]).unwrap();
+        let block = Block::decode(&plain).unwrap();
+        let key = ReassemblyKey {
+            sender,
+            message_id: block.message_id,
+        };
+        let mut v = 7u64.to_be_bytes().to_vec();
+        v.extend_from_slice(&plain);
+        store
+            .kv_put(KvTable::Partial, &partial_key(&key, 0), &v)
+            .unwrap();
+        let bytes = reports::with_sender_header(&block.payload, &sender);
+        let mut pending = 7u64.to_be_bytes().to_vec();
+        pending.extend_from_slice(&Sha256::digest(&bytes));
+        store
+            .kv_put(KvTable::Dedup, &key.to_bytes(), &pending)
+            .unwrap();
+        if delivered {
+            store.deliver(&bytes, 7).unwrap();
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_crash_after_delivery_does_not_deliver_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let bytes = crashed_mid_delivery(&store, true);
+        let mut inc = load(&store);
+        assert_eq!(inbox(&store), vec![bytes]);
+        assert!(store.kv_list(KvTable::Partial).unwrap().is_empty());
+        let dedup = store.kv_list(KvTable::Dedup).unwrap();
+        assert_eq!(dedup.len(), 1);
+        assert_eq!(dedup[0].1.len(), 8, "marked done");
+        let cts = ciphertexts(b"Subject: s\r\n\r\ncrash", 5);
+        // A fresh encryption of the same message id from the same sender.
+        assert_eq!(
+            inc.accept(&store, &BOB, &cts[0], ACCOUNT).unwrap(),
+            Received::Duplicate
+        );
+    }
+
+    #[test]
+    fn a_crash_before_delivery_delivers_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let bytes = crashed_mid_delivery(&store, false);
+        let _inc = load(&store);
+        assert_eq!(inbox(&store), vec![bytes]);
+        assert!(store.kv_list(KvTable::Partial).unwrap().is_empty());
+        assert_eq!(store.kv_list(KvTable::Dedup).unwrap()[0].1.len(), 8);
     }
 
     #[test]
