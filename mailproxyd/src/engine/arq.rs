@@ -4,8 +4,10 @@
 use katzenpost::kaetzchen::{classify_surb_payload, SurbPayload};
 use katzenpost::sphinx::SurbKeys;
 
+use sha2::{Digest, Sha256};
+
 use super::send::ciphertext_key;
-use super::EngineError;
+use super::{reports, EngineError};
 use crate::store::{KvTable, QueueEntry, Store};
 
 /// What the engine remembers about one SURB it sent.
@@ -115,6 +117,46 @@ pub(super) fn finish(store: &Store, e: &QueueEntry) -> Result<(), EngineError> {
     Ok(())
 }
 
+fn bounce_marker(id: u64) -> Vec<u8> {
+    let mut k = b"engine/bounce/".to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// Bounces entry `e`: a report into the account's own inbox, then the entry
+/// goes. A marker with the report's hash, written first, keeps a crash in
+/// between from producing a second report.
+pub(super) fn bounce(
+    store: &Store,
+    account: &str,
+    e: &QueueEntry,
+    now: u64,
+) -> Result<(), EngineError> {
+    let marker = bounce_marker(e.id);
+    if let Some(hash) = store.kv_get(KvTable::Meta, &marker)? {
+        for i in store.inbox_list()? {
+            if Sha256::digest(store.read_message(i.message.blob)?).as_slice() == hash.as_slice() {
+                finish(store, e)?;
+                store.kv_remove(KvTable::Meta, &marker)?;
+                return Ok(());
+            }
+        }
+    }
+    let original = store.read_message(e.message.blob)?;
+    let report = reports::bounce(
+        account,
+        &e.recipient,
+        &original,
+        now,
+        "not acknowledged before the queue lifetime ran out",
+    );
+    store.kv_put(KvTable::Meta, &marker, &Sha256::digest(&report))?;
+    store.deliver(&report, now)?;
+    finish(store, e)?;
+    store.kv_remove(KvTable::Meta, &marker)?;
+    Ok(())
+}
+
 /// Drops SURB records whose entry or block no longer needs them.
 pub(super) fn sweep_surbs(store: &Store) -> Result<usize, EngineError> {
     let mut removed = 0;
@@ -137,6 +179,80 @@ pub(super) fn sweep_surbs(store: &Store) -> Result<usize, EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::store::{KeySource, NewQueueEntry, StorageKey};
+
+    fn store_with_entry(dir: &std::path::Path) -> (Store, QueueEntry) {
+        let store = Store::open(dir, &KeySource::Raw(StorageKey::from_bytes([3; 32]))).unwrap();
+        let e = store
+            .enqueue(
+                "alice",
+                b"Subject: x\r\n\r\nbody\r\n",
+                &[NewQueueEntry {
+                    recipient: "bob@p2".into(),
+                    created: 1,
+                    bounce_at: 2,
+                    unreliable: false,
+                }],
+            )
+            .unwrap()
+            .remove(0);
+        (store, e)
+    }
+
+    #[test]
+    fn a_bounce_reports_once_even_after_a_crash_mid_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, e) = store_with_entry(dir.path());
+        bounce(&store, "alice@p1", &e, 10).unwrap();
+        assert_eq!(store.inbox_len().unwrap(), 1);
+        assert_eq!(store.queue_len().unwrap(), 0);
+        assert!(store
+            .kv_get(KvTable::Meta, &bounce_marker(e.id))
+            .unwrap()
+            .is_none());
+
+        // Crash after the report was delivered, before the entry went.
+        let dir = tempfile::tempdir().unwrap();
+        let (store, e) = store_with_entry(dir.path());
+        let report = b"a report";
+        store
+            .kv_put(KvTable::Meta, &bounce_marker(e.id), &Sha256::digest(report))
+            .unwrap();
+        store.deliver(report, 5).unwrap();
+        bounce(&store, "alice@p1", &e, 10).unwrap();
+        assert_eq!(store.inbox_len().unwrap(), 1, "no second report");
+        assert_eq!(store.queue_len().unwrap(), 0);
+    }
+
+    #[test]
+    fn acks_complete_entries_and_unknown_surbs_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut e) = store_with_entry(dir.path());
+        e.blocks = vec![Default::default(); 2];
+        store.queue_update(&e).unwrap();
+        assert_eq!(
+            handle_ack(&store, &[1; 16], &[0; 10]).unwrap(),
+            AckOutcome::Unknown
+        );
+        assert!(!mark_acked(&store, e.id, 0).unwrap());
+        assert!(!mark_acked(&store, e.id, 0).unwrap(), "idempotent");
+        assert!(!mark_acked(&store, e.id, 9).unwrap(), "out of range");
+        assert!(mark_acked(&store, e.id, 1).unwrap());
+        assert_eq!(store.queue_len().unwrap(), 0);
+        // A record for the removed entry is stale.
+        let rec = SurbRecord {
+            entry: e.id,
+            block: 0,
+            eta: 0,
+            keys: vec![0; 64],
+        };
+        store
+            .kv_put(KvTable::Surb, &[2; 16], &rec.encode())
+            .unwrap();
+        assert_eq!(sweep_surbs(&store).unwrap(), 1);
+        assert!(store.kv_list(KvTable::Surb).unwrap().is_empty());
+    }
 
     #[test]
     fn surb_records_round_trip_and_reject_short_input() {

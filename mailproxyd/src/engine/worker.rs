@@ -337,16 +337,7 @@ impl Worker {
                 arq::finish(&self.store, &e)?;
                 continue;
             }
-            let original = self.store.read_message(e.message.blob)?;
-            let report = reports::bounce(
-                &self.account,
-                &e.recipient,
-                &original,
-                now,
-                "not acknowledged before the queue lifetime ran out",
-            );
-            self.store.deliver(&report, now)?;
-            arq::finish(&self.store, &e)?;
+            arq::bounce(&self.store, &self.account, &e, now)?;
             self.set_status(|s| s.bounced += 1);
             tracing::info!(account = %self.account, entry = id, "queue entry bounced");
         }
