@@ -121,6 +121,7 @@ impl Account {
                 link_timeout: Duration::from_secs(10),
                 epoch_period: Duration::from_secs(PERIOD),
                 receive_timeout: None,
+                pki_retry: Duration::from_secs(1),
                 housekeeping_interval: Duration::from_millis(200),
                 report_coalesce: Duration::from_secs(60),
             },
@@ -137,6 +138,10 @@ struct Pair {
 }
 
 async fn pair(send_ms: u64) -> Pair {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let netdir = tempfile::tempdir().unwrap();
     let net = start_network(netdir.path(), send_ms).await;
     let alice = Account::new(&net, "alice", "provider1");
@@ -386,7 +391,10 @@ async fn a_message_bounces_when_the_recipient_provider_is_down() {
         report.contains(std::str::from_utf8(&msg).unwrap()),
         "original attached"
     );
-    assert_eq!(a.status().bounced, 1);
+    wait_for("the bounce count", Duration::from_secs(5), || {
+        a.status().bounced == 1
+    })
+    .await;
     a.stop().await;
     p.net.shutdown().await;
 }

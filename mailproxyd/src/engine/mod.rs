@@ -57,6 +57,8 @@ pub struct Timings {
     /// Incomplete incoming messages older than this are dropped with a
     /// report (`None`: kept until complete).
     pub receive_timeout: Option<Duration>,
+    /// Wait before asking again for a PKI document that was not available.
+    pub pki_retry: Duration,
     /// How often queue deadlines (bounces) are checked.
     pub housekeeping_interval: Duration,
     /// Within this window after an "undecryptable block" report, further
@@ -74,6 +76,7 @@ impl Default for Timings {
             link_timeout: Duration::from_secs(60),
             epoch_period: katzenpost::epoch::DEFAULT_PERIOD,
             receive_timeout: Some(Duration::from_secs(7 * 24 * 3600)),
+            pki_retry: Duration::from_secs(30),
             housekeeping_interval: Duration::from_secs(1),
             report_coalesce: Duration::from_secs(3600),
         }

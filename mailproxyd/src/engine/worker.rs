@@ -14,7 +14,7 @@ use super::connection::{self, Link};
 use super::pki::{Documents, Fetched};
 use super::receive::{Incoming, Received};
 use super::send::{self, Route};
-use super::{reports, EngineConfig, EngineError, EngineStatus};
+use super::{EngineConfig, EngineError, EngineStatus};
 use crate::store::{unix_now, KvTable, QueueEntry, Store};
 
 /// Runs a store operation (which may wait for a durable commit) without
@@ -48,6 +48,8 @@ struct SessionState {
     next_poll: Instant,
     next_housekeeping: Instant,
     next_sweep: Instant,
+    /// Earliest next PKI fetch attempt after one that found nothing.
+    next_pki_attempt: Instant,
 }
 
 impl Worker {
@@ -218,6 +220,7 @@ impl Worker {
             next_poll: now,
             next_housekeeping: now,
             next_sweep: now,
+            next_pki_attempt: now,
         };
         let r = self.session_loop(&mut st, docs, incoming).await;
         if matches!(r, Err(EngineError::Stopped)) {
@@ -248,7 +251,11 @@ impl Worker {
             }
             let now = Instant::now();
             if now >= st.next_housekeeping {
-                self.refresh_documents(st, docs).await?;
+                if now >= st.next_pki_attempt && !self.refresh_documents(st, docs).await? {
+                    // Not published yet (or unreachable): do not hammer the
+                    // provider and authority with handshakes and requests.
+                    st.next_pki_attempt = now + t.pki_retry;
+                }
                 blocking(|| self.bounce_due())?;
                 if let Some(limit) = t.receive_timeout {
                     blocking(|| incoming.sweep(&self.store, limit, &self.account))?;
@@ -275,11 +282,12 @@ impl Worker {
 
     /// Fetches the current epoch's document if missing and the next one near
     /// the end of the epoch, through the provider, falling back to the authority.
+    /// Returns false if a wanted document could not be obtained.
     async fn refresh_documents(
         &mut self,
         st: &mut SessionState,
         docs: &mut Documents,
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         let mut wanted = Vec::new();
         let cur = docs.epoch();
         if !docs.has(cur) {
@@ -288,6 +296,7 @@ impl Worker {
         if let Some(next) = docs.wants_next() {
             wanted.push(next);
         }
+        let mut all = true;
         for epoch in wanted {
             connection::send(&mut st.link, &Command::GetConsensus { epoch }).await?;
             let reply = connection::recv(&mut st.link, self.cfg.timings.link_timeout).await?;
@@ -314,13 +323,14 @@ impl Worker {
                 }
                 Err(e) => return Err(e),
             };
+            all &= got;
             if got {
                 self.set_status(|s| {
                     s.document_epoch = Some(s.document_epoch.unwrap_or(0).max(epoch))
                 });
             }
         }
-        Ok(())
+        Ok(all)
     }
 
     /// Bounces every entry past its deadline.
