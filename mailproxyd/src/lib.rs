@@ -18,3 +18,6 @@ pub mod message;
 pub mod pop3;
 pub mod smtp;
 pub mod store;
+
+// Network engine: per-account sending and receiving over the mixnet.
+pub mod engine;

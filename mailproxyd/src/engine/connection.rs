@@ -1,0 +1,94 @@
+//! Link sessions: to the account's provider (authenticated with the account's
+//! link key, provider checked against its PKI descriptor and the optional
+//! pin) and one-shot anonymous sessions to the authority.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use katzenpost::pki::document::MixDescriptor;
+use katzenpost::wire::commands::Command;
+use katzenpost::wire::handshake::{ExpectPeer, LocalIdentity};
+use katzenpost::wire::session::{Session, SessionConfig};
+use tokio::net::TcpStream;
+
+use super::{AuthorityConfig, EngineError};
+
+/// A link session to the provider.
+pub(super) type Link = Session<TcpStream>;
+
+/// The first usable TCP address in a descriptor.
+pub(super) fn descriptor_address(desc: &MixDescriptor) -> Option<String> {
+    ["tcp4", "tcp", "tcp6"]
+        .iter()
+        .filter_map(|t| desc.addresses.get(*t))
+        .flat_map(|v| v.iter())
+        .next()
+        .cloned()
+}
+
+async fn dial(addr: &str, config: &SessionConfig, timeout: Duration) -> Result<Link, EngineError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| EngineError::Timeout("connect"))?
+        .map_err(|source| EngineError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let _ = stream.set_nodelay(true);
+    Ok(Session::initiate(stream, config).await?)
+}
+
+/// Connects to the provider described by `desc` as `user` with `link_private`.
+pub(super) async fn connect_provider(
+    desc: &MixDescriptor,
+    user: &str,
+    link_private: [u8; 32],
+    pin: Option<[u8; 32]>,
+    timeout: Duration,
+) -> Result<Link, EngineError> {
+    let addr = descriptor_address(desc)
+        .ok_or_else(|| EngineError::Pki(format!("provider {} has no address", desc.name)))?;
+    let identity = LocalIdentity::new(link_private, user.to_ascii_lowercase().into_bytes())
+        .map_err(|e| EngineError::Protocol(format!("link identity: {e}")))?;
+    let mut config = SessionConfig::new(
+        identity,
+        Arc::new(ExpectPeer::from_descriptor(desc).with_pin(pin)),
+    );
+    config.handshake_timeout = timeout;
+    config.io_timeout = timeout;
+    dial(&addr, &config, timeout).await
+}
+
+/// Sends one command.
+pub(super) async fn send(link: &mut Link, cmd: &Command) -> Result<(), EngineError> {
+    Ok(link.send(&cmd.encode()).await?)
+}
+
+/// Receives one command, within `timeout`.
+pub(super) async fn recv(link: &mut Link, timeout: Duration) -> Result<Command, EngineError> {
+    let bytes = tokio::time::timeout(timeout, link.recv())
+        .await
+        .map_err(|_| EngineError::Timeout("reply"))??;
+    Ok(Command::decode(&bytes)?)
+}
+
+/// One request on a fresh anonymous session to the authority (fresh
+/// ephemeral key, empty additional data).
+pub(super) async fn authority_request(
+    authority: &AuthorityConfig,
+    cmd: &Command,
+    timeout: Duration,
+) -> Result<Command, EngineError> {
+    let identity = LocalIdentity::ephemeral(&mut rand::rngs::OsRng, Vec::new())
+        .map_err(|e| EngineError::Protocol(format!("ephemeral identity: {e}")))?;
+    let expect = ExpectPeer::authority(&authority.public_key)
+        .map_err(|_| EngineError::Pki("authority key is not a valid Ed25519 key".into()))?;
+    let mut config = SessionConfig::new(identity, Arc::new(expect));
+    config.handshake_timeout = timeout;
+    config.io_timeout = timeout;
+    let mut link = dial(&authority.address, &config, timeout).await?;
+    send(&mut link, cmd).await?;
+    let reply = recv(&mut link, timeout).await?;
+    let _ = link.close().await;
+    Ok(reply)
+}

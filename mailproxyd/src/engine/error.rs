@@ -1,0 +1,47 @@
+//! Engine errors.
+
+use katzenpost::wire::commands::CommandError;
+use katzenpost::wire::session::LinkError;
+
+use crate::store::StoreError;
+
+/// Why an engine operation failed. Most are transient: the engine logs them,
+/// records them in its status and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The link failed.
+    #[error("link: {0}")]
+    Link(#[from] LinkError),
+    /// A peer sent a command that does not decode.
+    #[error("bad command: {0}")]
+    Command(#[from] CommandError),
+    /// TCP connect failed.
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A network operation timed out.
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    /// The PKI document could not be obtained or did not verify.
+    #[error("pki: {0}")]
+    Pki(String),
+    /// Path selection or packet construction failed.
+    #[error("packet: {0}")]
+    Packet(String),
+    /// End-to-end encryption failed.
+    #[error("encryption: {0}")]
+    Noise(#[from] katzenpost::block::NoiseError),
+    /// The peer broke the protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The engine was asked to stop.
+    #[error("stopped")]
+    Stopped,
+}

@@ -1,0 +1,172 @@
+//! The network engine: one per account. It connects to the account's
+//! provider, keeps the PKI document fresh, sends queued mail as Sphinx packets
+//! with SURB-ACKs and retransmission, and retrieves, reassembles and delivers
+//! incoming mail into the account's [`Store`].
+//!
+//! Start one with [`Engine::start`]; stop it with [`Engine::stop`]. All state
+//! that must survive a restart lives in the store, so an engine may be stopped
+//! (or killed) at any point and started again on the same store.
+
+mod arq;
+mod connection;
+mod error;
+mod pki;
+mod receive;
+mod reports;
+mod send;
+mod status;
+mod worker;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use error::EngineError;
+pub use status::EngineStatus;
+
+use crate::store::Store;
+
+/// Looks up a recipient's end-to-end identity public key by address
+/// (`user@provider`, lower case). `None`: unknown (the entry waits).
+pub type RecipientKeys = Arc<dyn Fn(&str) -> Option<[u8; 32]> + Send + Sync>;
+
+/// Where the PKI authority is and the key its documents are signed with.
+#[derive(Debug, Clone)]
+pub struct AuthorityConfig {
+    /// `host:port` of the authority.
+    pub address: String,
+    /// The authority's Ed25519 public key.
+    pub public_key: [u8; 32],
+}
+
+/// Timings, all injectable so tests run fast.
+#[derive(Debug, Clone)]
+pub struct Timings {
+    /// How often to poll the provider when its spool seemed empty.
+    pub polling_interval: Duration,
+    /// Added to a block's expected round trip before it is re-sent; the
+    /// actual delay is randomised by +-25%.
+    pub retransmit_slack: Duration,
+    /// Shortest and longest wait between reconnection attempts.
+    pub reconnect_min: Duration,
+    /// See `reconnect_min`.
+    pub reconnect_max: Duration,
+    /// Handshake and I/O time limit on links.
+    pub link_timeout: Duration,
+    /// Length of an epoch (the network's EpochPeriod).
+    pub epoch_period: Duration,
+    /// Incomplete incoming messages older than this are dropped with a
+    /// report (`None`: kept until complete).
+    pub receive_timeout: Option<Duration>,
+    /// Wait before asking again for a PKI document that was not available.
+    pub pki_retry: Duration,
+    /// How often queue deadlines (bounces) are checked.
+    pub housekeeping_interval: Duration,
+    /// Within this window after an "undecryptable block" report, further
+    /// undecryptable blocks do not produce new reports.
+    pub report_coalesce: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            polling_interval: Duration::from_secs(30),
+            retransmit_slack: Duration::from_secs(5 * 60),
+            reconnect_min: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(60),
+            link_timeout: Duration::from_secs(60),
+            epoch_period: katzenpost::epoch::DEFAULT_PERIOD,
+            receive_timeout: Some(Duration::from_secs(7 * 24 * 3600)),
+            pki_retry: Duration::from_secs(30),
+            housekeeping_interval: Duration::from_secs(1),
+            report_coalesce: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Everything one account's engine needs.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// The account's user name at its provider (lower-cased for the wire).
+    pub user: String,
+    /// The provider's name (as in the PKI document).
+    pub provider: String,
+    /// The account's X25519 link private key.
+    pub link_private: [u8; 32],
+    /// The account's X25519 end-to-end identity private key.
+    pub identity_private: [u8; 32],
+    /// The PKI authority.
+    pub authority: AuthorityConfig,
+    /// Expected provider identity key (overrides nothing: must also match the PKI).
+    pub provider_key_pin: Option<[u8; 32]>,
+    /// Send loop decoys on idle Poisson ticks.
+    pub send_decoy_traffic: bool,
+    /// Largest incoming message accepted, in blocks.
+    pub max_incoming_blocks: u16,
+    /// Recipient key lookup.
+    pub recipient_keys: RecipientKeys,
+    /// Timings.
+    pub timings: Timings,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    // Never print keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("user", &self.user)
+            .field("provider", &self.provider)
+            .field("authority", &self.authority.address)
+            .field("send_decoy_traffic", &self.send_decoy_traffic)
+            .field("timings", &self.timings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineConfig {
+    /// The account address `user@provider`, lower case.
+    pub fn address(&self) -> String {
+        format!("{}@{}", self.user, self.provider).to_ascii_lowercase()
+    }
+}
+
+/// A running engine for one account.
+pub struct Engine {
+    stop: tokio::sync::watch::Sender<bool>,
+    wake: Arc<tokio::sync::Notify>,
+    status: Arc<Mutex<EngineStatus>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Engine {
+    /// Starts the engine on the current tokio runtime (multi-threaded: store
+    /// calls block briefly on durable commits).
+    pub fn start(store: Store, config: EngineConfig) -> Engine {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let status = Arc::new(Mutex::new(EngineStatus::default()));
+        let worker = worker::Worker::new(store, config, status.clone(), wake.clone(), stop_rx);
+        let task = tokio::spawn(worker.run());
+        Engine {
+            stop,
+            wake,
+            status,
+            task,
+        }
+    }
+
+    /// Tells the engine that the queue changed (a new submission): it looks
+    /// at the queue at its next Poisson tick without waiting for housekeeping.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A snapshot of the engine's status.
+    pub fn status(&self) -> EngineStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Stops the engine and waits until it has released the store.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,182 @@
+//! Local reports placed in the account's own inbox: bounces
+//! (multipart/report delivery-status notices with the original attached)
+//! and notices about incoming blocks that could not be read. Also the
+//! `X-Katzenpost-Sender` header added to delivered mail.
+
+use base64::Engine as _;
+use rand::RngCore;
+
+use crate::message::{header_section, rfc5322_date};
+
+const SENDER_HEADER: &str = "X-Katzenpost-Sender";
+
+fn boundary() -> String {
+    let mut b = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!("=_mailproxy_{}", hex::encode(b))
+}
+
+fn head(to: &str, subject: &str, now: u64, extra: &str) -> String {
+    format!(
+        "From: Mail Delivery Subsystem <MAILER-DAEMON@localhost>\r\n\
+         To: <{to}>\r\n\
+         Subject: {subject}\r\n\
+         Date: {}\r\n\
+         Message-ID: {}\r\n\
+         MIME-Version: 1.0\r\n\
+         Auto-Submitted: auto-replied\r\n{extra}",
+        rfc5322_date(now),
+        crate::message::new_message_id(now),
+    )
+}
+
+/// A multipart/report bounce for `original` that could not be delivered to
+/// `recipient`, addressed to `sender` (the account itself).
+pub(super) fn bounce(
+    sender: &str,
+    recipient: &str,
+    original: &[u8],
+    now: u64,
+    why: &str,
+) -> Vec<u8> {
+    let b = boundary();
+    let mut out = head(
+        sender,
+        "Undelivered Mail Returned to Sender",
+        now,
+        &format!(
+            "Content-Type: multipart/report; report-type=delivery-status; boundary=\"{b}\"\r\n\r\n"
+        ),
+    )
+    .into_bytes();
+    out.extend_from_slice(
+        format!(
+            "This is a MIME-encapsulated message.\r\n\r\n--{b}\r\n\
+             Content-Type: text/plain; charset=us-ascii\r\n\r\n\
+             Your message to <{recipient}> could not be delivered: {why}.\r\n\r\n\
+             --{b}\r\n\
+             Content-Type: message/delivery-status\r\n\r\n\
+             Reporting-MTA: dns; localhost\r\n\r\n\
+             Final-Recipient: rfc822; {recipient}\r\n\
+             Action: failed\r\n\
+             Status: 4.4.7\r\n\
+             Diagnostic-Code: X-Katzenpost; {why}\r\n\r\n\
+             --{b}\r\n\
+             Content-Type: message/rfc822\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(original);
+    if !original.ends_with(b"\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+    out
+}
+
+/// A notice that an incoming message could not be read.
+pub(super) fn unreadable(
+    account: &str,
+    what: &str,
+    sender: Option<&[u8; 32]>,
+    now: u64,
+) -> Vec<u8> {
+    let from = match sender {
+        Some(k) => format!(
+            "The sender's key was {}.\r\n",
+            base64::engine::general_purpose::STANDARD.encode(k)
+        ),
+        None => "The sender is unknown.\r\n".to_string(),
+    };
+    let mut out = head(
+        account,
+        "Unreadable incoming message",
+        now,
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\n",
+    );
+    out.push_str(&format!(
+        "An incoming message could not be read and was dropped: {what}.\r\n{from}"
+    ));
+    out.into_bytes()
+}
+
+/// `msg` with `X-Katzenpost-Sender: <base64 key>` first and any such field
+/// the sender put in the header removed.
+pub(super) fn with_sender_header(msg: &[u8], sender: &[u8; 32]) -> Vec<u8> {
+    let header = header_section(msg);
+    let body = &msg[header.len()..];
+    let eol: &[u8] = if header.windows(2).any(|w| w == b"\r\n") || header.is_empty() {
+        b"\r\n"
+    } else {
+        b"\n"
+    };
+    let mut out = Vec::with_capacity(msg.len() + 80);
+    out.extend_from_slice(SENDER_HEADER.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(
+        base64::engine::general_purpose::STANDARD
+            .encode(sender)
+            .as_bytes(),
+    );
+    out.extend_from_slice(eol);
+    let mut skipping = false;
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        let continuation = line.first().is_some_and(|&c| c == b' ' || c == b'\t');
+        if continuation && skipping {
+            continue;
+        }
+        skipping = is_field(line, SENDER_HEADER);
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+fn is_field(line: &[u8], name: &str) -> bool {
+    line.len() > name.len()
+        && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+        && line[name.len()..]
+            .iter()
+            .find(|&&c| c != b' ' && c != b'\t')
+            == Some(&b':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sender_header_is_added_and_forgeries_stripped() {
+        let key = [7u8; 32];
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+        let msg = b"Subject: hi\r\nx-katzenpost-sender: forged\r\n  folded\r\nTo: b\r\n\r\nbody\r\nX-Katzenpost-Sender: in body\r\n";
+        let out = with_sender_header(msg, &key);
+        let want = format!(
+            "X-Katzenpost-Sender: {b64}\r\nSubject: hi\r\nTo: b\r\n\r\nbody\r\nX-Katzenpost-Sender: in body\r\n"
+        );
+        assert_eq!(out, want.as_bytes());
+        let plain = b"Subject: x\r\n\r\nhello";
+        let mut want = format!("X-Katzenpost-Sender: {b64}\r\n").into_bytes();
+        want.extend_from_slice(plain);
+        assert_eq!(with_sender_header(plain, &key), want);
+        let lf = with_sender_header(b"A: b\n\nc", &key);
+        assert!(lf.ends_with(b"\nA: b\n\nc"));
+    }
+
+    #[test]
+    fn bounce_attaches_the_original() {
+        let r = bounce(
+            "alice@p1",
+            "bob@p2",
+            b"Subject: x\r\n\r\nhello\r\n",
+            0,
+            "timed out",
+        );
+        let s = String::from_utf8(r).unwrap();
+        assert!(s.contains("multipart/report; report-type=delivery-status"));
+        assert!(s.contains("message/rfc822\r\n\r\nSubject: x\r\n\r\nhello\r\n--"));
+        assert!(s.contains("Final-Recipient: rfc822; bob@p2"));
+    }
+}

@@ -1,0 +1,560 @@
+//! The engine task: connection life cycle and the per-session loop that
+//! interleaves Poisson send ticks, retrieval and housekeeping on one link.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use katzenpost::wire::commands::Command;
+use rand::RngCore;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use super::arq::{self, AckOutcome, SurbRecord};
+use super::connection::{self, Link};
+use super::pki::{Documents, Fetched};
+use super::receive::{Incoming, Received};
+use super::send::{self, Route};
+use super::{EngineConfig, EngineError, EngineStatus};
+use crate::store::{unix_now, KvTable, QueueEntry, Store};
+
+/// Runs a store operation (which may wait for a durable commit) without
+/// stalling the runtime's other tasks. Needs the multi-threaded runtime.
+pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// Most retrievals in a row before the loop looks at its other duties.
+const DRAIN_BATCH: usize = 16;
+/// How often stale SURB records are swept.
+const SURB_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+pub(super) struct Worker {
+    store: Store,
+    cfg: EngineConfig,
+    status: Arc<Mutex<EngineStatus>>,
+    wake: Arc<Notify>,
+    stop: watch::Receiver<bool>,
+    account: String,
+    user: String,
+    /// Set when a provider session was established (resets the backoff).
+    had_session: bool,
+}
+
+/// Per-session state.
+struct SessionState {
+    link: Link,
+    seq: u32,
+    next_send: Instant,
+    next_poll: Instant,
+    next_housekeeping: Instant,
+    next_sweep: Instant,
+    /// Earliest next PKI fetch attempt after one that found nothing.
+    next_pki_attempt: Instant,
+}
+
+impl Worker {
+    pub(super) fn new(
+        store: Store,
+        cfg: EngineConfig,
+        status: Arc<Mutex<EngineStatus>>,
+        wake: Arc<Notify>,
+        stop: watch::Receiver<bool>,
+    ) -> Worker {
+        Worker {
+            store,
+            account: cfg.address(),
+            had_session: false,
+            user: cfg.user.to_ascii_lowercase(),
+            cfg,
+            status,
+            wake,
+            stop,
+        }
+    }
+
+    fn set_status(&self, f: impl FnOnce(&mut EngineStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    fn record_error(&self, e: &EngineError) {
+        tracing::warn!(account = %self.account, error = %e, "engine error");
+        let msg = e.to_string();
+        self.set_status(|s| s.last_error = Some(msg));
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Sleeps for `d` unless stopped first; false if stopped.
+    async fn pause(&mut self, d: Duration) -> bool {
+        if self.stopped() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => !self.stopped(),
+            _ = self.stop.changed() => false,
+        }
+    }
+
+    /// Runs until stopped.
+    pub(super) async fn run(mut self) {
+        let mut docs = match Documents::new(&self.cfg.authority, self.cfg.timings.epoch_period) {
+            Ok(d) => d,
+            Err(e) => {
+                self.record_error(&e);
+                return;
+            }
+        };
+        let mut incoming = loop {
+            match blocking(|| {
+                Incoming::load(
+                    &self.store,
+                    self.cfg.max_incoming_blocks,
+                    self.cfg.timings.report_coalesce,
+                    &self.account,
+                )
+            }) {
+                Ok(i) => break i,
+                Err(e) => {
+                    self.record_error(&e);
+                    if !self.pause(self.cfg.timings.reconnect_max).await {
+                        return;
+                    }
+                }
+            }
+        };
+        match blocking(|| docs.load_saved(&self.store)) {
+            Ok(true) => tracing::debug!(account = %self.account, "using saved PKI document"),
+            Ok(false) => {}
+            Err(e) => self.record_error(&e),
+        }
+        let t = self.cfg.timings.clone();
+        let mut backoff = t.reconnect_min;
+        while !self.stopped() {
+            match self.session(&mut docs, &mut incoming).await {
+                Ok(()) => break,
+                Err(EngineError::Stopped) => break,
+                Err(e) => {
+                    self.record_error(&e);
+                    self.set_status(|s| s.connected = false);
+                }
+            }
+            if std::mem::take(&mut self.had_session) {
+                backoff = t.reconnect_min;
+            }
+            if !self.pause(backoff).await {
+                break;
+            }
+            backoff = (backoff * 2).min(t.reconnect_max);
+        }
+        self.set_status(|s| s.connected = false);
+        tracing::debug!(account = %self.account, "engine stopped");
+    }
+
+    /// Obtains a document to find the provider with: held, or from the authority.
+    async fn bootstrap_document(&mut self, docs: &mut Documents) -> Result<(), EngineError> {
+        if docs.newest().is_some() {
+            return Ok(());
+        }
+        let epoch = docs.epoch();
+        match docs
+            .fetch_from_authority(
+                &self.store,
+                &self.cfg.authority,
+                epoch,
+                self.cfg.timings.link_timeout,
+            )
+            .await?
+        {
+            Fetched::Document(d) => {
+                let e = d.epoch;
+                self.set_status(|s| s.document_epoch = Some(e));
+                Ok(())
+            }
+            Fetched::NotFound => Err(EngineError::Pki(format!(
+                "the authority has no document for epoch {epoch}"
+            ))),
+        }
+    }
+
+    /// One provider session, until it fails or the engine stops.
+    async fn session(
+        &mut self,
+        docs: &mut Documents,
+        incoming: &mut Incoming,
+    ) -> Result<(), EngineError> {
+        self.bootstrap_document(docs).await?;
+        let desc = docs
+            .current()
+            .or(docs.newest())
+            .and_then(|d| d.provider_by_name(&self.cfg.provider))
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::Pki(format!("provider {} not in the PKI", self.cfg.provider))
+            })?;
+        let link = tokio::select! {
+            r = connection::connect_provider(
+                &desc,
+                &self.user,
+                self.cfg.link_private,
+                self.cfg.provider_key_pin,
+                self.cfg.timings.link_timeout,
+            ) => r?,
+            _ = self.stop.changed() => return Err(EngineError::Stopped),
+        };
+        self.had_session = true;
+        let skew = link.clock_skew();
+        self.set_status(|s| {
+            s.connected = true;
+            s.clock_skew = skew;
+        });
+        tracing::info!(account = %self.account, "connected to provider");
+        let now = Instant::now();
+        let mut st = SessionState {
+            link,
+            seq: 0,
+            next_send: now,
+            next_poll: now,
+            next_housekeeping: now,
+            next_sweep: now,
+            next_pki_attempt: now,
+        };
+        let r = self.session_loop(&mut st, docs, incoming).await;
+        if matches!(r, Err(EngineError::Stopped)) {
+            let _ = connection::send(&mut st.link, &Command::Disconnect).await;
+        }
+        r
+    }
+
+    async fn session_loop(
+        &mut self,
+        st: &mut SessionState,
+        docs: &mut Documents,
+        incoming: &mut Incoming,
+    ) -> Result<(), EngineError> {
+        let t = self.cfg.timings.clone();
+        loop {
+            let deadline = st.next_send.min(st.next_poll).min(st.next_housekeeping);
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.stop.changed() => return Err(EngineError::Stopped),
+                _ = self.wake.notified() => {
+                    // New work: let housekeeping prepare it promptly.
+                    st.next_housekeeping = Instant::now();
+                }
+            }
+            if self.stopped() {
+                return Err(EngineError::Stopped);
+            }
+            let now = Instant::now();
+            if now >= st.next_housekeeping {
+                if now >= st.next_pki_attempt && !self.refresh_documents(st, docs).await? {
+                    // Not published yet (or unreachable): do not hammer the
+                    // provider and authority with handshakes and requests.
+                    st.next_pki_attempt = now + t.pki_retry;
+                }
+                blocking(|| self.bounce_due())?;
+                if let Some(limit) = t.receive_timeout {
+                    blocking(|| incoming.sweep(&self.store, limit, &self.account))?;
+                }
+                if now >= st.next_sweep {
+                    blocking(|| arq::sweep_surbs(&self.store))?;
+                    st.next_sweep = now + SURB_SWEEP_EVERY;
+                }
+                st.next_housekeeping = now + t.housekeeping_interval;
+            }
+            if now >= st.next_send {
+                self.send_tick(st, docs).await?;
+            }
+            if now >= st.next_poll {
+                let more = self.retrieve_batch(st, docs, incoming).await?;
+                st.next_poll = if more {
+                    Instant::now()
+                } else {
+                    Instant::now() + t.polling_interval
+                };
+            }
+        }
+    }
+
+    /// Fetches the current epoch's document if missing and the next one near
+    /// the end of the epoch, through the provider, falling back to the authority.
+    /// Returns false if a wanted document could not be obtained.
+    async fn refresh_documents(
+        &mut self,
+        st: &mut SessionState,
+        docs: &mut Documents,
+    ) -> Result<bool, EngineError> {
+        let mut wanted = Vec::new();
+        let cur = docs.epoch();
+        if !docs.has(cur) {
+            wanted.push(cur);
+        }
+        if let Some(next) = docs.wants_next() {
+            wanted.push(next);
+        }
+        let mut all = true;
+        for epoch in wanted {
+            connection::send(&mut st.link, &Command::GetConsensus { epoch }).await?;
+            let reply = connection::recv(&mut st.link, self.cfg.timings.link_timeout).await?;
+            let via_provider = blocking(|| docs.consensus_reply(&self.store, epoch, reply));
+            let got = match via_provider {
+                Ok(Fetched::Document(_)) => true,
+                Ok(Fetched::NotFound) | Err(EngineError::Pki(_)) => {
+                    match docs
+                        .fetch_from_authority(
+                            &self.store,
+                            &self.cfg.authority,
+                            epoch,
+                            self.cfg.timings.link_timeout,
+                        )
+                        .await
+                    {
+                        Ok(Fetched::Document(_)) => true,
+                        Ok(Fetched::NotFound) => false,
+                        Err(e) => {
+                            self.record_error(&e);
+                            false
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            all &= got;
+            if got {
+                self.set_status(|s| {
+                    s.document_epoch = Some(s.document_epoch.unwrap_or(0).max(epoch))
+                });
+            }
+        }
+        Ok(all)
+    }
+
+    /// Bounces every entry past its deadline.
+    fn bounce_due(&mut self) -> Result<(), EngineError> {
+        let now = unix_now();
+        for id in self.store.queue_ids()? {
+            let Some(e) = self.store.queue_get(id)? else {
+                continue;
+            };
+            if e.bounce_at == 0 || e.bounce_at > now {
+                continue;
+            }
+            if !e.blocks.is_empty() && e.blocks.iter().all(|b| b.acked) {
+                arq::finish(&self.store, &e)?;
+                continue;
+            }
+            arq::bounce(&self.store, &self.account, &e, now)?;
+            self.set_status(|s| s.bounced += 1);
+            tracing::info!(account = %self.account, entry = id, "queue entry bounced");
+        }
+        Ok(())
+    }
+
+    /// The next queue entry with a block due, prepared if need be.
+    fn next_due(&mut self) -> Result<Option<(QueueEntry, usize)>, EngineError> {
+        let now = unix_now();
+        for id in self.store.queue_ids()? {
+            let Some(mut e) = self.store.queue_get(id)? else {
+                continue;
+            };
+            if !send::is_prepared(&e) {
+                let Some(key) = (self.cfg.recipient_keys)(&e.recipient.to_ascii_lowercase()) else {
+                    continue; // waits for its key (or its bounce)
+                };
+                send::prepare(&self.store, &mut e, &self.cfg.identity_private, &key)?;
+            }
+            if let Some(i) = send::due_block(&e, now) {
+                return Ok(Some((e, i)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// One Poisson tick: one packet (a due block, or a decoy), then the next tick.
+    async fn send_tick(
+        &mut self,
+        st: &mut SessionState,
+        docs: &Documents,
+    ) -> Result<(), EngineError> {
+        let Some(doc) = docs.current() else {
+            st.next_send = Instant::now() + Duration::from_millis(100);
+            return Ok(());
+        };
+        st.next_send =
+            Instant::now() + send::poisson_interval(doc.lambda_p, doc.lambda_p_max_delay);
+        match blocking(|| self.next_due())? {
+            Some((mut e, idx)) => {
+                let Some((user, provider)) = send::split_address(&e.recipient) else {
+                    // Cannot be routed: let it bounce now.
+                    e.bounce_at = 1;
+                    blocking(|| self.store.queue_update(&e))?;
+                    return Ok(());
+                };
+                let Some(ct) = blocking(|| {
+                    self.store
+                        .kv_get(KvTable::Meta, &send::ciphertext_key(e.id, idx))
+                })?
+                else {
+                    // Lost state: prepare again from scratch.
+                    e.blocks.clear();
+                    e.engine.clear();
+                    blocking(|| self.store.queue_update(&e))?;
+                    return Ok(());
+                };
+                let mut surb_id = [0u8; 16];
+                rand::rngs::OsRng.fill_bytes(&mut surb_id);
+                let route = Route {
+                    src_provider: &self.cfg.provider,
+                    own_user: &self.user,
+                    dst_provider: &provider,
+                    recipient: user.as_bytes(),
+                };
+                let built = match send::build_packet(
+                    doc,
+                    &docs.clock,
+                    &route,
+                    &ct,
+                    (!e.unreliable).then_some(surb_id),
+                ) {
+                    Ok(b) => b,
+                    Err(err) => {
+                        self.record_error(&err);
+                        return Ok(());
+                    }
+                };
+                let now = send::unix_now_duration();
+                let retransmission = e.blocks[idx].attempts > 0;
+                if let Some(keys) = &built.surb_keys {
+                    let rec = SurbRecord {
+                        entry: e.id,
+                        block: idx as u32,
+                        eta: (now + built.eta).as_secs(),
+                        keys: keys.as_bytes().to_vec(),
+                    };
+                    blocking(|| self.store.kv_put(KvTable::Surb, &surb_id, &rec.encode()))?;
+                }
+                let b = &mut e.blocks[idx];
+                b.attempts = b.attempts.saturating_add(1);
+                b.retransmit_at =
+                    send::retransmit_at(now, built.eta, self.cfg.timings.retransmit_slack);
+                let complete = if e.unreliable {
+                    b.acked = true;
+                    e.blocks.iter().all(|b| b.acked)
+                } else {
+                    false
+                };
+                if !complete {
+                    blocking(|| self.store.queue_update(&e))?;
+                }
+                connection::send(&mut st.link, &Command::SendPacket(built.packet)).await?;
+                if complete {
+                    blocking(|| arq::finish(&self.store, &e))?;
+                }
+                self.set_status(|s| {
+                    s.packets_sent += 1;
+                    if retransmission {
+                        s.retransmissions += 1;
+                    }
+                });
+                tracing::debug!(entry = e.id, block = idx, retransmission, "block sent");
+            }
+            None if self.cfg.send_decoy_traffic => {
+                let own = doc.provider_by_name(&self.cfg.provider);
+                let Some(endpoint) = own
+                    .and_then(|d| d.kaetzchen_endpoint("loop"))
+                    .map(str::to_owned)
+                else {
+                    return Ok(());
+                };
+                let mut surb_id = [0u8; 16];
+                rand::rngs::OsRng.fill_bytes(&mut surb_id);
+                let route = Route {
+                    src_provider: &self.cfg.provider,
+                    own_user: &self.user,
+                    dst_provider: &self.cfg.provider,
+                    recipient: endpoint.as_bytes(),
+                };
+                // The reply comes back under an unknown SURB id and is discarded.
+                if let Ok(b) = send::build_packet(doc, &docs.clock, &route, &[], Some(surb_id)) {
+                    connection::send(&mut st.link, &Command::SendPacket(b.packet)).await?;
+                    self.set_status(|s| s.packets_sent += 1);
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Retrieves up to a batch of spool entries. Each entry is made durable
+    /// before the next RetrieveMessage (which acknowledges it) is sent.
+    /// Returns true if the provider said more is waiting.
+    async fn retrieve_batch(
+        &mut self,
+        st: &mut SessionState,
+        docs: &Documents,
+        incoming: &mut Incoming,
+    ) -> Result<bool, EngineError> {
+        for _ in 0..DRAIN_BATCH {
+            connection::send(&mut st.link, &Command::RetrieveMessage { sequence: st.seq }).await?;
+            let reply = connection::recv(&mut st.link, self.cfg.timings.link_timeout).await?;
+            let hint = match reply {
+                Command::MessageEmpty { sequence } if sequence == st.seq => return Ok(false),
+                Command::Message {
+                    queue_size_hint,
+                    sequence,
+                    payload,
+                } if sequence == st.seq => {
+                    let r = blocking(|| {
+                        incoming.accept(
+                            &self.store,
+                            &self.cfg.identity_private,
+                            &payload,
+                            &self.account,
+                        )
+                    })?;
+                    match r {
+                        Received::Delivered => self.set_status(|s| s.delivered += 1),
+                        r => tracing::trace!(outcome = ?r, "block retrieved"),
+                    }
+                    queue_size_hint
+                }
+                Command::MessageAck {
+                    queue_size_hint,
+                    sequence,
+                    surb_id,
+                    payload,
+                } if sequence == st.seq => {
+                    match blocking(|| arq::handle_ack(&self.store, &surb_id, &payload))? {
+                        AckOutcome::Acked { complete } => {
+                            self.set_status(|s| s.acks += 1);
+                            if complete {
+                                tracing::info!(account = %self.account, "queue entry delivered");
+                            }
+                        }
+                        other => tracing::debug!(outcome = ?other, "SURB reply"),
+                    }
+                    queue_size_hint
+                }
+                other => {
+                    return Err(EngineError::Protocol(format!(
+                        "unexpected reply to RetrieveMessage {}: {other:?}",
+                        st.seq
+                    )))
+                }
+            };
+            st.seq = st.seq.wrapping_add(1);
+            // Keep the Poisson schedule while draining.
+            if Instant::now() >= st.next_send {
+                self.send_tick(st, docs).await?;
+            }
+            // With hint 0 the next RetrieveMessage still goes out at once: it
+            // acknowledges this entry, and an empty reply ends the drain.
+            let _ = hint;
+        }
+        Ok(true)
+    }
+}

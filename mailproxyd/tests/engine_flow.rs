@@ -1,0 +1,544 @@
+//! The engine against a real in-process testnet: alice@provider1 sends to
+//! bob@provider2, each with its own store and engine.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use mailproxyd::engine::{AuthorityConfig, Engine, EngineConfig, Timings};
+use mailproxyd::store::{unix_now, KeySource, NewQueueEntry, StorageKey, Store};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use testnet::config::Params;
+use testnet::network::{init, Network, Shape};
+
+const PERIOD: u64 = 600;
+
+/// A network whose clients send one packet per `send_ms` on average.
+async fn start_network(dir: &Path, send_ms: u64) -> Network {
+    // A testnet started in the last seconds of an epoch can publish the next
+    // epoch's document without a provider whose descriptor was not uploaded
+    // in time (seen at 16:49:54 with a 16:50:00 boundary). Start afterwards.
+    let clock = katzenpost::epoch::EpochClock::new(Duration::from_secs(PERIOD));
+    let till = clock.now().till;
+    if till < Duration::from_secs(90) {
+        tokio::time::sleep(till + Duration::from_secs(2)).await;
+    }
+    let mut params = Params::demo();
+    params.epoch_period_secs = PERIOD;
+    params.mu = 1.0 / 5.0;
+    params.mu_max_delay = 20;
+    params.lambda_p = 1.0 / send_ms as f64;
+    params.lambda_p_max_delay = 5 * send_ms;
+    init(
+        dir,
+        &Shape {
+            params,
+            ..Shape::default()
+        },
+    )
+    .unwrap();
+    let net = Network::start(dir, false).await.unwrap();
+    net.wait_ready(Duration::from_secs(30)).await.unwrap();
+    net
+}
+
+fn key() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    OsRng.fill_bytes(&mut k);
+    k
+}
+
+/// One account: keys, store directory and storage key.
+struct Account {
+    user: &'static str,
+    provider: &'static str,
+    link: [u8; 32],
+    identity: [u8; 32],
+    dir: tempfile::TempDir,
+    storage: [u8; 32],
+}
+
+impl Account {
+    fn new(net: &Network, user: &'static str, provider: &'static str) -> Account {
+        let a = Account {
+            user,
+            provider,
+            link: key(),
+            identity: key(),
+            dir: tempfile::tempdir().unwrap(),
+            storage: key(),
+        };
+        net.node(provider)
+            .unwrap()
+            .provider
+            .as_ref()
+            .unwrap()
+            .add_user(
+                user,
+                katzenpost::sphinx::public_key(&a.link),
+                Some(a.identity_public()),
+            )
+            .unwrap();
+        a
+    }
+
+    fn identity_public(&self) -> [u8; 32] {
+        katzenpost::sphinx::public_key(&self.identity)
+    }
+
+    fn address(&self) -> String {
+        format!("{}@{}", self.user, self.provider)
+    }
+
+    fn open(&self) -> Store {
+        tokio::task::block_in_place(|| {
+            Store::open(
+                self.dir.path(),
+                &KeySource::Raw(StorageKey::from_bytes(self.storage)),
+            )
+            .unwrap()
+        })
+    }
+
+    fn config(&self, net: &Network, keys: &HashMap<String, [u8; 32]>) -> EngineConfig {
+        let keys = keys.clone();
+        EngineConfig {
+            user: self.user.into(),
+            provider: self.provider.into(),
+            link_private: self.link,
+            identity_private: self.identity,
+            authority: AuthorityConfig {
+                address: net.spec.authority.address.to_string(),
+                public_key: hex::decode(&net.spec.authority.identity_public)
+                    .unwrap()
+                    .try_into()
+                    .unwrap(),
+            },
+            provider_key_pin: None,
+            send_decoy_traffic: false,
+            max_incoming_blocks: 1000,
+            recipient_keys: Arc::new(move |a: &str| keys.get(a).copied()),
+            timings: Timings {
+                polling_interval: Duration::from_millis(200),
+                retransmit_slack: Duration::from_secs(2),
+                reconnect_min: Duration::from_millis(200),
+                reconnect_max: Duration::from_secs(2),
+                link_timeout: Duration::from_secs(10),
+                epoch_period: Duration::from_secs(PERIOD),
+                receive_timeout: None,
+                pki_retry: Duration::from_secs(1),
+                housekeeping_interval: Duration::from_millis(200),
+                report_coalesce: Duration::from_secs(60),
+            },
+        }
+    }
+}
+
+struct Pair {
+    _netdir: tempfile::TempDir,
+    net: Network,
+    alice: Account,
+    bob: Account,
+    keys: HashMap<String, [u8; 32]>,
+}
+
+async fn pair(send_ms: u64) -> Pair {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let netdir = tempfile::tempdir().unwrap();
+    let net = start_network(netdir.path(), send_ms).await;
+    let alice = Account::new(&net, "alice", "provider1");
+    let bob = Account::new(&net, "bob", "provider2");
+    let mut keys = HashMap::new();
+    keys.insert(alice.address(), alice.identity_public());
+    keys.insert(bob.address(), bob.identity_public());
+    Pair {
+        _netdir: netdir,
+        net,
+        alice,
+        bob,
+        keys,
+    }
+}
+
+fn message(len: usize, seed: u8) -> Vec<u8> {
+    let mut m =
+        format!("From: alice@provider1\r\nTo: bob@provider2\r\nSubject: test {seed}\r\n\r\n")
+            .into_bytes();
+    let mut i = 0u32;
+    while m.len() < len {
+        m.extend_from_slice(format!("line {i} of message {seed}\r\n").as_bytes());
+        i += 1;
+    }
+    m
+}
+
+fn enqueue(store: &Store, to: &str, msg: &[u8], bounce_in: u64) -> u64 {
+    enqueue_with(store, to, msg, bounce_in, false)
+}
+
+fn enqueue_with(store: &Store, to: &str, msg: &[u8], bounce_in: u64, unreliable: bool) -> u64 {
+    let now = unix_now();
+    tokio::task::block_in_place(|| {
+        store
+            .enqueue(
+                "alice",
+                msg,
+                &[NewQueueEntry {
+                    recipient: to.into(),
+                    created: now,
+                    bounce_at: now + bounce_in,
+                    unreliable,
+                }],
+            )
+            .unwrap()[0]
+            .id
+    })
+}
+
+fn inbox(store: &Store) -> Vec<Vec<u8>> {
+    store
+        .inbox_list()
+        .unwrap()
+        .iter()
+        .map(|e| store.read_message(e.message.blob).unwrap())
+        .collect()
+}
+
+async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn expected_delivery(sender: &Account, msg: &[u8]) -> Vec<u8> {
+    let mut want = format!(
+        "X-Katzenpost-Sender: {}\r\n",
+        base64::engine::general_purpose::STANDARD.encode(sender.identity_public())
+    )
+    .into_bytes();
+    want.extend_from_slice(msg);
+    want
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_and_multi_block_messages_arrive_and_complete_by_ack() {
+    let p = pair(20).await;
+    let a_store = p.alice.open();
+    let b_store = p.bob.open();
+    let small = message(200, 1);
+    let big = message(300 * 1024, 2);
+    assert!(katzenpost::block::block_count(big.len()).unwrap() >= 6);
+    enqueue(&a_store, "bob@provider2", &small, 3600);
+    enqueue(&a_store, "bob@provider2", &big, 3600);
+    let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
+    let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
+    wait_for("bob's inbox", Duration::from_secs(90), || {
+        b_store.inbox_len().unwrap() == 2
+    })
+    .await;
+    wait_for(
+        "alice's queue to drain by ACK",
+        Duration::from_secs(60),
+        || a_store.queue_len().unwrap() == 0,
+    )
+    .await;
+    let mut got = inbox(&b_store);
+    got.sort_by_key(|m| m.len());
+    assert_eq!(got[0], expected_delivery(&p.alice, &small));
+    assert_eq!(got[1], expected_delivery(&p.alice, &big));
+    let st = a.status();
+    assert!(st.connected, "{st:?}");
+    assert!(st.acks >= 7, "{st:?}");
+    assert!(st.document_epoch.is_some());
+    assert_eq!(b.status().delivered, 2);
+    // No state is left behind for completed entries.
+    assert!(
+        a_store
+            .kv_list(mailproxyd::store::KvTable::Surb)
+            .unwrap()
+            .is_empty()
+            || a.status().retransmissions > 0
+    );
+    assert!(b_store
+        .kv_list(mailproxyd::store::KvTable::Partial)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        a_store.inbox_len().unwrap(),
+        0,
+        "no bounce or report at alice"
+    );
+    a.stop().await;
+    b.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packet_loss_at_a_mix_is_repaired_by_retransmission() {
+    let p = pair(20).await;
+    for m in ["mix1", "mix2"] {
+        p.net.node(m).unwrap().set_drop_fraction(0.2);
+    }
+    let a_store = p.alice.open();
+    let b_store = p.bob.open();
+    let big = message(500 * 1024, 3);
+    enqueue(&a_store, "bob@provider2", &big, 3600);
+    let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
+    let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
+    wait_for("bob's inbox", Duration::from_secs(120), || {
+        b_store.inbox_len().unwrap() >= 1
+    })
+    .await;
+    wait_for("alice's queue to drain", Duration::from_secs(120), || {
+        a_store.queue_len().unwrap() == 0
+    })
+    .await;
+    let dropped: u64 = ["mix1", "mix2"]
+        .iter()
+        .map(|m| {
+            p.net
+                .node(m)
+                .unwrap()
+                .counters
+                .dropped_fault
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    assert!(dropped > 0, "the fault injection dropped nothing");
+    let st = a.status();
+    assert!(st.retransmissions > 0, "{st:?}");
+    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &big)]);
+    eprintln!("loss test: {dropped} packets dropped, alice status {st:?}");
+    a.stop().await;
+    b.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_restarted_mid_transfer_lose_and_duplicate_nothing() {
+    // Slow sending (100 ms per packet, 40 blocks) so the stop lands mid-transfer.
+    let p = pair(100).await;
+    let big = message(2 * 1024 * 1024, 4);
+    let total = katzenpost::block::block_count(big.len()).unwrap() as usize;
+    let (a, b, id) = {
+        let a_store = p.alice.open();
+        let id = enqueue(&a_store, "bob@provider2", &big, 3600);
+        let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
+        let b = Engine::start(p.bob.open(), p.bob.config(&p.net, &p.keys));
+        wait_for("some blocks acked", Duration::from_secs(90), || {
+            a_store
+                .queue_get(id)
+                .unwrap()
+                .is_some_and(|e| e.blocks.iter().filter(|b| b.acked).count() >= 5)
+        })
+        .await;
+        (a, b, id)
+    };
+    a.stop().await;
+    b.stop().await;
+    let a_store = p.alice.open();
+    let e = a_store.queue_get(id).unwrap().expect("entry still queued");
+    let acked = e.blocks.iter().filter(|b| b.acked).count();
+    assert_eq!(e.blocks.len(), total);
+    assert!(acked < total, "stopped too late to test a restart");
+    let b_store = p.bob.open();
+    let partial = b_store
+        .kv_list(mailproxyd::store::KvTable::Partial)
+        .unwrap()
+        .len();
+    eprintln!("restart: alice had {acked}/{total} blocks acked, bob held {partial} blocks");
+    let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
+    let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
+    wait_for("bob's inbox", Duration::from_secs(120), || {
+        b_store.inbox_len().unwrap() >= 1
+    })
+    .await;
+    wait_for("alice's queue to drain", Duration::from_secs(60), || {
+        a_store.queue_len().unwrap() == 0
+    })
+    .await;
+    // Give any duplicate a chance to show up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &big)]);
+    a.stop().await;
+    b.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_bounces_when_the_recipient_provider_is_down() {
+    let mut p = pair(20).await;
+    p.net.stop_node("provider2").await;
+    let a_store = p.alice.open();
+    let msg = message(1000, 5);
+    enqueue(&a_store, "bob@provider2", &msg, 3);
+    let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
+    wait_for("the bounce", Duration::from_secs(60), || {
+        a_store.inbox_len().unwrap() == 1
+    })
+    .await;
+    wait_for("the entry to go", Duration::from_secs(10), || {
+        a_store.queue_len().unwrap() == 0
+    })
+    .await;
+    let report = String::from_utf8(inbox(&a_store).remove(0)).unwrap();
+    assert!(report.contains("multipart/report; report-type=delivery-status"));
+    assert!(report.contains("Final-Recipient: rfc822; bob@provider2"));
+    assert!(
+        report.contains(std::str::from_utf8(&msg).unwrap()),
+        "original attached"
+    );
+    wait_for("the bounce count", Duration::from_secs(5), || {
+        a.status().bounced == 1
+    })
+    .await;
+    a.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_uses_the_saved_document_without_the_authority() {
+    let p = pair(20).await;
+    let a_store = p.alice.open();
+    let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
+    wait_for("a document", Duration::from_secs(30), || {
+        a.status().document_epoch.is_some() && a.status().connected
+    })
+    .await;
+    a.stop().await;
+    // Point the engine at a dead authority: the saved document must suffice.
+    let mut cfg = p.alice.config(&p.net, &p.keys);
+    cfg.authority.address = "127.0.0.1:9".into();
+    let b_store = p.bob.open();
+    let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
+    let a = Engine::start(a_store.clone(), cfg);
+    let msg = message(100, 6);
+    enqueue(&a_store, "bob@provider2", &msg, 3600);
+    a.wake();
+    wait_for("delivery", Duration::from_secs(60), || {
+        b_store.inbox_len().unwrap() == 1
+    })
+    .await;
+    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &msg)]);
+    a.stop().await;
+    b.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreliable_messages_go_without_surbs() {
+    let p = pair(20).await;
+    let a_store = p.alice.open();
+    let b_store = p.bob.open();
+    let msg = message(120 * 1024, 7);
+    enqueue_with(&a_store, "bob@provider2", &msg, 3600, true);
+    let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
+    // The entry is done once every block has left, without any ACK.
+    wait_for("the entry to leave", Duration::from_secs(60), || {
+        a_store.queue_len().unwrap() == 0
+    })
+    .await;
+    assert_eq!(a.status().acks, 0);
+    assert!(a_store
+        .kv_list(mailproxyd::store::KvTable::Surb)
+        .unwrap()
+        .is_empty());
+    let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
+    wait_for("delivery", Duration::from_secs(60), || {
+        b_store.inbox_len().unwrap() == 1
+    })
+    .await;
+    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &msg)]);
+    a.stop().await;
+    b.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_provider_pin_refuses_the_connection() {
+    let p = pair(20).await;
+    let a_store = p.alice.open();
+    let mut cfg = p.alice.config(&p.net, &p.keys);
+    cfg.provider_key_pin = Some([1; 32]);
+    let a = Engine::start(a_store.clone(), cfg);
+    wait_for("an error", Duration::from_secs(30), || {
+        a.status().last_error.is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let st = a.status();
+    assert!(!st.connected, "{st:?}");
+    assert_eq!(st.packets_sent, 0);
+    a.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_engines_send_loop_decoys_when_asked() {
+    let p = pair(20).await;
+    let a_store = p.alice.open();
+    let mut cfg = p.alice.config(&p.net, &p.keys);
+    cfg.send_decoy_traffic = true;
+    let a = Engine::start(a_store.clone(), cfg);
+    wait_for("decoys", Duration::from_secs(30), || {
+        a.status().packets_sent >= 5
+    })
+    .await;
+    // Nothing was queued, nothing was delivered or recorded.
+    assert_eq!(a.status().acks, 0);
+    assert!(a_store
+        .kv_list(mailproxyd::store::KvTable::Surb)
+        .unwrap()
+        .is_empty());
+    a.stop().await;
+    p.net.shutdown().await;
+}
+
+/// Not a speed assertion: prints how long draining a full spool takes,
+/// against the polling interval the original would have needed per block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_is_drained_without_waiting_for_polls() {
+    let p = pair(20).await;
+    let a_store = p.alice.open();
+    let msg = message(5 * 1024 * 1024, 8);
+    let blocks = katzenpost::block::block_count(msg.len()).unwrap();
+    enqueue(&a_store, "bob@provider2", &msg, 3600);
+    let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
+    // Everything lands in bob's spool before bob starts.
+    wait_for("alice's queue to drain", Duration::from_secs(180), || {
+        a_store.queue_len().unwrap() == 0
+    })
+    .await;
+    let b_store = p.bob.open();
+    let mut cfg = p.bob.config(&p.net, &p.keys);
+    let poll = Duration::from_secs(2);
+    cfg.timings.polling_interval = poll;
+    let started = std::time::Instant::now();
+    let b = Engine::start(b_store.clone(), cfg);
+    wait_for("delivery", Duration::from_secs(180), || {
+        b_store.inbox_len().unwrap() == 1
+    })
+    .await;
+    let took = started.elapsed();
+    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &msg)]);
+    eprintln!(
+        "drain: {blocks} blocks retrieved and delivered in {:.2} s; one block per poll would take {} s ({:.1}x)",
+        took.as_secs_f64(),
+        poll.as_secs() * u64::from(blocks),
+        (poll.as_secs_f64() * f64::from(blocks)) / took.as_secs_f64()
+    );
+    a.stop().await;
+    b.stop().await;
+    p.net.shutdown().await;
+}
