@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{AccountConfig, Config};
 use crate::directory::DaemonDirectory;
+use crate::engine::{AuthorityConfig as EngineAuthority, Engine, EngineConfig, Timings};
 use crate::keys::{ensure_private_dir, AccountKeys, KeyError};
 use crate::lock::{DataDirLock, LockError};
 use crate::mgmt::{self, MgmtContext, MgmtError};
@@ -197,6 +198,44 @@ pub fn prepare(config: Config) -> Result<Prepared, DaemonError> {
     })
 }
 
+/// The engine settings of one account, from the config; `None` if its
+/// authority is not defined.
+fn engine_config(
+    config: &Config,
+    account: &Account,
+    recipients: &Recipients,
+) -> Option<EngineConfig> {
+    let a = &account.config;
+    let authority = config.authorities.get(&a.authority).or_else(|| {
+        (config.authorities.len() == 1)
+            .then(|| config.authorities.values().next())
+            .flatten()
+    })?;
+    let recipients = recipients.clone();
+    let max_blocks =
+        config.proxy.max_message_size / katzenpost::geometry::BLOCK_PAYLOAD_LENGTH as u64 + 1;
+    Some(EngineConfig {
+        user: a.user.clone(),
+        provider: a.provider.clone(),
+        link_private: account.keys.link.to_bytes(),
+        identity_private: account.keys.identity.to_bytes(),
+        authority: EngineAuthority {
+            address: authority.address.clone(),
+            public_key: authority.public_key,
+        },
+        provider_key_pin: a.provider_key_pin,
+        send_decoy_traffic: config.debug.send_decoy_traffic,
+        max_incoming_blocks: u16::try_from(max_blocks).unwrap_or(u16::MAX),
+        recipient_keys: Arc::new(move |addr| recipients.get(addr).ok().flatten()),
+        timings: Timings {
+            polling_interval: config.debug.polling_interval,
+            retransmit_slack: config.debug.retransmit_slack,
+            receive_timeout: config.debug.receive_timeout,
+            ..Timings::default()
+        },
+    })
+}
+
 /// Runs the daemon until `shutdown` completes, a `SHUTDOWN` command arrives
 /// or a service fails. Returns `Ok` after a clean shutdown (listeners closed,
 /// socket removed), `Err` on a fatal error.
@@ -302,7 +341,23 @@ where
         });
         tracing::info!(smtp = %config.proxy.smtp_address, pop3 = %config.proxy.pop3_address, "mail front listening");
     }
-    // The network engine starts here, per account, over `directory`'s stores.
+    // The network engine: one per account, over its store.
+    for account in &accounts {
+        let Some(engine_config) = engine_config(&config, account, &recipients) else {
+            tracing::error!(account = %account.config.id, "no authority for this account: its mail stays queued");
+            continue;
+        };
+        let Some(store) = directory.store(&account.config.id) else {
+            continue;
+        };
+        let engine = Engine::start(store, engine_config);
+        let s = stop.clone();
+        services.spawn(async move {
+            s.wait().await;
+            engine.stop().await;
+            ("engine", Ok(()))
+        });
+    }
 
     tracing::info!(
         accounts = accounts.len(),
