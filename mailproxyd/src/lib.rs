@@ -14,6 +14,7 @@ pub mod mgmt;
 pub mod recipients;
 
 // Mail front: the encrypted store, SMTP submission, POP3 retrieval.
+pub mod linebuf;
 pub mod message;
 pub mod pop3;
 pub mod smtp;

@@ -43,34 +43,7 @@ pub enum Command {
     Unknown(String),
 }
 
-/// Why nothing was parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParseError {
-    /// No complete line yet.
-    Incomplete,
-    /// The line exceeds the limit; drop input through the next line feed.
-    LineTooLong,
-    /// A complete but malformed line of `consumed` bytes.
-    Syntax {
-        /// Bytes to drop.
-        consumed: usize,
-        /// Reply text.
-        reason: &'static str,
-    },
-}
-
-/// The first line within `max` bytes, without its terminator, and the bytes used.
-pub fn line(buf: &[u8], max: usize) -> Result<(&[u8], usize), ParseError> {
-    let window = &buf[..buf.len().min(max)];
-    match window.iter().position(|&b| b == b'\n') {
-        Some(p) => {
-            let l = &buf[..p];
-            Ok((l.strip_suffix(b"\r").unwrap_or(l), p + 1))
-        }
-        None if buf.len() >= max => Err(ParseError::LineTooLong),
-        None => Err(ParseError::Incomplete),
-    }
-}
+pub use crate::linebuf::{line, ParseError};
 
 fn number(s: &str) -> Option<u32> {
     if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
