@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use katzenpost::epoch::EpochClock;
-use katzenpost::pki::document::{expiration_for, sign_document, Document, MixDescriptor};
+use katzenpost::pki::document::{sign_document, Document, MixDescriptor};
 use katzenpost::wire::commands::{consensus_status, descriptor_status};
 use rand::seq::SliceRandom;
 use rand::{CryptoRng, RngCore};
 
 use crate::config::Params;
+use crate::descriptor::cert_expiration;
 
 /// How many past epochs' descriptors and documents are kept.
 const KEEP_EPOCHS: u64 = 3;
@@ -210,7 +211,7 @@ impl AuthorityState {
             shared_random_commit: Vec::new(),
             shared_random_value: vec![0; 32],
         };
-        let expiration = expiration_for(now_unix).max(self.expiry_floor(now_unix));
+        let expiration = cert_expiration(now_unix, self.clock.period().as_secs());
         match sign_document(&doc, &self.key, expiration) {
             Ok(signed) => Some(signed),
             Err(e) => {
@@ -218,12 +219,6 @@ impl AuthorityState {
                 None
             }
         }
-    }
-
-    fn expiry_floor(&self, now_unix: u64) -> i64 {
-        // 3 periods + 10 minutes, as the real authority (for any period length).
-        let secs = now_unix + 3 * self.clock.period().as_secs() + 600;
-        i64::try_from(secs).unwrap_or(i64::MAX)
     }
 
     /// Answers `GetConsensus{epoch}`: (status code, signed document or empty).

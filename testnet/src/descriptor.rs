@@ -14,6 +14,16 @@ pub const KEYSERVER_ENDPOINT: &str = "+keyserver";
 /// The loop service endpoint.
 pub const LOOP_ENDPOINT: &str = "+loop";
 
+/// The expiration of a certificate signed at `now_unix`: 3 periods + 10
+/// minutes, as the real servers do, and never less than the profile's
+/// 3-hour periods give.
+pub fn cert_expiration(now_unix: u64, period_secs: u64) -> i64 {
+    let secs = now_unix
+        .saturating_add(period_secs.saturating_mul(3))
+        .saturating_add(600);
+    expiration_for(now_unix).max(i64::try_from(secs).unwrap_or(i64::MAX))
+}
+
 /// What a descriptor says about its node, besides the mix keys.
 #[derive(Debug, Clone, Copy)]
 pub struct NodeFacts<'a> {
@@ -65,8 +75,6 @@ pub fn signed_descriptor(
         load_weight: 0,
         signed: Vec::new(),
     };
-    let expiration = expiration_for(now_unix)
-        .max(i64::try_from(now_unix + 3 * period_secs + 600).unwrap_or(i64::MAX));
-    desc.signed = sign_descriptor(&desc, identity, expiration)?;
+    desc.signed = sign_descriptor(&desc, identity, cert_expiration(now_unix, period_secs))?;
     Ok(desc)
 }
