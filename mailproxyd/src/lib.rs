@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod daemon;
 pub mod directory;
+pub mod events;
 pub mod keys;
 pub mod lock;
 pub mod logging;

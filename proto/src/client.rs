@@ -7,9 +7,16 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
+use crate::event::{Level, StreamLine};
+use crate::inbox::InboxItem;
 use crate::key::KEY_LEN;
+use crate::queue::QueueItem;
 use crate::reply::{parse_recipient_line, AccountInfo, Body, Status, StatusCode};
 use crate::request::{ParseError, Request};
+use crate::status::AccountStatus;
+
+/// The protocol error text for a connection the server closed.
+const CLOSED: &str = "connection closed by the server";
 
 /// Longest reply line the client accepts.
 const MAX_REPLY_LINE: u64 = 64 * 1024;
@@ -110,9 +117,7 @@ impl Client {
             .read_until(b'\n', &mut buf)
             .await?;
         if buf.is_empty() {
-            return Err(ClientError::Protocol(
-                "connection closed by the server".into(),
-            ));
+            return Err(ClientError::Protocol(CLOSED.into()));
         }
         if buf.last() != Some(&b'\n') {
             return Err(ClientError::Protocol(
@@ -179,6 +184,55 @@ impl Client {
             }
             Reply::Status(status) => Err(ClientError::Server(status)),
         }
+    }
+
+    async fn call_lines<T>(
+        &mut self,
+        request: &Request,
+        parse: impl Fn(&str) -> Result<T, crate::fields::FieldError>,
+    ) -> Result<Vec<T>, ClientError> {
+        let command = request.command();
+        self.call_body(request)
+            .await?
+            .iter()
+            .map(|line| {
+                parse(line).map_err(|e| ClientError::Protocol(format!("{command} line: {e}")))
+            })
+            .collect()
+    }
+
+    /// `STATUS`: one entry per account.
+    pub async fn status(&mut self) -> Result<Vec<AccountStatus>, ClientError> {
+        self.call_lines(&Request::Status, AccountStatus::parse_line)
+            .await
+    }
+
+    /// `QUEUE`: the outgoing messages.
+    pub async fn queue(&mut self) -> Result<Vec<QueueItem>, ClientError> {
+        self.call_lines(&Request::Queue, QueueItem::parse_line)
+            .await
+    }
+
+    /// `INBOX`: the messages in the inboxes (no contents).
+    pub async fn inbox(&mut self) -> Result<Vec<InboxItem>, ClientError> {
+        self.call_lines(&Request::Inbox, InboxItem::parse_line)
+            .await
+    }
+
+    /// `CANCEL`: drops an outgoing message.
+    pub async fn cancel(&mut self, account: &str, id: u64) -> Result<(), ClientError> {
+        self.call_ok(&Request::Cancel {
+            account: account.to_owned(),
+            id,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// `EVENTS`: turns this connection into an event stream at `level`.
+    pub async fn subscribe(mut self, level: Level) -> Result<EventStream, ClientError> {
+        self.call_ok(&Request::Events { level }).await?;
+        Ok(EventStream { client: self })
     }
 
     /// `GET_RECIPIENT`: the recipient's key.
@@ -251,5 +305,31 @@ impl Client {
     /// `QUIT`, then drops the connection.
     pub async fn quit(mut self) -> Result<(), ClientError> {
         self.call_ok(&Request::Quit).await.map(drop)
+    }
+}
+
+/// A subscribed connection (after `EVENTS`): yields stream lines as the
+/// daemon sends them.
+#[derive(Debug)]
+pub struct EventStream {
+    client: Client,
+}
+
+impl EventStream {
+    /// The next line; `Ok(None)` when the daemon closed the connection (it
+    /// stopped). Cancel-safe only between lines: drop the stream to stop.
+    pub async fn next(&mut self) -> Result<Option<StreamLine>, ClientError> {
+        match self.client.read_line().await {
+            Ok(line) => StreamLine::parse_line(&line)
+                .map(Some)
+                .map_err(|e| ClientError::Protocol(e.to_string())),
+            Err(ClientError::Protocol(msg)) if msg == CLOSED => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends the subscription politely (`QUIT`).
+    pub async fn quit(mut self) -> Result<(), ClientError> {
+        self.client.send_raw(b"QUIT\r\n").await
     }
 }

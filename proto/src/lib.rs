@@ -35,6 +35,11 @@
 //! | `RESCAN` | `250 <added> added, <changed> changed, <removed> removed, <bad> bad` | 501, 554 |
 //! | `QUERY_RECIPIENT <account> <addr>` | `250 <hex request id>` | 501, 554 (not available yet) |
 //! | `SHUTDOWN` | `250 Requested action ok, completed`, then the daemon shuts down | 501 |
+//! | `STATUS` | body of [`AccountStatus`] lines, one per account, sorted | 501 |
+//! | `QUEUE` | body of [`QueueItem`] lines, sorted by account and id | 501, 554 |
+//! | `INBOX` | body of [`InboxItem`] lines (no contents), sorted by account and id | 501, 554 |
+//! | `CANCEL <account> <id>` | `250 Requested action ok, completed` | 501, 554 unknown account or id |
+//! | `EVENTS [<level>]` | `250 ...`, then a stream of [`StreamLine`]s until `QUIT` or close | 501 |
 //! | `QUIT` | `250 Requested action ok, completed`, then the server closes the connection | 501 |
 //!
 //! Keys are 32-byte X25519 public keys, given in hex (tried first) or
@@ -49,22 +54,39 @@
 //!
 //! An unknown command gets `500`; a line that is too long, not UTF-8 or has
 //! control characters gets `501`. Neither has any other effect, and other
-//! clients are never affected. Later protocol versions add commands (status,
-//! queue, events) without changing these.
+//! clients are never affected.
+//!
+//! Protocol 2 added `STATUS`, `QUEUE`, `INBOX`, `CANCEL` and `EVENTS`; the
+//! commands above are unchanged. Their lines are `key=value` fields
+//! ([`fields`]) after one or two leading words (account, id), so body lines
+//! still start with an account; readers ignore fields they do not know. After
+//! `EVENTS` the connection carries only stream lines ([`event`]): `EVENT`,
+//! `LOG` and `LAGGED`, never a status line; the server reads further input
+//! only to see `QUIT` or the close.
 
 pub mod client;
+pub mod event;
+pub mod fields;
+pub mod inbox;
 pub mod key;
 pub mod locate;
+pub mod queue;
 pub mod reply;
 pub mod request;
+pub mod status;
 
-pub use client::{Client, ClientError, Reply};
+pub use client::{Client, ClientError, EventStream, Reply};
+pub use event::{Event, EventKind, Level, LogLine, StreamError, StreamLine};
+pub use fields::FieldError;
+pub use inbox::InboxItem;
 pub use key::{decode_key, encode_key, KeyError, KEY_LEN};
+pub use queue::{QueueItem, QueueState};
 pub use reply::{AccountInfo, Body, BodyError, Status, StatusCode};
 pub use request::{parse, parse_frame, ParseError, Request, MAX_LINE};
+pub use status::{AccountStatus, ConnState};
 
 /// The management protocol revision implemented by this crate, reported by `VERSION`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The greeting the server sends on connect.
 pub const GREETING: &str = "Katzenpost Mailproxy Management Interface Service ready";

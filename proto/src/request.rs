@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::event::Level;
 use crate::key::{decode_key, encode_key, KeyError, KEY_LEN};
 use crate::reply::StatusCode;
 
@@ -49,6 +50,24 @@ pub enum Request {
     Rescan,
     /// `SHUTDOWN`: shut the daemon down gracefully.
     Shutdown,
+    /// `STATUS`: per account, connection, PKI and queue figures (protocol 2).
+    Status,
+    /// `QUEUE`: the outgoing messages (protocol 2).
+    Queue,
+    /// `INBOX`: the messages in the inboxes, without contents (protocol 2).
+    Inbox,
+    /// `CANCEL <account> <id>`: drop an outgoing message (protocol 2).
+    Cancel {
+        /// The sending account.
+        account: String,
+        /// Its queue id, as `QUEUE` shows it.
+        id: u64,
+    },
+    /// `EVENTS [<level>]`: stream events and log lines at `level` (protocol 2).
+    Events {
+        /// Log level; `Off` streams events only.
+        level: Level,
+    },
     /// `QUIT`: close this connection.
     Quit,
 }
@@ -189,6 +208,36 @@ fn parse_line(line: &[u8]) -> Result<Request, ParseError> {
         "VERSION" => no_args(&args, "VERSION", Request::Version)?,
         "RESCAN" => no_args(&args, "RESCAN", Request::Rescan)?,
         "SHUTDOWN" => no_args(&args, "SHUTDOWN", Request::Shutdown)?,
+        "STATUS" => no_args(&args, "STATUS", Request::Status)?,
+        "QUEUE" => no_args(&args, "QUEUE", Request::Queue)?,
+        "INBOX" => no_args(&args, "INBOX", Request::Inbox)?,
+        "CANCEL" => {
+            arity("CANCEL", "two arguments: <account> <id>", 2)?;
+            let id = args[1].parse().map_err(|_| ParseError::Arity {
+                command: "CANCEL",
+                expected: "a numeric <id> (as QUEUE shows it)",
+            })?;
+            Request::Cancel {
+                account: args[0].to_owned(),
+                id,
+            }
+        }
+        "EVENTS" => {
+            let level = match args.as_slice() {
+                [] => Level::Info,
+                [word] => Level::parse(word).ok_or(ParseError::Arity {
+                    command: "EVENTS",
+                    expected: "an optional level: off, error, warn, info, debug or trace",
+                })?,
+                _ => {
+                    return Err(ParseError::Arity {
+                        command: "EVENTS",
+                        expected: "at most one argument: [<level>]",
+                    })
+                }
+            };
+            Request::Events { level }
+        }
         "QUIT" => no_args(&args, "QUIT", Request::Quit)?,
         _ => return Err(ParseError::UnknownCommand),
     };
@@ -219,13 +268,25 @@ impl Request {
             Request::Version => "VERSION",
             Request::Rescan => "RESCAN",
             Request::Shutdown => "SHUTDOWN",
+            Request::Status => "STATUS",
+            Request::Queue => "QUEUE",
+            Request::Inbox => "INBOX",
+            Request::Cancel { .. } => "CANCEL",
+            Request::Events { .. } => "EVENTS",
             Request::Quit => "QUIT",
         }
     }
 
     /// Whether a successful reply is a dot-terminated body rather than a status line.
     pub fn has_body(&self) -> bool {
-        matches!(self, Request::ListRecipients | Request::Accounts)
+        matches!(
+            self,
+            Request::ListRecipients
+                | Request::Accounts
+                | Request::Status
+                | Request::Queue
+                | Request::Inbox
+        )
     }
 
     /// The request as a wire line, CRLF-terminated. Fails if an argument
@@ -254,6 +315,8 @@ impl fmt::Display for Request {
             }
             Request::SetRecipient { address, key } => write!(f, " {address} {}", encode_key(key))?,
             Request::QueryRecipient { account, address } => write!(f, " {account} {address}")?,
+            Request::Cancel { account, id } => write!(f, " {account} {id}")?,
+            Request::Events { level } => write!(f, " {}", level.as_str().to_ascii_lowercase())?,
             _ => {}
         }
         f.write_str("\r\n")
@@ -299,6 +362,24 @@ mod tests {
             ("version\n", Request::Version),
             ("RESCAN\n", Request::Rescan),
             ("SHUTDOWN\n", Request::Shutdown),
+            ("status\n", Request::Status),
+            ("QUEUE\n", Request::Queue),
+            ("INBOX\n", Request::Inbox),
+            (
+                "CANCEL a@p 17\n",
+                Request::Cancel {
+                    account: "a@p".into(),
+                    id: 17,
+                },
+            ),
+            ("EVENTS\n", Request::Events { level: Level::Info }),
+            (
+                "events DEBUG\n",
+                Request::Events {
+                    level: Level::Debug,
+                },
+            ),
+            ("EVENTS off\n", Request::Events { level: Level::Off }),
             ("quit\n", Request::Quit),
         ];
         for (line, want) in cases {
@@ -335,6 +416,26 @@ mod tests {
         assert!(matches!(
             parse(b"SET_RECIPIENT a@b nothex!\n"),
             Err(ParseError::BadKey(_))
+        ));
+        assert!(matches!(
+            parse(b"CANCEL a@p x\n"),
+            Err(ParseError::Arity { .. })
+        ));
+        assert!(matches!(
+            parse(b"CANCEL a@p\n"),
+            Err(ParseError::Arity { .. })
+        ));
+        assert!(matches!(
+            parse(b"EVENTS loud\n"),
+            Err(ParseError::Arity { .. })
+        ));
+        assert!(matches!(
+            parse(b"EVENTS info x\n"),
+            Err(ParseError::Arity { .. })
+        ));
+        assert!(matches!(
+            parse(b"STATUS x\n"),
+            Err(ParseError::Arity { .. })
         ));
         let long = format!("GET_RECIPIENT {}\n", "a".repeat(MAX_ARG + 1));
         assert_eq!(parse(long.as_bytes()), Err(ParseError::ArgumentTooLong));
