@@ -5,7 +5,6 @@
 mod lifecycle_support;
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 
@@ -13,11 +12,7 @@ use lifecycle_support::{wait_until, Setup};
 use mailproxyd::store::{KeySource, Store};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    testnet::ports::reserve().unwrap().port()
 }
 
 fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

@@ -12,6 +12,7 @@ pub mod mgmt;
 pub mod mixkeys;
 pub mod network;
 pub mod node;
+pub mod ports;
 pub mod process;
 pub mod ratelimit;
 pub mod replay;

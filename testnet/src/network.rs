@@ -3,7 +3,7 @@
 //! from it; nodes can be stopped and restarted (fault injection).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,10 +49,7 @@ impl Default for Shape {
 }
 
 fn free_port() -> Result<SocketAddr, NetworkError> {
-    let l = StdListener::bind("127.0.0.1:0")
-        .map_err(|e| NetworkError::Other(format!("no free port: {e}")))?;
-    l.local_addr()
-        .map_err(|e| NetworkError::Other(e.to_string()))
+    crate::ports::reserve().map_err(|e| NetworkError::Other(format!("no free port: {e}")))
 }
 
 fn signing_key(dir: &Path, name: &str) -> Result<SigningKey, NetworkError> {
