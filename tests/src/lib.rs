@@ -1,1 +1,21 @@
-//! End-to-end test helpers.
+//! End-to-end test harness: a local Katzenpost testnet (in process, with
+//! fault injection), real `mailproxyd` child processes with accounts
+//! registered at its providers, and the stock mail clients (swaks, curl,
+//! Python poplib) plus small native SMTP/POP3 clients for polling.
+//!
+//! Start with [`world::World::builder`]. Every child process is killed when
+//! its owner is dropped, also when a test panics; the daemons' log tails are
+//! printed then.
+
+pub mod bins;
+pub mod daemon;
+pub mod mail;
+pub mod net;
+pub mod wait;
+pub mod world;
+
+pub use daemon::{AccountKeys, Daemon, DaemonOptions};
+pub use mail::{Pop3, Smtp};
+pub use net::Net;
+pub use wait::wait_for;
+pub use world::{DaemonSpec, World, WorldBuilder};

@@ -1,0 +1,175 @@
+//! The local testnet, run in this process by the testnet library so tests
+//! can inject faults: packet loss at a node, stopping and restarting nodes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use testnet::config::Params;
+use testnet::network::{init, Network, Shape};
+
+/// The 2019 profile's epoch period: the daemon's engine assumes it.
+pub const EPOCH_SECS: u64 = 10_800;
+
+/// Fast test parameters: 3-hour epochs (as the daemon assumes), the demo's
+/// Mu (20 ms mean per hop), clients sending `send_per_sec` packets a second.
+pub fn params(send_per_sec: f64) -> Params {
+    let mut p = Params::demo();
+    p.epoch_period_secs = EPOCH_SECS;
+    p.lambda_p = send_per_sec / 1000.0;
+    p.lambda_p_max_delay = (4_000.0 / send_per_sec).ceil() as u64;
+    p
+}
+
+/// A running network and the runtime it runs on.
+pub struct Net {
+    // Dropped in this order: the network (inside the runtime), then the runtime.
+    net: Option<Network>,
+    rt: tokio::runtime::Runtime,
+    /// The network's directory (keys, `network.toml`, spools).
+    pub dir: PathBuf,
+}
+
+impl Net {
+    /// Creates a network in `dir` and starts it (rate limiter off), waiting
+    /// until every node holds the current document.
+    pub fn start(dir: &Path, params: Params) -> Net {
+        // A network started in the last moments of an epoch can publish the
+        // next document without a node: start after the boundary.
+        let till = katzenpost::epoch::EpochClock::new(Duration::from_secs(params.epoch_period_secs))
+            .now()
+            .till;
+        if till < Duration::from_secs(90) {
+            std::thread::sleep(till + Duration::from_secs(2));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("testnet")
+            .build()
+            .expect("tokio runtime");
+        init(
+            dir,
+            &Shape {
+                params,
+                ..Shape::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("creating the testnet in {}: {e}", dir.display()));
+        let net = rt.block_on(async {
+            let net = Network::start(dir, false)
+                .await
+                .unwrap_or_else(|e| panic!("starting the testnet: {e}"));
+            net.wait_ready(Duration::from_secs(120))
+                .await
+                .unwrap_or_else(|e| panic!("testnet: {e}"));
+            net
+        });
+        Net {
+            net: Some(net),
+            rt,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn net(&self) -> &Network {
+        self.net.as_ref().expect("network running")
+    }
+
+    /// The authority's address and hex public key, for `[NonvotingAuthority]`.
+    pub fn authority(&self) -> (String, String) {
+        let a = &self.net().spec.authority;
+        (a.address.to_string(), a.identity_public.clone())
+    }
+
+    /// The network's parameters.
+    pub fn params(&self) -> Params {
+        self.net().spec.params.clone()
+    }
+
+    /// The mixes of layer `layer` (0-based).
+    pub fn layer(&self, layer: usize) -> Vec<String> {
+        let per = self
+            .net()
+            .spec
+            .nodes
+            .iter()
+            .filter(|n| n.role == testnet::config::Role::Mix)
+            .count()
+            / self.net().spec.params.layers;
+        (0..per)
+            .map(|i| format!("mix{}", layer * per + i + 1))
+            .collect()
+    }
+
+    fn provider(&self, name: &str) -> &testnet::node::provider::ProviderState {
+        self.net()
+            .node(name)
+            .unwrap_or_else(|| panic!("node {name} is not running"))
+            .provider
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name} is not a provider"))
+    }
+
+    /// Registers `user` at `provider` with its link and identity public keys.
+    pub fn register(&self, provider: &str, user: &str, link: [u8; 32], identity: [u8; 32]) {
+        self.provider(provider)
+            .add_user(user, link, Some(identity))
+            .unwrap_or_else(|e| panic!("registering {user}@{provider}: {e}"));
+    }
+
+    /// Entries waiting in `user`'s spool at `provider` (which must be running).
+    pub fn spool_len(&self, provider: &str, user: &str) -> usize {
+        self.provider(provider)
+            .spool_len(user)
+            .unwrap_or_else(|e| panic!("spool of {user}@{provider}: {e}"))
+    }
+
+    /// Makes node `name` drop fraction `f` of the packets it receives.
+    pub fn set_drop_fraction(&self, name: &str, f: f64) {
+        self.net()
+            .node(name)
+            .unwrap_or_else(|| panic!("node {name} is not running"))
+            .set_drop_fraction(f);
+    }
+
+    /// Packets node `name` dropped by fault injection.
+    pub fn dropped_by_fault(&self, name: &str) -> u64 {
+        self.net()
+            .node(name)
+            .map(|n| n.counters.dropped_fault.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    /// Packets node `name` received.
+    pub fn received(&self, name: &str) -> u64 {
+        self.net()
+            .node(name)
+            .map(|n| n.counters.received.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    /// Stops node `name` (its state stays on disk).
+    pub fn stop_node(&mut self, name: &str) {
+        let net = self.net.as_mut().expect("network running");
+        self.rt.block_on(net.stop_node(name));
+    }
+
+    /// Starts node `name` again.
+    pub fn start_node(&mut self, name: &str) {
+        let net = self.net.as_mut().expect("network running");
+        self.rt
+            .block_on(net.start_node(name))
+            .unwrap_or_else(|e| panic!("restarting {name}: {e}"));
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if let Some(net) = self.net.take() {
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), net.shutdown()).await });
+        }
+    }
+}
