@@ -12,7 +12,11 @@ use base64::Engine as _;
 /// A CRLF message with the usual headers (a Message-ID, so the daemon adds
 /// only `Received:`) and `body` (lines separated by CRLF).
 pub fn message(from: &str, to: &[&str], subject: &str, body: &str) -> Vec<u8> {
-    let id = format!("<{}.{}@e2e.test>", subject.replace(' ', "-"), std::process::id());
+    let id = format!(
+        "<{}.{}@e2e.test>",
+        subject.replace(' ', "-"),
+        std::process::id()
+    );
     let mut m = format!(
         "From: <{from}>\r\nTo: {}\r\nSubject: {subject}\r\nMessage-ID: {id}\r\nDate: Tue, 24 Nov 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n",
         to.iter().map(|t| format!("<{t}>")).collect::<Vec<_>>().join(", ")
@@ -52,7 +56,11 @@ pub fn strip_added(delivered: &[u8]) -> (Option<Vec<u8>>, &[u8]) {
     let mut rest = delivered;
     let mut sender = None;
     loop {
-        let lower: Vec<u8> = rest.iter().take(20).map(|b| b.to_ascii_lowercase()).collect();
+        let lower: Vec<u8> = rest
+            .iter()
+            .take(20)
+            .map(|b| b.to_ascii_lowercase())
+            .collect();
         let is_sender = lower.starts_with(b"x-katzenpost-sender:");
         let is_received = lower.starts_with(b"received:");
         if !is_sender && !is_received {
@@ -87,7 +95,12 @@ pub fn swaks_send(smtp: SocketAddr, from: &str, to: &[&str], msg: &[u8], tmp: &P
     let file = tmp.join(format!("swaks-{}.eml", rand_suffix()));
     std::fs::write(&file, msg.strip_suffix(b"\r\n").unwrap_or(msg)).expect("writing the message");
     let out = Command::new("swaks")
-        .args(["--server", &smtp.ip().to_string(), "--port", &smtp.port().to_string()])
+        .args([
+            "--server",
+            &smtp.ip().to_string(),
+            "--port",
+            &smtp.port().to_string(),
+        ])
         .args(["--from", from, "--to", &to.join(",")])
         .arg("--data")
         .arg(format!("@{}", file.display()))
@@ -107,7 +120,12 @@ pub fn swaks_send(smtp: SocketAddr, from: &str, to: &[&str], msg: &[u8], tmp: &P
 /// Runs swaks up to RCPT and returns its transcript (to check a reply code).
 pub fn swaks_rcpt_only(smtp: SocketAddr, from: &str, to: &str) -> String {
     let out = Command::new("swaks")
-        .args(["--server", &smtp.ip().to_string(), "--port", &smtp.port().to_string()])
+        .args([
+            "--server",
+            &smtp.ip().to_string(),
+            "--port",
+            &smtp.port().to_string(),
+        ])
         .args(["--from", from, "--to", to, "--quit-after", "RCPT"])
         .output()
         .expect("swaks is installed (scripts/install-test-deps)");
@@ -119,8 +137,14 @@ pub fn curl_send(smtp: SocketAddr, from: &str, to: &[&str], msg: &[u8], tmp: &Pa
     let file = tmp.join(format!("curl-{}.eml", rand_suffix()));
     std::fs::write(&file, msg).expect("writing the message");
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "120", "--url", &format!("smtp://{smtp}")])
-        .args(["--mail-from", from]);
+    cmd.args([
+        "-sS",
+        "--max-time",
+        "120",
+        "--url",
+        &format!("smtp://{smtp}"),
+    ])
+    .args(["--mail-from", from]);
     for t in to {
         cmd.args(["--mail-rcpt", t]);
     }
@@ -170,7 +194,13 @@ p.quit()
 print(json.dumps(out))
 "#;
     let out = Command::new("python3")
-        .args(["-c", script, &pop3.ip().to_string(), &pop3.port().to_string(), user])
+        .args([
+            "-c",
+            script,
+            &pop3.ip().to_string(),
+            &pop3.port().to_string(),
+            user,
+        ])
         .stdin(Stdio::null())
         .output()
         .expect("python3 is installed");
@@ -192,7 +222,11 @@ print(json.dumps(out))
 fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Error of the native clients.
@@ -334,7 +368,10 @@ impl Smtp {
             }
         }
         if !all.starts_with(&want.to_string()) {
-            return Err(proto_err(format!("SMTP: wanted {want}, got {}", all.trim_end())));
+            return Err(proto_err(format!(
+                "SMTP: wanted {want}, got {}",
+                all.trim_end()
+            )));
         }
         Ok(all)
     }

@@ -36,9 +36,10 @@ impl Net {
     pub fn start(dir: &Path, params: Params) -> Net {
         // A network started in the last moments of an epoch can publish the
         // next document without a node: start after the boundary.
-        let till = katzenpost::epoch::EpochClock::new(Duration::from_secs(params.epoch_period_secs))
-            .now()
-            .till;
+        let till =
+            katzenpost::epoch::EpochClock::new(Duration::from_secs(params.epoch_period_secs))
+                .now()
+                .till;
         if till < Duration::from_secs(90) {
             std::thread::sleep(till + Duration::from_secs(2));
         }
@@ -167,9 +168,9 @@ impl Net {
 impl Drop for Net {
     fn drop(&mut self) {
         if let Some(net) = self.net.take() {
-            let _ = self
-                .rt
-                .block_on(async { tokio::time::timeout(Duration::from_secs(10), net.shutdown()).await });
+            let _ = self.rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), net.shutdown()).await
+            });
         }
     }
 }

@@ -30,7 +30,10 @@ fn wait_messages(world: &World, user: &str, n: usize, timeout: Duration) -> Vec<
 
 /// Index of the first byte where `a` and `b` differ.
 fn first_difference(a: &[u8], b: &[u8]) -> usize {
-    a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()))
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()))
 }
 
 /// Asserts `delivered` is `sent` plus only our added fields, from `sender`.
@@ -57,8 +60,18 @@ fn swaks_and_curl_to_bob_read_with_curl_and_poplib() {
     let world = World::simple(&[ALICE, BOB]);
     let alice = world.daemon_of(ALICE);
     let scratch = world.scratch();
-    let m1 = mail::message(ALICE, &[BOB], "via swaks", "hello bob, from swaks\n.\n..two dots\nend");
-    let m2 = mail::message(ALICE, &[BOB], "via curl", "hello bob, from curl\n\nTrailing spaces  \nend");
+    let m1 = mail::message(
+        ALICE,
+        &[BOB],
+        "via swaks",
+        "hello bob, from swaks\n.\n..two dots\nend",
+    );
+    let m2 = mail::message(
+        ALICE,
+        &[BOB],
+        "via curl",
+        "hello bob, from curl\n\nTrailing spaces  \nend",
+    );
     mail::swaks_send(alice.smtp, ALICE, &[BOB], &m1, &scratch);
     mail::curl_send(alice.smtp, ALICE, &[BOB], &m2, &scratch);
 
@@ -80,7 +93,11 @@ fn swaks_and_curl_to_bob_read_with_curl_and_poplib() {
         let native = by_subject(&got, subject);
         assert_delivered(&native, sent, &alice_key);
         assert_eq!(by_subject(&curl, subject), native, "curl's copy differs");
-        assert_eq!(by_subject(&poplib, subject), native, "poplib's copy differs");
+        assert_eq!(
+            by_subject(&poplib, subject),
+            native,
+            "poplib's copy differs"
+        );
     }
 }
 
@@ -148,7 +165,12 @@ fn bob_replies_and_alice_sees_his_key() {
         .find_map(|l| l.strip_prefix("Message-ID: ").map(str::to_string))
         .expect("the question has a Message-ID");
     let mut reply = format!("In-Reply-To: {id}\r\nReferences: {id}\r\n").into_bytes();
-    reply.extend(mail::message(BOB, &[ALICE], "Re: question", "> are you there?\nyes"));
+    reply.extend(mail::message(
+        BOB,
+        &[ALICE],
+        "Re: question",
+        "> are you there?\nyes",
+    ));
     mail::curl_send(d.smtp, BOB, &[ALICE], &reply, &scratch);
     let got = wait_messages(&world, ALICE, 1, DELIVERY);
     assert_eq!(got.len(), 1);

@@ -26,11 +26,17 @@ impl Batch {
         let mut sent = BTreeMap::new();
         for i in 0..small {
             let s = format!("{tag} small {i}");
-            sent.insert(s.clone(), mail::message(ALICE, &[BOB], &s, &format!("message {i} of {tag}")));
+            sent.insert(
+                s.clone(),
+                mail::message(ALICE, &[BOB], &s, &format!("message {i} of {tag}")),
+            );
         }
         if big > 0 {
             let s = format!("{tag} big");
-            sent.insert(s.clone(), mail::message(ALICE, &[BOB], &s, &mail::big_body(big, 11)));
+            sent.insert(
+                s.clone(),
+                mail::message(ALICE, &[BOB], &s, &mail::big_body(big, 11)),
+            );
         }
         Batch { sent }
     }
@@ -79,7 +85,12 @@ impl Batch {
         for (s, c) in &seen {
             assert_eq!(*c, 1, "{s:?} arrived {c} times");
         }
-        assert_eq!(seen.len(), n, "every message arrived ({} of {n})", seen.len());
+        assert_eq!(
+            seen.len(),
+            n,
+            "every message arrived ({} of {n})",
+            seen.len()
+        );
     }
 }
 
@@ -96,7 +107,10 @@ fn twenty_percent_loss_at_a_mix_layer_everything_arrives() {
     batch.send(&world);
     batch.assert_all_arrive_once(&world, DELIVERY);
     let dropped: u64 = layer.iter().map(|m| world.net.dropped_by_fault(m)).sum();
-    assert!(dropped > 0, "the fault dropped nothing: the test proved nothing");
+    assert!(
+        dropped > 0,
+        "the fault dropped nothing: the test proved nothing"
+    );
     eprintln!("packets dropped at {layer:?}: {dropped}");
 }
 
@@ -149,7 +163,10 @@ fn daemon_sigkilled_while_sending_and_while_receiving() {
         },
     );
     world.daemons[a].kill9();
-    assert!(at_kill < blocks, "alice finished sending before the kill ({at_kill} blocks)");
+    assert!(
+        at_kill < blocks,
+        "alice finished sending before the kill ({at_kill} blocks)"
+    );
     eprintln!("alice killed with {at_kill} of about {blocks} blocks at provider2");
     world.daemons[a].start();
     wait_for(
@@ -165,21 +182,19 @@ fn daemon_sigkilled_while_sending_and_while_receiving() {
     let queued = world.net.spool_len("provider2", "bob");
     world.daemons[b].start();
     let started = Instant::now();
-    let left = wait_for(
-        "bob retrieving",
-        DELIVERY,
-        Duration::from_millis(2),
-        || {
-            let n = world.net.spool_len("provider2", "bob");
-            (n < queued.saturating_sub(5)).then_some(n)
-        },
-    );
+    let left = wait_for("bob retrieving", DELIVERY, Duration::from_millis(2), || {
+        let n = world.net.spool_len("provider2", "bob");
+        (n < queued.saturating_sub(5)).then_some(n)
+    });
     world.daemons[b].kill9();
     eprintln!(
         "bob killed after {:?} with {left} of {queued} blocks left at provider2",
         started.elapsed()
     );
-    assert!(left > 0, "bob drained the spool before the kill: nothing was tested");
+    assert!(
+        left > 0,
+        "bob drained the spool before the kill: nothing was tested"
+    );
     world.daemons[b].start();
     batch.assert_all_arrive_once(&world, DELIVERY);
 }
@@ -193,8 +208,19 @@ fn provider_down_past_bounce_lifetime_bounces_to_alice() {
         }))
         .build();
     world.net.stop_node("provider2");
-    let sent = mail::message(ALICE, &[BOB], "never arrives", "BOUNCE-MARKER-6f1c this text must come back");
-    mail::swaks_send(world.daemon_of(ALICE).smtp, ALICE, &[BOB], &sent, &world.scratch());
+    let sent = mail::message(
+        ALICE,
+        &[BOB],
+        "never arrives",
+        "BOUNCE-MARKER-6f1c this text must come back",
+    );
+    mail::swaks_send(
+        world.daemon_of(ALICE).smtp,
+        ALICE,
+        &[BOB],
+        &sent,
+        &world.scratch(),
+    );
     let pop3 = world.daemon_of(ALICE).pop3;
     wait_for(
         "the bounce in alice's POP3",
@@ -207,12 +233,19 @@ fn provider_down_past_bounce_lifetime_bounces_to_alice() {
     let report = String::from_utf8_lossy(&got[0]);
     let lower = report.to_ascii_lowercase();
     assert!(
-        lower.contains("content-type: multipart/report") && lower.contains("report-type=delivery-status"),
+        lower.contains("content-type: multipart/report")
+            && lower.contains("report-type=delivery-status"),
         "not a delivery-status report:\n{}",
         &report[..report.len().min(800)]
     );
-    assert!(lower.contains("message/delivery-status"), "no delivery-status part");
-    assert!(lower.contains("content-type: message/rfc822"), "original not attached");
+    assert!(
+        lower.contains("message/delivery-status"),
+        "no delivery-status part"
+    );
+    assert!(
+        lower.contains("content-type: message/rfc822"),
+        "original not attached"
+    );
     // The original is attached whole.
     let original = String::from_utf8_lossy(&sent);
     assert!(
