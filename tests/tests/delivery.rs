@@ -126,6 +126,25 @@ fn five_mib_message_arrives_byte_identical() {
     let got = wait_messages(&world, BOB, 1, DELIVERY * 2);
     assert_eq!(got.len(), 1);
     assert_delivered(&got[0], &sent, &world.identity(ALICE));
+    let curl = mail::curl_retr(world.daemon_of(BOB).pop3, BOB, 1);
+    assert!(curl == got[0], "curl's copy of the 5 MiB message differs");
+}
+
+#[test]
+fn a_forged_sender_header_is_replaced() {
+    let world = World::simple(&[ALICE, BOB]);
+    let forged = format!("X-Katzenpost-Sender: {}\r\n", "A".repeat(43) + "=");
+    let clean = mail::message(ALICE, &[BOB], "forged", "who sent this?");
+    let mut sent = forged.clone().into_bytes();
+    sent.extend_from_slice(&clean);
+    mail::curl_send(world.daemon_of(ALICE).smtp, ALICE, &[BOB], &sent, &world.scratch());
+    let got = wait_messages(&world, BOB, 1, DELIVERY);
+    assert_eq!(got.len(), 1);
+    // Only the true sender's key remains; the rest is what was sent without
+    // the forged field.
+    assert_delivered(&got[0], &clean, &world.identity(ALICE));
+    let text = String::from_utf8_lossy(&got[0]).to_ascii_lowercase();
+    assert_eq!(text.matches("x-katzenpost-sender:").count(), 1);
 }
 
 #[test]

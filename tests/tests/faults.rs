@@ -103,7 +103,7 @@ fn twenty_percent_loss_at_a_mix_layer_everything_arrives() {
     for m in &layer {
         world.net.set_drop_fraction(m, 0.2);
     }
-    let batch = Batch::new("loss", 6, 400_000);
+    let batch = Batch::new("loss", 6, 1_000_000);
     batch.send(&world);
     batch.assert_all_arrive_once(&world, DELIVERY);
     let dropped: u64 = layer.iter().map(|m| world.net.dropped_by_fault(m)).sum();
@@ -128,7 +128,13 @@ fn providers_restarted_mid_transfer_of_a_large_message() {
         Duration::from_millis(20),
         || (world.net.received("provider2") >= start + 10).then_some(()),
     );
+    let big_blocks = (2 << 20) / 50_000;
+    let at_stop = world.net.received("provider2") - start;
     world.net.stop_node("provider2");
+    assert!(
+        at_stop < big_blocks as u64,
+        "provider2 had received {at_stop} packets: the large message was not mid-transfer"
+    );
     std::thread::sleep(Duration::from_secs(3));
     world.net.start_node("provider2");
     std::thread::sleep(Duration::from_secs(2));
