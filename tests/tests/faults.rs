@@ -260,3 +260,22 @@ fn provider_down_past_bounce_lifetime_bounces_to_alice() {
     );
     assert!(report.contains(BOB), "the report names the recipient");
 }
+
+#[test]
+fn daemon_sigkilled_right_after_smtp_250_and_then_repeatedly() {
+    // One daemon for both accounts: every kill interrupts sending and
+    // receiving alike.
+    let mut world = World::simple(&[ALICE, BOB]);
+    let batch = Batch::new("repeat", 10, 1_000_000);
+    batch.send(&world);
+    // Accepted (250) but nothing sent yet.
+    world.daemons[0].kill9();
+    world.daemons[0].start();
+    for pause_ms in [700, 1500, 400, 2500] {
+        std::thread::sleep(Duration::from_millis(pause_ms));
+        world.daemons[0].kill9();
+        world.daemons[0].start();
+    }
+    assert_eq!(world.daemons[0].starts, 6);
+    batch.assert_all_arrive_once(&world, DELIVERY);
+}
