@@ -102,14 +102,15 @@ fn main() {
     let p = world.net.params();
     let a = world.daemon_index(ALICE);
     let b = world.daemon_index(BOB);
-    let poll_ms = 1000.0; // DaemonOptions::default().polling_interval
+    let poll_ms = DaemonOptions::default().polling_interval as f64 * 1000.0;
     println!(
-        "network.toml: Mu = {} /ms (MuMaxDelay {} ms), LambdaP = {} /ms (max {} ms), {} layers; daemons: PollingInterval 1 s, decoys off; binaries: {}",
+        "network.toml: Mu = {} /ms (MuMaxDelay {} ms), LambdaP = {} /ms (max {} ms), {} layers; daemons: PollingInterval {} s, decoys off; binaries: {}",
         p.mu,
         p.mu_max_delay,
         p.lambda_p,
         p.lambda_p_max_delay,
         p.layers,
+        poll_ms / 1000.0,
         mailproxy_e2e::bins::target_dir().display()
     );
 
@@ -206,6 +207,7 @@ fn main() {
 
     if args.only.contains('c') {
         std::thread::sleep(Duration::from_secs(3));
+        // SAFETY: sysconf only reads a system constant.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         let pids: Vec<u32> = [a, b]
             .iter()

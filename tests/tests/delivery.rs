@@ -137,7 +137,13 @@ fn a_forged_sender_header_is_replaced() {
     let clean = mail::message(ALICE, &[BOB], "forged", "who sent this?");
     let mut sent = forged.clone().into_bytes();
     sent.extend_from_slice(&clean);
-    mail::curl_send(world.daemon_of(ALICE).smtp, ALICE, &[BOB], &sent, &world.scratch());
+    mail::curl_send(
+        world.daemon_of(ALICE).smtp,
+        ALICE,
+        &[BOB],
+        &sent,
+        &world.scratch(),
+    );
     let got = wait_messages(&world, BOB, 1, DELIVERY);
     assert_eq!(got.len(), 1);
     // Only the true sender's key remains; the rest is what was sent without
