@@ -1,0 +1,177 @@
+//! Pure rendering: `draw(frame, &State)`. One module per pane, plus the
+//! header, the status bar, the help overlay and the dialogs.
+
+mod accounts;
+pub mod fmt;
+mod header;
+mod help;
+mod log;
+mod modal;
+mod queue;
+mod received;
+mod recipients;
+mod status_bar;
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders, Paragraph};
+use ratatui::Frame;
+
+use crate::app::{Modal, Pane, State};
+
+/// Below this size the dashboard shows only the focused pane.
+const FULL_MIN: (u16, u16) = (60, 18);
+
+/// Draws the whole dashboard.
+pub fn draw(frame: &mut Frame, state: &State) {
+    let area = frame.area();
+    if area.width < 2 || area.height < 3 {
+        return;
+    }
+    let [header_area, body, bar_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(0),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    header::render(frame, header_area, state);
+    status_bar::render(frame, bar_area, state);
+
+    if area.width < FULL_MIN.0 || area.height < FULL_MIN.1 {
+        render_pane(frame, body, state, state.focus);
+    } else {
+        let accounts_height = (state.accounts.len().max(1) as u16 + 3).min(7);
+        let [accounts, queue, middle, log] = Layout::vertical([
+            Constraint::Length(accounts_height),
+            Constraint::Fill(1),
+            Constraint::Fill(1),
+            Constraint::Fill(1),
+        ])
+        .areas(body);
+        let [recipients, received] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                .areas(middle);
+        render_pane(frame, accounts, state, Pane::Accounts);
+        render_pane(frame, queue, state, Pane::Queue);
+        render_pane(frame, recipients, state, Pane::Recipients);
+        render_pane(frame, received, state, Pane::Received);
+        render_pane(frame, log, state, Pane::Log);
+    }
+
+    match &state.modal {
+        None => {}
+        Some(Modal::Help) => help::render(frame, area),
+        Some(Modal::Editor(editor)) => modal::render_editor(frame, area, editor),
+        Some(Modal::Confirm(confirm)) => modal::render_confirm(frame, area, confirm),
+    }
+}
+
+fn render_pane(frame: &mut Frame, area: Rect, state: &State, pane: Pane) {
+    if area.width < 3 || area.height < 3 {
+        return;
+    }
+    match pane {
+        Pane::Accounts => accounts::render(frame, area, state),
+        Pane::Recipients => recipients::render(frame, area, state),
+        Pane::Queue => queue::render(frame, area, state),
+        Pane::Received => received::render(frame, area, state),
+        Pane::Log => log::render(frame, area, state),
+    }
+}
+
+/// `style`, or grey when the data is not live.
+fn tint(state: &State, style: Style) -> Style {
+    if state.connection.is_connected() {
+        style
+    } else {
+        Style::new().fg(Color::DarkGray)
+    }
+}
+
+/// The bordered block of a pane: `[n] Title`, highlighted when focused,
+/// with `note` (e.g. an unsupported command) after the title.
+fn pane_block<'a>(state: &State, pane: Pane, note: Option<String>) -> Block<'a> {
+    let focused = state.focus == pane;
+    let border = if focused {
+        Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
+    } else {
+        Style::new()
+    };
+    let mut title = vec![Span::styled(
+        format!(" {} {} ", pane.index() + 1, pane.title()),
+        if focused {
+            border
+        } else {
+            Style::new().add_modifier(Modifier::BOLD)
+        },
+    )];
+    if let Some(note) = note {
+        title.push(Span::styled(
+            format!("-- {note} "),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    Block::new()
+        .borders(Borders::ALL)
+        .border_type(if focused {
+            BorderType::Thick
+        } else {
+            BorderType::Plain
+        })
+        .border_style(tint(state, border))
+        .title(Line::from(title))
+}
+
+/// The title note for a pane whose command the daemon does not know or failed.
+fn command_note(state: &State, command: &'static str) -> Option<String> {
+    if state.unsupported.contains(command) {
+        return Some(format!("daemon does not support {command} (old version?)"));
+    }
+    state
+        .failures
+        .iter()
+        .find(|(c, _)| *c == command)
+        .map(|(c, e)| format!("{c} failed: {e}"))
+}
+
+/// A grey placeholder line inside an empty pane.
+fn placeholder(frame: &mut Frame, area: Rect, text: &str) {
+    let inner = Rect {
+        x: area.x + 1,
+        y: area.y + 1,
+        width: area.width.saturating_sub(2),
+        height: area.height.saturating_sub(2),
+    };
+    if inner.height == 0 {
+        return;
+    }
+    frame.render_widget(
+        Paragraph::new(Span::styled(
+            text.to_owned(),
+            Style::new().fg(Color::DarkGray),
+        )),
+        inner,
+    );
+}
+
+/// The style of a selected row.
+fn highlight(state: &State, pane: Pane) -> Style {
+    if state.focus == pane {
+        Style::new().add_modifier(Modifier::REVERSED)
+    } else {
+        Style::new().add_modifier(Modifier::BOLD)
+    }
+}
+
+/// A centred rectangle of at most `width` x `height` inside `area`.
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    }
+}
