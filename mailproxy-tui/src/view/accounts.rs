@@ -10,12 +10,42 @@ use ratatui::Frame;
 use super::{command_note, fmt, highlight, pane_block, placeholder, tint};
 use crate::app::{Pane, State};
 
+/// Inner width from which the last error has its own column.
+const ERROR_COLUMN: u16 = 100;
+
+fn error_of(row: &crate::app::AccountRow) -> Option<&str> {
+    row.status.as_ref().and_then(|s| s.last_error.as_deref())
+}
+
 /// Renders the Accounts pane.
 pub fn render(frame: &mut Frame, area: Rect, state: &State) {
-    let block = pane_block(state, Pane::Accounts, command_note(state, "STATUS"));
+    let mut block = pane_block(
+        state,
+        Pane::Accounts,
+        command_note(state, "STATUS"),
+        area.width,
+    );
+    // The error column needs room; narrower, the selected account's (or
+    // else the first) error goes in the bottom border.
+    let error_column = area.width.saturating_sub(2) >= ERROR_COLUMN;
+    if !error_column {
+        let selected = state
+            .selection(Pane::Accounts)
+            .and_then(|i| state.accounts.get(i));
+        let with_error = selected
+            .filter(|a| error_of(a).is_some())
+            .or_else(|| state.accounts.iter().find(|a| error_of(a).is_some()));
+        if let Some(row) = with_error {
+            let text = format!(" {}: {} ", row.account, error_of(row).unwrap_or_default());
+            block = block.title_bottom(Span::styled(
+                fmt::cut(&text, area.width.saturating_sub(4) as usize),
+                tint(state, Style::new().fg(Color::Red)),
+            ));
+        }
+    }
     if state.accounts.is_empty() {
         frame.render_widget(block, area);
-        placeholder(frame, area, "no accounts");
+        placeholder(frame, area, state, "STATUS", "no accounts");
         return;
     }
     let elapsed = |seen_ms: u64| state.now_ms.saturating_sub(seen_ms) / 1000;
@@ -65,7 +95,7 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
         .max()
         .unwrap_or(0)
         .clamp(7, 24) as u16;
-    let widths = [
+    let mut widths = vec![
         Constraint::Length(account_width),
         Constraint::Length(10),
         Constraint::Length(5),
@@ -75,21 +105,15 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
         Constraint::Length(5),
         Constraint::Length(7),
         Constraint::Length(5),
-        Constraint::Fill(1),
     ];
-    let header = Row::new([
-        "Account",
-        "Link",
-        "Epoch",
-        "Doc",
-        "Queued",
-        "Flying",
-        "Acked",
-        "Bounced",
-        "Inbox",
-        "Last error",
-    ])
-    .style(Style::new().add_modifier(Modifier::UNDERLINED));
+    let mut titles = vec![
+        "Account", "Link", "Epoch", "Doc", "Queued", "Flying", "Acked", "Bounced", "Inbox",
+    ];
+    if error_column {
+        widths.push(Constraint::Fill(1));
+        titles.push("Last error");
+    }
+    let header = Row::new(titles).style(Style::new().add_modifier(Modifier::UNDERLINED));
     let table = Table::new(rows, widths)
         .header(header)
         .block(block)

@@ -10,14 +10,22 @@ pub fn duration(secs: u64) -> String {
     }
 }
 
-/// A size in bytes: `512 B`, `1.5 KiB`, `5.0 MiB`.
+/// A size in bytes in at most 8 characters: `512 B`, `1.5 KiB`, `12 MiB`.
 pub fn size(bytes: u64) -> String {
-    const K: u64 = 1024;
-    match bytes {
-        0..K => format!("{bytes} B"),
-        K..1_048_576 => format!("{:.1} KiB", bytes as f64 / K as f64),
-        1_048_576..1_073_741_824 => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
-        _ => format!("{:.1} GiB", bytes as f64 / 1_073_741_824.0),
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value < 10.0 {
+        format!("{value:.1} {}", UNITS[unit])
+    } else {
+        format!("{} {}", value as u64, UNITS[unit])
     }
 }
 
@@ -52,15 +60,22 @@ pub fn when(unix_secs: u64, now_secs: u64) -> String {
     }
 }
 
-/// The first characters of a key (base64), for lists.
-pub fn short_key(key: &str, chars: usize) -> String {
-    if key.chars().count() <= chars {
-        key.to_owned()
+/// `text` cut to `width` characters (ending in `…` when cut).
+pub fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_owned()
     } else {
-        let mut s: String = key.chars().take(chars.saturating_sub(1)).collect();
-        s.push('…');
+        let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
+        if width > 0 {
+            s.push('…');
+        }
         s
     }
+}
+
+/// The first characters of a key (base64), for lists.
+pub fn short_key(key: &str, chars: usize) -> String {
+    cut(key, chars)
 }
 
 /// A text progress bar `███░░░ 3/6` with `width` bar cells.
@@ -96,6 +111,9 @@ mod tests {
         assert_eq!(size(512), "512 B");
         assert_eq!(size(1536), "1.5 KiB");
         assert_eq!(size(5_242_880), "5.0 MiB");
+        assert_eq!(size(1_048_575), "1023 KiB");
+        assert_eq!(size(50 << 20), "50 MiB");
+        assert_eq!(size(u64::MAX), "16777216 TiB");
         assert_eq!(clock(1_790_000_000), "14:13:20");
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_716), (2026, 9, 20));
@@ -104,9 +122,12 @@ mod tests {
         assert_eq!(short_key("abcdefgh", 5), "abcd…");
         assert_eq!(short_key("abc", 5), "abc");
         assert_eq!(progress(17, 104, 10), "█░░░░░░░░░ 17/104");
+        assert_eq!(progress(52, 104, 8), "████░░░░ 52/104");
         assert_eq!(progress(3, 3, 4), "████ 3/3");
         assert_eq!(progress(9, 3, 4), "████ 3/3");
         assert_eq!(progress(0, 0, 4), "not split yet");
         assert_eq!(tail("abcdef", 3), "def");
+        assert_eq!(cut("abcdef", 0), "");
+        assert_eq!(cut("abcdef", 1), "…");
     }
 }

@@ -37,7 +37,7 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
             ];
             if !state.unsupported.is_empty() {
                 spans.push(Span::styled(
-                    "   older daemon: some panes unavailable",
+                    "   (older daemon)",
                     Style::new().fg(Color::Yellow),
                 ));
             }

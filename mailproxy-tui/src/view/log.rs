@@ -21,7 +21,7 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
             None => scrolled,
         });
     }
-    let block = pane_block(state, Pane::Log, note).title_bottom(
+    let block = pane_block(state, Pane::Log, note, area.width).title_bottom(
         Line::from(Span::styled(
             format!(" level {} (l) ", state.level),
             Style::new().fg(Color::DarkGray),
@@ -31,7 +31,7 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
     let visible: Vec<&LogEntry> = state.visible_log().collect();
     if visible.is_empty() {
         frame.render_widget(block, area);
-        placeholder(frame, area, "no log lines yet");
+        placeholder(frame, area, state, "EVENTS", "no log lines yet");
         return;
     }
     let height = area.height.saturating_sub(2) as usize;

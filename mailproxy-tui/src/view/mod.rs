@@ -42,11 +42,13 @@ pub fn draw(frame: &mut Frame, state: &State) {
         render_pane(frame, body, state, state.focus);
     } else {
         let accounts_height = (state.accounts.len().max(1) as u16 + 3).min(7);
+        // Tall terminals give the log the extra room.
+        let log_share = if body.height >= 34 { 2 } else { 1 };
         let [accounts, queue, middle, log] = Layout::vertical([
             Constraint::Length(accounts_height),
             Constraint::Fill(1),
             Constraint::Fill(1),
-            Constraint::Fill(1),
+            Constraint::Fill(log_share),
         ])
         .areas(body);
         let [recipients, received] =
@@ -90,8 +92,9 @@ fn tint(state: &State, style: Style) -> Style {
 }
 
 /// The bordered block of a pane: `[n] Title`, highlighted when focused,
-/// with `note` (e.g. an unsupported command) after the title.
-fn pane_block<'a>(state: &State, pane: Pane, note: Option<String>) -> Block<'a> {
+/// with `note` (e.g. an unsupported command) after the title; a note too
+/// long for `width` is cut to its first words that fit.
+fn pane_block<'a>(state: &State, pane: Pane, note: Option<String>, width: u16) -> Block<'a> {
     let focused = state.focus == pane;
     let border = if focused {
         Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
@@ -106,7 +109,8 @@ fn pane_block<'a>(state: &State, pane: Pane, note: Option<String>) -> Block<'a> 
             Style::new().add_modifier(Modifier::BOLD)
         },
     )];
-    if let Some(note) = note {
+    let room = (width as usize).saturating_sub(pane.title().len() + 10);
+    if let Some(note) = note.map(|n| fit_words(&n, room)).filter(|n| !n.is_empty()) {
         title.push(Span::styled(
             format!("-- {note} "),
             Style::new().fg(Color::Yellow),
@@ -123,6 +127,29 @@ fn pane_block<'a>(state: &State, pane: Pane, note: Option<String>) -> Block<'a> 
         .title(Line::from(title))
 }
 
+/// The longest prefix of `text` made of whole words that fits in `width`
+/// (with "..." when cut).
+fn fit_words(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    for word in text.split(' ') {
+        if out.chars().count() + word.chars().count() + 4 > width {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    if out.is_empty() {
+        out
+    } else {
+        out + "..."
+    }
+}
+
 /// The title note for a pane whose command the daemon does not know or failed.
 fn command_note(state: &State, command: &'static str) -> Option<String> {
     if state.unsupported.contains(command) {
@@ -135,8 +162,10 @@ fn command_note(state: &State, command: &'static str) -> Option<String> {
         .map(|(c, e)| format!("{c} failed: {e}"))
 }
 
-/// A grey placeholder line inside an empty pane.
-fn placeholder(frame: &mut Frame, area: Rect, text: &str) {
+/// A grey placeholder inside an empty pane: why it is empty if the
+/// daemon does not support or refused `command`, else `text`.
+fn placeholder(frame: &mut Frame, area: Rect, state: &State, command: &'static str, text: &str) {
+    let text = command_note(state, command).unwrap_or_else(|| text.to_owned());
     let inner = Rect {
         x: area.x + 1,
         y: area.y + 1,
@@ -147,10 +176,8 @@ fn placeholder(frame: &mut Frame, area: Rect, text: &str) {
         return;
     }
     frame.render_widget(
-        Paragraph::new(Span::styled(
-            text.to_owned(),
-            Style::new().fg(Color::DarkGray),
-        )),
+        Paragraph::new(Span::styled(text, Style::new().fg(Color::DarkGray)))
+            .wrap(ratatui::widgets::Wrap { trim: true }),
         inner,
     );
 }

@@ -13,7 +13,7 @@ const LABEL: usize = 10;
 
 /// Renders the recipient editor.
 pub fn render_editor(frame: &mut Frame, area: Rect, editor: &RecipientEditor) {
-    let popup = centered(area, 80, 10);
+    let popup = centered(area, 80, 7);
     let inner_width = popup.width.saturating_sub(2) as usize;
     // Room for the text after the label and a cursor cell.
     let room = inner_width.saturating_sub(LABEL + 2);
@@ -32,28 +32,31 @@ pub fn render_editor(frame: &mut Frame, area: Rect, editor: &RecipientEditor) {
             Span::styled(format!("{:<room$}", fmt::tail(text, room)), style),
         ])
     };
-    let (key_message, key_ok) = (editor.key_message(), editor.key_check().is_ok());
-    let mut lines = vec![
+    // The live key check; after a refused save, the refusal in red instead.
+    let message = match &editor.error {
+        Some(error) => Span::styled(
+            error.clone(),
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ),
+        None => Span::styled(
+            editor.key_message(),
+            Style::new().fg(if editor.key_check().is_ok() {
+                Color::Green
+            } else {
+                Color::Yellow
+            }),
+        ),
+    };
+    let lines = vec![
         field_line("Address", &editor.address, Field::Address),
         field_line("Key", &editor.key, Field::Key),
-        Line::from(Span::styled(
-            format!(" {:LABEL$}{key_message}", ""),
-            Style::new().fg(if key_ok { Color::Green } else { Color::Yellow }),
-        )),
+        Line::from(vec![Span::raw(format!("{:LABEL$}", "")), message]),
         Line::from(""),
+        Line::from(Span::styled(
+            " Enter save   Tab switch field   Ctrl-U clear   Esc cancel",
+            Style::new().fg(Color::DarkGray),
+        )),
     ];
-    if let Some(error) = &editor.error {
-        lines.push(Line::from(Span::styled(
-            format!(" {error}"),
-            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-        )));
-    } else {
-        lines.push(Line::from(""));
-    }
-    lines.push(Line::from(Span::styled(
-        " Enter save   Tab switch field   Ctrl-U clear   Esc cancel",
-        Style::new().fg(Color::DarkGray),
-    )));
     let title = if editor.editing {
         " Edit recipient "
     } else {

@@ -1,4 +1,5 @@
-//! The send queue: recipient, size, progress bar, age, next deadline, state.
+//! The send queue: recipient, size, progress bar, age, next retransmission,
+//! bounce deadline, state.
 
 use mailproxy_proto::QueueState;
 use ratatui::layout::{Constraint, Rect};
@@ -11,21 +12,25 @@ use super::{command_note, fmt, highlight, pane_block, placeholder, tint};
 use crate::app::{Pane, State};
 
 /// Cells of the progress bar.
-const BAR: usize = 10;
+const BAR: usize = 8;
 
 /// Inner width from which the account column is shown.
 const WIDE: u16 = 110;
 
+/// Inner width below which only id, recipient, progress and state are shown.
+const NARROW: u16 = 66;
+
 /// Renders the Queue pane.
 pub fn render(frame: &mut Frame, area: Rect, state: &State) {
-    let block = pane_block(state, Pane::Queue, command_note(state, "QUEUE"));
+    let block = pane_block(state, Pane::Queue, command_note(state, "QUEUE"), area.width);
     if state.queue.is_empty() {
         frame.render_widget(block, area);
-        placeholder(frame, area, "nothing waiting to go out");
+        placeholder(frame, area, state, "QUEUE", "nothing waiting to go out");
         return;
     }
     let now = state.now_ms;
-    let wide = area.width.saturating_sub(2) >= WIDE;
+    let inner = area.width.saturating_sub(2);
+    let (wide, narrow) = (inner >= WIDE, inner < NARROW);
     let rows = state.queue.iter().map(|row| {
         let item = &row.item;
         let (word, color) = match item.state {
@@ -33,11 +38,6 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
             QueueState::Queued => ("queued", Color::Reset),
             QueueState::Sending => ("sending", Color::Cyan),
         };
-        let next = match row.retransmit_in(now) {
-            Some(s) => format!("resend {}", fmt::duration(s)),
-            None => "-".to_owned(),
-        };
-        let bounce = row.bounce_in(now).map_or("-".to_owned(), fmt::duration);
         let mut cells = Vec::with_capacity(9);
         if wide {
             cells.push(Cell::from(item.account.clone()));
@@ -45,16 +45,27 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
         cells.extend([
             Cell::from(item.id.to_string()),
             Cell::from(item.recipient.clone()),
-            Cell::from(fmt::size(item.size)),
-            Cell::from(Span::styled(
-                fmt::progress(item.blocks_acked, item.blocks_total, BAR),
-                tint(state, Style::new().fg(Color::Green)),
-            )),
-            Cell::from(fmt::duration(row.age(now))),
-            Cell::from(next),
-            Cell::from(bounce),
-            Cell::from(Span::styled(word, tint(state, Style::new().fg(color)))),
         ]);
+        if !narrow {
+            cells.push(Cell::from(fmt::size(item.size)));
+        }
+        cells.push(Cell::from(Span::styled(
+            fmt::progress(item.blocks_acked, item.blocks_total, BAR),
+            tint(state, Style::new().fg(Color::Green)),
+        )));
+        if !narrow {
+            let resend = row.retransmit_in(now).map_or("-".to_owned(), fmt::duration);
+            let bounce = row.bounce_in(now).map_or("-".to_owned(), fmt::duration);
+            cells.extend([
+                Cell::from(fmt::duration(row.age(now))),
+                Cell::from(resend),
+                Cell::from(bounce),
+            ]);
+        }
+        cells.push(Cell::from(Span::styled(
+            word,
+            tint(state, Style::new().fg(color)),
+        )));
         Row::new(cells)
     });
     let mut header = Vec::with_capacity(9);
@@ -63,19 +74,24 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
         header.push("Account");
         widths.push(Constraint::Length(20));
     }
-    header.extend([
-        "#", "To", "Size", "Progress", "Age", "Next", "Bounce", "State",
-    ]);
-    widths.extend([
-        Constraint::Length(4),
-        Constraint::Fill(1),
-        Constraint::Length(9),
-        Constraint::Length(BAR as u16 + 8),
-        Constraint::Length(6),
-        Constraint::Length(12),
-        Constraint::Length(6),
-        Constraint::Length(7),
-    ]);
+    header.extend(["#", "To"]);
+    widths.extend([Constraint::Length(4), Constraint::Fill(1)]);
+    if !narrow {
+        header.push("Size");
+        widths.push(Constraint::Length(8));
+    }
+    header.push("Progress");
+    widths.push(Constraint::Length(BAR as u16 + 10));
+    if !narrow {
+        header.extend(["Age", "Resend", "Bounce"]);
+        widths.extend([
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(6),
+        ]);
+    }
+    header.push("State");
+    widths.push(Constraint::Length(7));
     let table = Table::new(rows, widths)
         .header(Row::new(header).style(Style::new().add_modifier(Modifier::UNDERLINED)))
         .block(block)

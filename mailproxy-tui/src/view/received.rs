@@ -16,10 +16,15 @@ const WIDE: u16 = 60;
 
 /// Renders the Received pane.
 pub fn render(frame: &mut Frame, area: Rect, state: &State) {
-    let block = pane_block(state, Pane::Received, command_note(state, "INBOX"));
+    let block = pane_block(
+        state,
+        Pane::Received,
+        command_note(state, "INBOX"),
+        area.width,
+    );
     if state.inbox.is_empty() {
         frame.render_widget(block, area);
-        placeholder(frame, area, "no mail received");
+        placeholder(frame, area, state, "INBOX", "no mail received");
         return;
     }
     let wide = area.width.saturating_sub(2) >= WIDE;

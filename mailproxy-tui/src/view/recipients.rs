@@ -18,10 +18,17 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
         state,
         Pane::Recipients,
         command_note(state, "LIST_RECIPIENTS"),
+        area.width,
     );
     if state.recipients.is_empty() {
         frame.render_widget(block, area);
-        placeholder(frame, area, "no recipients -- press a to add one");
+        placeholder(
+            frame,
+            area,
+            state,
+            "LIST_RECIPIENTS",
+            "no recipients -- press a to add one",
+        );
         return;
     }
     let rows = state.recipients.iter().map(|(address, key)| {

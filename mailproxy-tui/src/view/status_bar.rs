@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::app::{Connection, Pane, State};
+use crate::app::{Connection, Modal, Pane, State};
 
 /// Renders the status bar.
 pub fn render(frame: &mut Frame, area: Rect, state: &State) {
@@ -20,11 +20,15 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
             format!(" {}", flash.text),
             Style::new().fg(color),
         ))
-    } else if let Connection::Disconnected { error, .. } = &state.connection {
-        Line::from(Span::styled(
-            format!(" {error}  (r retry now, q quit)"),
-            Style::new().fg(Color::Red),
-        ))
+    } else if let (Connection::Disconnected { error, .. }, None) = (&state.connection, &state.modal)
+    {
+        Line::from(vec![
+            Span::styled(" r", Style::new().fg(Color::Cyan)),
+            Span::raw(" retry now  "),
+            Span::styled("q", Style::new().fg(Color::Cyan)),
+            Span::raw(" quit  "),
+            Span::styled(error.clone(), Style::new().fg(Color::Red)),
+        ])
     } else {
         hints(state)
     };
@@ -33,7 +37,16 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
 
 fn hints(state: &State) -> Line<'static> {
     let pane_keys: &[(&str, &str)] = match (&state.modal, state.focus) {
-        (Some(_), _) => &[],
+        (Some(Modal::Help), _) => return keys(&[("any key", "closes the help")]),
+        (Some(Modal::Editor(_)), _) => {
+            return keys(&[
+                ("Enter", "save"),
+                ("Tab", "switch field"),
+                ("Ctrl-U", "clear"),
+                ("Esc", "cancel"),
+            ])
+        }
+        (Some(Modal::Confirm(_)), _) => return keys(&[("y", "yes"), ("n/Esc", "no")]),
         (None, Pane::Recipients) => &[("a", "add"), ("e", "edit"), ("d", "remove")],
         (None, Pane::Queue) => &[("c", "cancel")],
         (None, Pane::Log) => &[("l", "level"), ("G", "follow")],
@@ -46,10 +59,15 @@ fn hints(state: &State) -> Line<'static> {
         ("?", "help"),
         ("q", "quit"),
     ];
+    keys(&[pane_keys, common].concat())
+}
+
+/// A line of `key what` hints.
+fn keys(list: &[(&str, &str)]) -> Line<'static> {
     let key = Style::new().fg(Color::Cyan);
     let mut spans = vec![Span::raw(" ")];
-    for (k, what) in pane_keys.iter().chain(common) {
-        spans.push(Span::styled(*k, key));
+    for (k, what) in list {
+        spans.push(Span::styled(k.to_string(), key));
         spans.push(Span::raw(format!(" {what}  ")));
     }
     Line::from(spans)
