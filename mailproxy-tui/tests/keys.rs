@@ -94,10 +94,16 @@ fn add_recipient_produces_set_recipient_with_the_decoded_key() {
     assert!(commands.is_empty());
     assert_eq!(s.focus, Pane::Recipients);
     assert_eq!(editor(&s).field, Field::Key);
-    assert_eq!(editor(&s).key_message(), "paste the recipient's key (hex or base64)");
+    assert_eq!(
+        editor(&s).key_message(),
+        "paste the recipient's key (hex or base64)"
+    );
     // Typing shows the validation live: too short, then ok.
     run(&mut s, type_text(&hex_key[..8]));
-    assert_eq!(editor(&s).key_message(), "invalid key: key is 4 bytes, expected 32");
+    assert_eq!(
+        editor(&s).key_message(),
+        "invalid key: key is 4 bytes, expected 32"
+    );
     run(&mut s, type_text(&hex_key[8..]));
     assert_eq!(editor(&s).key_message(), "key ok (32 bytes)");
     let commands = update(&mut s, key(KeyCode::Enter));
@@ -119,7 +125,10 @@ fn pasted_base64_key_is_accepted() {
     run(&mut s, type_text("gina@p"));
     run(
         &mut s,
-        [key(KeyCode::Tab), Msg::Paste(format!("{}\n", encode_key(&key_bytes)))],
+        [
+            key(KeyCode::Tab),
+            Msg::Paste(format!("{}\n", encode_key(&key_bytes))),
+        ],
     );
     assert_eq!(
         update(&mut s, key(KeyCode::Enter)),
@@ -141,7 +150,10 @@ fn invalid_key_is_refused_with_a_message() {
     let commands = run(&mut s, msgs);
     assert!(commands.is_empty(), "{commands:?}");
     let e = editor(&s);
-    assert_eq!(e.error.as_deref(), Some("invalid key: key is neither hex nor base64"));
+    assert_eq!(
+        e.error.as_deref(),
+        Some("invalid key: key is neither hex nor base64")
+    );
     assert_eq!(e.field, Field::Key);
     // Fixing the key clears the error; Ctrl-U empties the field.
     update(&mut s, ctrl('u'));
@@ -155,7 +167,10 @@ fn invalid_key_is_refused_with_a_message() {
     run(&mut s, [ctrl('u')]);
     run(&mut s, type_text("frank"));
     assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
-    assert_eq!(editor(&s).error.as_deref(), Some("address must be user@provider"));
+    assert_eq!(
+        editor(&s).error.as_deref(),
+        Some("address must be user@provider")
+    );
     assert_eq!(editor(&s).field, Field::Address);
     // Esc leaves without a command.
     assert!(update(&mut s, key(KeyCode::Esc)).is_empty());
@@ -167,7 +182,10 @@ fn editor_swallows_global_keys_and_bounds_its_fields() {
     let mut s = populated();
     run(&mut s, [ch('a')]);
     let commands = run(&mut s, type_text("q?l123"));
-    assert!(commands.is_empty(), "q in the editor types, it does not quit");
+    assert!(
+        commands.is_empty(),
+        "q in the editor types, it does not quit"
+    );
     assert_eq!(editor(&s).address, "q?l123");
     run(&mut s, type_text(&"x".repeat(10_000)));
     assert_eq!(editor(&s).address.len(), mailproxy_tui::app::MAX_FIELD);
@@ -261,14 +279,29 @@ fn level_filter_cycles_and_resubscribes() {
     let mut s = populated();
     let visible = |s: &State| s.visible_log().count();
     assert_eq!(visible(&s), 4, "info hides the debug line");
-    assert_eq!(update(&mut s, ch('l')), vec![Command::Subscribe(Level::Debug)]);
+    assert_eq!(
+        update(&mut s, ch('l')),
+        vec![Command::Subscribe(Level::Debug)]
+    );
     assert_eq!(visible(&s), 5);
-    assert_eq!(update(&mut s, ch('l')), vec![Command::Subscribe(Level::Trace)]);
-    assert_eq!(update(&mut s, ch('l')), vec![Command::Subscribe(Level::Error)]);
+    assert_eq!(
+        update(&mut s, ch('l')),
+        vec![Command::Subscribe(Level::Trace)]
+    );
+    assert_eq!(
+        update(&mut s, ch('l')),
+        vec![Command::Subscribe(Level::Error)]
+    );
     assert_eq!(visible(&s), 0);
-    assert_eq!(update(&mut s, ch('l')), vec![Command::Subscribe(Level::Warn)]);
+    assert_eq!(
+        update(&mut s, ch('l')),
+        vec![Command::Subscribe(Level::Warn)]
+    );
     assert_eq!(visible(&s), 1);
-    assert_eq!(update(&mut s, ch('l')), vec![Command::Subscribe(Level::Info)]);
+    assert_eq!(
+        update(&mut s, ch('l')),
+        vec![Command::Subscribe(Level::Info)]
+    );
 }
 
 #[test]
@@ -302,7 +335,10 @@ fn quit_and_help() {
     assert_eq!(update(&mut s, ctrl('c')), vec![Command::Quit]);
     update(&mut s, ch('?'));
     assert_eq!(s.modal, Some(Modal::Help));
-    assert!(update(&mut s, ch('q')).is_empty(), "q closes the help first");
+    assert!(
+        update(&mut s, ch('q')).is_empty(),
+        "q closes the help first"
+    );
     assert_eq!(s.modal, None);
     assert_eq!(update(&mut s, ch('r')), vec![Command::Refresh]);
 }
@@ -321,7 +357,11 @@ fn events_update_counts_queue_and_inbox_at_once() {
     );
     assert_eq!(s.queue.len(), 3);
     assert_eq!(s.queue[2].item.state, QueueState::Queued);
-    assert_eq!(s.queue[2].bounce_in(NOW_MS), None, "deadline unknown until a snapshot");
+    assert_eq!(
+        s.queue[2].bounce_in(NOW_MS),
+        None,
+        "deadline unknown until a snapshot"
+    );
     assert_eq!(alice(&s).queued, 2);
     update(&mut s, event(EventKind::Sent { id: 9, blocks: 4 }));
     assert_eq!((alice(&s).queued, alice(&s).in_flight), (1, 2));
@@ -453,7 +493,12 @@ fn connection_changes_and_countdown() {
         panic!("{:?}", s.connection)
     };
     assert_eq!((since_ms, retry_at_ms), (NOW_MS, NOW_MS + 2_000));
-    update(&mut s, Msg::Tick { now_ms: NOW_MS + 3_000 });
+    update(
+        &mut s,
+        Msg::Tick {
+            now_ms: NOW_MS + 3_000,
+        },
+    );
     update(
         &mut s,
         Msg::Disconnected {
@@ -471,7 +516,11 @@ fn connection_changes_and_countdown() {
     };
     assert_eq!(since_ms, NOW_MS, "since the first loss");
     assert_eq!(retry_at_ms, NOW_MS + 7_000);
-    let warnings = s.log.iter().filter(|e| e.text.starts_with("disconnected")).count();
+    let warnings = s
+        .log
+        .iter()
+        .filter(|e| e.text.starts_with("disconnected"))
+        .count();
     assert_eq!(warnings, 1, "one log line per loss, not per attempt");
     update(
         &mut s,
@@ -490,6 +539,11 @@ fn connection_changes_and_countdown() {
     );
     let flash = s.flash.clone().unwrap();
     assert!(flash.error && flash.text == "recipient x@y set: no such account");
-    update(&mut s, Msg::Tick { now_ms: NOW_MS + 60_000 });
+    update(
+        &mut s,
+        Msg::Tick {
+            now_ms: NOW_MS + 60_000,
+        },
+    );
     assert_eq!(s.flash, None);
 }
