@@ -16,13 +16,14 @@ use mailproxy_tui::net::{self, NetConfig};
 use mailproxy_tui::update::{update, Command};
 use mailproxy_tui::view;
 use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::cursor::{MoveTo, Show};
 use ratatui::crossterm::event::{
     self as term_event, DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste,
     EnableMouseCapture, Event,
 };
 use ratatui::crossterm::execute;
 use ratatui::crossterm::terminal::{
-    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+    disable_raw_mode, enable_raw_mode, Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen,
 };
 use ratatui::Terminal;
 use tokio::sync::mpsc::{self, UnboundedSender};
@@ -119,14 +120,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Restores the terminal: leave the alternate screen, raw mode, mouse capture.
+/// The alternate screen is cleared first: a terminal resized meanwhile (tmux)
+/// may otherwise carry dashboard lines over into the normal screen.
 fn restore_terminal() {
     let _ = disable_raw_mode();
     let _ = execute!(
         io::stdout(),
         DisableMouseCapture,
         DisableBracketedPaste,
+        Clear(ClearType::All),
+        MoveTo(0, 0),
         LeaveAlternateScreen,
-        ratatui::crossterm::cursor::Show
+        Show
     );
 }
 

@@ -111,10 +111,11 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Command> {
         }
         Msg::Stream(line) => on_stream(state, line),
         Msg::StreamUnavailable { unsupported, error } => {
-            if unsupported {
-                state.unsupported.insert("EVENTS");
+            // Said once, not at every re-subscription.
+            let known = unsupported && !state.unsupported.insert("EVENTS");
+            if !known {
+                state.note(Level::Warn, format!("no live events: {error}"));
             }
-            state.note(Level::Warn, format!("no live events: {error}"));
             Vec::new()
         }
         Msg::CommandResult {
