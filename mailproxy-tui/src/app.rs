@@ -141,10 +141,23 @@ impl QueueRow {
     }
 }
 
+/// Where a log entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A daemon log line (`LOG`).
+    Log,
+    /// A daemon event (`EVENT`).
+    Event,
+    /// The dashboard itself (connection changes, command results).
+    Tui,
+}
+
 /// One entry of the log pane: a daemon log line, an event, or a note of
 /// the dashboard itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
+    /// Where it came from.
+    pub origin: Origin,
     /// Unix ms.
     pub time_ms: u64,
     /// Severity (events are `Info`, or `Warn` for failures).
@@ -357,6 +370,7 @@ impl State {
     /// A note of the dashboard itself in the log.
     pub fn note(&mut self, level: Level, text: impl Into<String>) {
         let entry = LogEntry {
+            origin: Origin::Tui,
             time_ms: self.now_ms,
             level,
             source: "tui".into(),
@@ -365,9 +379,14 @@ impl State {
         self.push_log(entry);
     }
 
-    /// Whether the level filter shows `entry`.
+    /// Whether the level filter shows `entry`: entries at the level or
+    /// more severe; at `Off` (no daemon log lines) events and notes only.
     pub fn shows(&self, entry: &LogEntry) -> bool {
-        self.level.admits(entry.level)
+        if self.level == Level::Off {
+            entry.origin != Origin::Log
+        } else {
+            self.level.admits(entry.level)
+        }
     }
 
     /// The log entries the filter shows, oldest first.
@@ -454,6 +473,7 @@ mod tests {
 
     fn entry(level: Level, n: usize) -> LogEntry {
         LogEntry {
+            origin: Origin::Log,
             time_ms: n as u64,
             level,
             source: "t".into(),
@@ -474,6 +494,19 @@ mod tests {
         assert_eq!(s.log_offset, 6, "scrolled view stays on the same lines");
         s.push_log(entry(Level::Debug, 2));
         assert_eq!(s.log_offset, 6, "hidden lines do not move the view");
+    }
+
+    #[test]
+    fn level_off_shows_events_and_notes_only() {
+        let mut s = State::new(0, Level::Off);
+        s.push_log(entry(Level::Error, 1));
+        s.push_log(LogEntry {
+            origin: Origin::Event,
+            ..entry(Level::Info, 2)
+        });
+        s.note(Level::Warn, "3");
+        let shown: Vec<&str> = s.visible_log().map(|e| e.text.as_str()).collect();
+        assert_eq!(shown, ["2", "3"]);
     }
 
     #[test]

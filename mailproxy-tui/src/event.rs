@@ -44,6 +44,8 @@ pub enum Msg {
     Mouse(MouseEvent),
     /// The terminal was resized (the next draw uses the new size).
     Resize(u16, u16),
+    /// A signal (SIGTERM, SIGHUP) or a lost terminal asks the dashboard to end.
+    Quit,
     /// Time passes; `now_ms` is unix time in milliseconds.
     Tick {
         /// The current time.

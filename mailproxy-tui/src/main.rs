@@ -179,7 +179,10 @@ fn spawn_input(tx: UnboundedSender<Msg>, stop: Arc<AtomicBool>) {
             match term_event::poll(Duration::from_millis(100)) {
                 Ok(false) => continue,
                 Ok(true) => {}
-                Err(_) => return,
+                Err(_) => {
+                    let _ = tx.send(Msg::Quit);
+                    return;
+                }
             }
             let msg = match term_event::read() {
                 Ok(Event::Key(key)) => Msg::Key(key),
@@ -187,7 +190,8 @@ fn spawn_input(tx: UnboundedSender<Msg>, stop: Arc<AtomicBool>) {
                 Ok(Event::Resize(w, h)) => Msg::Resize(w, h),
                 Ok(Event::Paste(text)) => Msg::Paste(text),
                 Ok(_) => continue,
-                Err(_) => return,
+                // The terminal is gone: nobody can press q any more.
+                Err(_) => Msg::Quit,
             };
             if tx.send(msg).is_err() {
                 return;
@@ -217,6 +221,7 @@ async fn event_loop(
             }
         }
     });
+    let signals = tokio::spawn(quit_on_signals(tx.clone()));
     drop(tx);
 
     let mut state = State::new(now_ms(), level);
@@ -249,5 +254,22 @@ async fn event_loop(
     stop.store(true, Ordering::Relaxed);
     net_task.abort();
     ticker.abort();
+    signals.abort();
     result
+}
+
+/// Sends [`Msg::Quit`] on SIGTERM or SIGHUP, so the terminal is restored.
+async fn quit_on_signals(tx: UnboundedSender<Msg>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
+    let _ = tx.send(Msg::Quit);
 }

@@ -8,8 +8,8 @@ use mailproxy_proto::{
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
 
 use crate::app::{
-    AccountRow, Confirm, Connection, Field, LogEntry, Modal, Pane, QueueRow, RecipientEditor,
-    State, MAX_FIELD,
+    AccountRow, Confirm, Connection, Field, LogEntry, Modal, Origin, Pane, QueueRow,
+    RecipientEditor, State, MAX_FIELD,
 };
 use crate::event::{Fetched, Msg, Snapshot};
 
@@ -78,6 +78,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Command> {
             Vec::new()
         }
         Msg::Resize(..) => Vec::new(),
+        Msg::Quit => vec![Command::Quit],
         Msg::Tick { now_ms } => {
             state.now_ms = now_ms;
             if state.flash.as_ref().is_some_and(|f| f.until_ms <= now_ms) {
@@ -427,6 +428,7 @@ fn on_stream(state: &mut State, line: StreamLine) -> Vec<Command> {
     match line {
         StreamLine::Log(log) => {
             state.push_log(LogEntry {
+                origin: Origin::Log,
                 time_ms: log.time_ms,
                 level: log.level,
                 source: log.target,
@@ -443,6 +445,7 @@ fn on_stream(state: &mut State, line: StreamLine) -> Vec<Command> {
         }
         StreamLine::Event(event) => {
             let entry = LogEntry {
+                origin: Origin::Event,
                 time_ms: event.time_ms,
                 level: event_level(&event.kind),
                 source: event.account.clone(),

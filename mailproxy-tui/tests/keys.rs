@@ -341,6 +341,9 @@ fn quit_and_help() {
     );
     assert_eq!(s.modal, None);
     assert_eq!(update(&mut s, ch('r')), vec![Command::Refresh]);
+    // A signal or a lost terminal quits too, even with a dialog open.
+    update(&mut s, ch('a'));
+    assert_eq!(update(&mut s, Msg::Quit), vec![Command::Quit]);
 }
 
 #[test]

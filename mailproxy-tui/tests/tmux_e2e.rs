@@ -281,3 +281,48 @@ fn add_recipient_in_the_tui_against_a_real_daemon() {
         "terminal restored:\n{screen}"
     );
 }
+
+#[test]
+fn no_daemon_banner_and_sigterm_restores_the_terminal() {
+    let tmp = tempfile::Builder::new().prefix("mptui").tempdir().unwrap();
+    let socket = tmp.path().join("no_daemon_sock");
+    let tmux = Tmux::new();
+    let command = format!(
+        "'{}' --socket '{}'; echo TUI-EXITED $?; sleep 60",
+        env!("CARGO_BIN_EXE_mailproxy-tui"),
+        socket.display()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "tui",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &command,
+    ]);
+    let screen = tmux.wait_for("the banner", |s| {
+        s.contains("daemon not running / connection lost -- retrying")
+    });
+    assert!(screen.contains("no management socket at"), "{screen}");
+    // The shell started by tmux has one child: the dashboard.
+    let shell = String::from_utf8(
+        tmux.run(&["display-message", "-p", "-t", "tui", "#{pane_pid}"])
+            .stdout,
+    )
+    .unwrap();
+    let shell = shell.trim();
+    let children = fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
+    let tui: Vec<&str> = children.split_whitespace().collect();
+    assert_eq!(tui.len(), 1, "children of the pane's shell: {children:?}");
+    let status = Command::new("kill").arg(tui[0]).status().unwrap();
+    assert!(status.success());
+    let screen = tmux.wait_for("the exit", |s| s.contains("TUI-EXITED"));
+    assert!(screen.contains("TUI-EXITED 0"), "{screen}");
+    assert!(
+        !screen.contains("daemon not running") && !screen.contains('│'),
+        "terminal restored:\n{screen}"
+    );
+}

@@ -87,19 +87,24 @@ pub fn render_editor(frame: &mut Frame, area: Rect, editor: &RecipientEditor) {
 
 /// Renders a yes/no question.
 pub fn render_confirm(frame: &mut Frame, area: Rect, confirm: &Confirm) {
-    let question = match confirm {
-        Confirm::RemoveRecipient { address } => {
-            format!("Remove recipient {address} and delete its key file?")
-        }
+    let (question, detail) = match confirm {
+        Confirm::RemoveRecipient { address } => (
+            format!("Remove recipient {address}?"),
+            "Its key file is deleted.".to_owned(),
+        ),
         Confirm::CancelMessage {
             account,
             id,
             recipient,
-        } => format!("Cancel message #{id} from {account} to {recipient}? It will not be sent."),
+        } => (
+            format!("Cancel message #{id} from {account} to {recipient}?"),
+            "It will not be sent.".to_owned(),
+        ),
     };
-    let popup = centered(area, 60, 6);
+    let popup = centered(area, 64, 6);
     let lines = vec![
         Line::from(format!(" {question}")),
+        Line::from(format!(" {detail}")),
         Line::from(""),
         Line::from(vec![
             Span::styled(" y", Style::new().fg(Color::Cyan)),

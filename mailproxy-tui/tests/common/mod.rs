@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use mailproxy_proto::{AccountStatus, ConnState, InboxItem, Level, QueueItem, QueueState};
-use mailproxy_tui::app::{AccountRow, Connection, LogEntry, QueueRow, State};
+use mailproxy_tui::app::{AccountRow, Connection, LogEntry, Origin, QueueRow, State};
 use mailproxy_tui::event::Msg;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
@@ -150,6 +150,11 @@ pub fn populated() -> State {
     .enumerate()
     {
         s.log.push_back(LogEntry {
+            origin: if source.contains('@') {
+                Origin::Event
+            } else {
+                Origin::Log
+            },
             time_ms: NOW_MS - 60_000 + i as u64 * 1_000,
             level,
             source: source.into(),
