@@ -87,6 +87,9 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Command> {
             Vec::new()
         }
         Msg::Connected { version } => {
+            // A restarted daemon may be newer: the subscription will say
+            // again if it lacks EVENTS (snapshots re-check the rest).
+            state.unsupported.remove("EVENTS");
             state.note(Level::Info, format!("connected to {version}"));
             state.connection = Connection::Connected { version };
             Vec::new()

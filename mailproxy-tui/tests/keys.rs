@@ -532,6 +532,34 @@ fn connection_changes_and_countdown() {
         },
     );
     assert!(s.connection.is_connected());
+    // A missing EVENTS is noted once per connection.
+    let notes = |s: &State| {
+        s.log
+            .iter()
+            .filter(|e| e.text.starts_with("no live events"))
+            .count()
+    };
+    for _ in 0..3 {
+        update(
+            &mut s,
+            Msg::StreamUnavailable {
+                unsupported: true,
+                error: "daemon does not support EVENTS (old version?)".into(),
+            },
+        );
+    }
+    assert_eq!(notes(&s), 1);
+    assert!(s.unsupported.contains("EVENTS"));
+    update(
+        &mut s,
+        Msg::Connected {
+            version: "mailproxyd 10 protocol 2".into(),
+        },
+    );
+    assert!(
+        !s.unsupported.contains("EVENTS"),
+        "a new daemon may have it"
+    );
     // Command results flash in the status bar and expire.
     update(
         &mut s,
