@@ -46,8 +46,9 @@ pub enum Command {
 /// Rows moved by PageUp / PageDown.
 const PAGE: usize = 10;
 
-/// The levels `l` cycles through.
-const LEVELS: [Level; 5] = [
+/// The levels `l` cycles through (`Off`: events only).
+const LEVELS: [Level; 6] = [
+    Level::Off,
     Level::Error,
     Level::Warn,
     Level::Info,
@@ -182,7 +183,8 @@ fn on_key(state: &mut State, key: KeyEvent) -> Vec<Command> {
 fn on_key_editor(editor: &mut RecipientEditor, key: KeyEvent, ctrl: bool) -> Option<Vec<Command>> {
     match key.code {
         KeyCode::Esc => return Some(Vec::new()),
-        KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down => {
+        // Editing keeps the address: only the key changes.
+        KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down if !editor.editing => {
             editor.field = match editor.field {
                 Field::Address => Field::Key,
                 Field::Key => Field::Address,

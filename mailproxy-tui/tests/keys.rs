@@ -202,6 +202,9 @@ fn edit_prefills_the_selected_recipient() {
     assert_eq!(e.address, "carol@provider1");
     assert_eq!(e.key, encode_key(&[0x22; 32]));
     assert_eq!(e.field, Field::Key);
+    // The address is fixed while editing.
+    update(&mut s, key(KeyCode::Tab));
+    assert_eq!(editor(&s).field, Field::Key);
     run(&mut s, [ctrl('u')]);
     run(&mut s, type_text(&"01".repeat(32)));
     assert_eq!(
@@ -288,6 +291,11 @@ fn level_filter_cycles_and_resubscribes() {
         update(&mut s, ch('l')),
         vec![Command::Subscribe(Level::Trace)]
     );
+    assert_eq!(
+        update(&mut s, ch('l')),
+        vec![Command::Subscribe(Level::Off)]
+    );
+    assert_eq!(visible(&s), 2, "events only");
     assert_eq!(
         update(&mut s, ch('l')),
         vec![Command::Subscribe(Level::Error)]

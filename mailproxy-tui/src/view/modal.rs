@@ -53,7 +53,11 @@ pub fn render_editor(frame: &mut Frame, area: Rect, editor: &RecipientEditor) {
         Line::from(vec![Span::raw(format!("{:LABEL$}", "")), message]),
         Line::from(""),
         Line::from(Span::styled(
-            " Enter save   Tab switch field   Ctrl-U clear   Esc cancel",
+            if editor.editing {
+                " Enter save   Ctrl-U clear   Esc cancel"
+            } else {
+                " Enter save   Tab switch field   Ctrl-U clear   Esc cancel"
+            },
             Style::new().fg(Color::DarkGray),
         )),
     ];

@@ -38,14 +38,7 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
 fn hints(state: &State) -> Line<'static> {
     let pane_keys: &[(&str, &str)] = match (&state.modal, state.focus) {
         (Some(Modal::Help), _) => return keys(&[("any key", "closes the help")]),
-        (Some(Modal::Editor(_)), _) => {
-            return keys(&[
-                ("Enter", "save"),
-                ("Tab", "switch field"),
-                ("Ctrl-U", "clear"),
-                ("Esc", "cancel"),
-            ])
-        }
+        (Some(Modal::Editor(_)), _) => return keys(&[("Enter", "save"), ("Esc", "cancel")]),
         (Some(Modal::Confirm(_)), _) => return keys(&[("y", "yes"), ("n/Esc", "no")]),
         (None, Pane::Recipients) => &[("a", "add"), ("e", "edit"), ("d", "remove")],
         (None, Pane::Queue) => &[("c", "cancel")],
