@@ -327,6 +327,8 @@ pub struct State {
     pub flash: Option<Flash>,
     /// When the last snapshot arrived (unix ms).
     pub last_snapshot_ms: Option<u64>,
+    /// The terminal size `(columns, rows)` (for mouse clicks).
+    pub size: (u16, u16),
 }
 
 impl State {
@@ -349,6 +351,7 @@ impl State {
             failures: Vec::new(),
             flash: None,
             last_snapshot_ms: None,
+            size: (80, 24),
         }
     }
 

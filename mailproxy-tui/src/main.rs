@@ -61,7 +61,7 @@ struct Cli {
     #[arg(long, short = 'l', default_value = "info", value_parser = parse_level)]
     level: Level,
 
-    /// Capture the mouse (wheel scrolls the focused pane).
+    /// Capture the mouse (a click focuses a pane, the wheel scrolls it).
     #[arg(long)]
     mouse: bool,
 }
@@ -225,6 +225,9 @@ async fn event_loop(
     drop(tx);
 
     let mut state = State::new(now_ms(), level);
+    if let Ok(size) = terminal.size() {
+        state.size = (size.width, size.height);
+    }
     let result: anyhow::Result<()> = async {
         loop {
             terminal.draw(|frame| view::draw(frame, &state))?;

@@ -5,13 +5,17 @@ use mailproxy_proto::{
     encode_key, AccountStatus, ConnState, Event, EventKind, InboxItem, Level, QueueItem,
     QueueState, StreamLine, KEY_LEN,
 };
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
+use ratatui::crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind,
+};
+use ratatui::layout::Rect;
 
 use crate::app::{
     AccountRow, Confirm, Connection, Field, LogEntry, Modal, Origin, Pane, QueueRow,
     RecipientEditor, State, MAX_FIELD,
 };
 use crate::event::{Fetched, Msg, Snapshot};
+use crate::view::pane_at;
 
 /// An effect for the runtime to carry out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,12 +77,22 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Command> {
                 match mouse.kind {
                     MouseEventKind::ScrollUp => move_selection(state, -1),
                     MouseEventKind::ScrollDown => move_selection(state, 1),
+                    MouseEventKind::Down(MouseButton::Left) => {
+                        let (width, height) = state.size;
+                        let area = Rect::new(0, 0, width, height);
+                        if let Some(pane) = pane_at(area, state, mouse.column, mouse.row) {
+                            state.focus = pane;
+                        }
+                    }
                     _ => {}
                 }
             }
             Vec::new()
         }
-        Msg::Resize(..) => Vec::new(),
+        Msg::Resize(width, height) => {
+            state.size = (width, height);
+            Vec::new()
+        }
         Msg::Quit => vec![Command::Quit],
         Msg::Tick { now_ms } => {
             state.now_ms = now_ms;

@@ -586,3 +586,41 @@ fn connection_changes_and_countdown() {
     );
     assert_eq!(s.flash, None);
 }
+
+#[test]
+fn mouse_click_focuses_and_wheel_moves() {
+    use ratatui::crossterm::event::{KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+    use ratatui::layout::Rect;
+    let mouse = |kind, column, row| {
+        Msg::Mouse(MouseEvent {
+            kind,
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    let mut s = populated();
+    update(&mut s, Msg::Resize(140, 40));
+    assert_eq!(s.size, (140, 40));
+    let areas = mailproxy_tui::view::pane_areas(Rect::new(0, 0, 140, 40), &s);
+    assert_eq!(areas.len(), 5);
+    for (pane, rect) in areas {
+        update(
+            &mut s,
+            mouse(
+                MouseEventKind::Down(MouseButton::Left),
+                rect.x + 2,
+                rect.y + 1,
+            ),
+        );
+        assert_eq!(s.focus, pane);
+    }
+    // The header line is no pane: focus stays.
+    update(&mut s, mouse(MouseEventKind::Down(MouseButton::Left), 3, 0));
+    assert_eq!(s.focus, Pane::Log);
+    update(&mut s, ch('2'));
+    update(&mut s, mouse(MouseEventKind::ScrollDown, 0, 0));
+    assert_eq!(s.selection(Pane::Recipients), Some(1));
+    update(&mut s, mouse(MouseEventKind::ScrollUp, 0, 0));
+    assert_eq!(s.selection(Pane::Recipients), Some(0));
+}

@@ -29,36 +29,11 @@ pub fn draw(frame: &mut Frame, state: &State) {
     if area.width < 2 || area.height < 3 {
         return;
     }
-    let [header_area, body, bar_area] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Min(0),
-        Constraint::Length(1),
-    ])
-    .areas(area);
+    let [header_area, _, bar_area] = split_screen(area);
     header::render(frame, header_area, state);
     status_bar::render(frame, bar_area, state);
-
-    if area.width < FULL_MIN.0 || area.height < FULL_MIN.1 {
-        render_pane(frame, body, state, state.focus);
-    } else {
-        let accounts_height = (state.accounts.len().max(1) as u16 + 3).min(7);
-        // Tall terminals give the log the extra room.
-        let log_share = if body.height >= 34 { 2 } else { 1 };
-        let [accounts, queue, middle, log] = Layout::vertical([
-            Constraint::Length(accounts_height),
-            Constraint::Fill(1),
-            Constraint::Fill(1),
-            Constraint::Fill(log_share),
-        ])
-        .areas(body);
-        let [recipients, received] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
-                .areas(middle);
-        render_pane(frame, accounts, state, Pane::Accounts);
-        render_pane(frame, queue, state, Pane::Queue);
-        render_pane(frame, recipients, state, Pane::Recipients);
-        render_pane(frame, received, state, Pane::Received);
-        render_pane(frame, log, state, Pane::Log);
+    for (pane, rect) in pane_areas(area, state) {
+        render_pane(frame, rect, state, pane);
     }
 
     match &state.modal {
@@ -67,6 +42,55 @@ pub fn draw(frame: &mut Frame, state: &State) {
         Some(Modal::Editor(editor)) => modal::render_editor(frame, area, editor),
         Some(Modal::Confirm(confirm)) => modal::render_confirm(frame, area, confirm),
     }
+}
+
+/// Header line, body, status bar.
+fn split_screen(area: Rect) -> [Rect; 3] {
+    Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(0),
+        Constraint::Length(1),
+    ])
+    .areas(area)
+}
+
+/// Where each visible pane goes on a screen of `area` (only the focused
+/// pane below 60x18).
+pub fn pane_areas(area: Rect, state: &State) -> Vec<(Pane, Rect)> {
+    if area.width < 2 || area.height < 3 {
+        return Vec::new();
+    }
+    let [_, body, _] = split_screen(area);
+    if area.width < FULL_MIN.0 || area.height < FULL_MIN.1 {
+        return vec![(state.focus, body)];
+    }
+    let accounts_height = (state.accounts.len().max(1) as u16 + 3).min(7);
+    // Tall terminals give the log the extra room.
+    let log_share = if body.height >= 34 { 2 } else { 1 };
+    let [accounts, queue, middle, log] = Layout::vertical([
+        Constraint::Length(accounts_height),
+        Constraint::Fill(1),
+        Constraint::Fill(1),
+        Constraint::Fill(log_share),
+    ])
+    .areas(body);
+    let [recipients, received] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(middle);
+    vec![
+        (Pane::Accounts, accounts),
+        (Pane::Queue, queue),
+        (Pane::Recipients, recipients),
+        (Pane::Received, received),
+        (Pane::Log, log),
+    ]
+}
+
+/// The pane at a screen position.
+pub fn pane_at(area: Rect, state: &State, column: u16, row: u16) -> Option<Pane> {
+    pane_areas(area, state)
+        .into_iter()
+        .find(|(_, rect)| rect.contains(ratatui::layout::Position::new(column, row)))
+        .map(|(pane, _)| pane)
 }
 
 fn render_pane(frame: &mut Frame, area: Rect, state: &State, pane: Pane) {
