@@ -365,9 +365,17 @@ impl State {
         while self.log.len() > LOG_CAPACITY {
             self.log.pop_front();
         }
-        self.log_offset = self
-            .log_offset
-            .min(self.visible_log_len().saturating_sub(1));
+        self.clamp_log_offset();
+    }
+
+    /// Keeps a scrolled-up log view within the lines shown (counting them
+    /// only when scrolled: following the tail is the common, cheap case).
+    fn clamp_log_offset(&mut self) {
+        if self.log_offset > 0 {
+            self.log_offset = self
+                .log_offset
+                .min(self.visible_log_len().saturating_sub(1));
+        }
     }
 
     /// A note of the dashboard itself in the log.
@@ -419,16 +427,18 @@ impl State {
         (rows > 0).then(|| self.selected[pane.index()].min(rows - 1))
     }
 
-    /// Clamps every selection to its pane's rows.
+    /// Clamps every selection to its pane's rows (the log has no
+    /// selection, only its scroll offset).
     pub fn clamp_selections(&mut self) {
         for pane in Pane::ALL {
+            if pane == Pane::Log {
+                continue;
+            }
             let rows = self.rows(pane);
             let sel = &mut self.selected[pane.index()];
             *sel = (*sel).min(rows.saturating_sub(1));
         }
-        self.log_offset = self
-            .log_offset
-            .min(self.visible_log_len().saturating_sub(1));
+        self.clamp_log_offset();
     }
 
     /// Shows `text` in the status bar for a few seconds.
