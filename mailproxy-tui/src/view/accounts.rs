@@ -1,0 +1,124 @@
+//! Accounts: provider link, PKI epoch and document age, message counts, last error.
+
+use mailproxy_proto::ConnState;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Span;
+use ratatui::widgets::{Cell, Row, Table, TableState};
+use ratatui::Frame;
+
+use super::{command_note, fmt, highlight, pane_block, placeholder, tint};
+use crate::app::{Pane, State};
+
+/// Inner width from which the last error has its own column.
+const ERROR_COLUMN: u16 = 100;
+
+fn error_of(row: &crate::app::AccountRow) -> Option<&str> {
+    row.status.as_ref().and_then(|s| s.last_error.as_deref())
+}
+
+/// Renders the Accounts pane.
+pub fn render(frame: &mut Frame, area: Rect, state: &State) {
+    let mut block = pane_block(
+        state,
+        Pane::Accounts,
+        command_note(state, "STATUS"),
+        area.width,
+    );
+    // The error column needs room; narrower, the selected account's (or
+    // else the first) error goes in the bottom border.
+    let error_column = area.width.saturating_sub(2) >= ERROR_COLUMN;
+    if !error_column {
+        let selected = state
+            .selection(Pane::Accounts)
+            .and_then(|i| state.accounts.get(i));
+        let with_error = selected
+            .filter(|a| error_of(a).is_some())
+            .or_else(|| state.accounts.iter().find(|a| error_of(a).is_some()));
+        if let Some(row) = with_error {
+            let text = format!(" {}: {} ", row.account, error_of(row).unwrap_or_default());
+            block = block.title_bottom(Span::styled(
+                fmt::cut(&text, area.width.saturating_sub(4) as usize),
+                tint(state, Style::new().fg(Color::Red)),
+            ));
+        }
+    }
+    if state.accounts.is_empty() {
+        frame.render_widget(block, area);
+        placeholder(frame, area, state, "STATUS", "no accounts");
+        return;
+    }
+    let elapsed = |seen_ms: u64| state.now_ms.saturating_sub(seen_ms) / 1000;
+    let rows = state.accounts.iter().map(|row| {
+        let account = Cell::from(row.account.clone());
+        let Some(s) = &row.status else {
+            return Row::new(vec![
+                account,
+                Cell::from(Span::styled(
+                    "unknown",
+                    tint(state, Style::new().fg(Color::DarkGray)),
+                )),
+            ]);
+        };
+        let (word, color) = match s.connection {
+            ConnState::Up => ("up", Color::Green),
+            ConnState::Connecting => ("connecting", Color::Yellow),
+            ConnState::Down => ("down", Color::Red),
+        };
+        let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+        Row::new(vec![
+            account,
+            Cell::from(Span::styled(
+                word,
+                tint(state, Style::new().fg(color).add_modifier(Modifier::BOLD)),
+            )),
+            Cell::from(opt(s.epoch)),
+            Cell::from(
+                s.document_age
+                    .map_or("-".to_owned(), |a| fmt::duration(a + elapsed(row.seen_ms))),
+            ),
+            Cell::from(s.queued.to_string()),
+            Cell::from(s.in_flight.to_string()),
+            Cell::from(s.acknowledged.to_string()),
+            Cell::from(s.bounced.to_string()),
+            Cell::from(s.inbox.to_string()),
+            Cell::from(Span::styled(
+                s.last_error.clone().unwrap_or_default(),
+                tint(state, Style::new().fg(Color::Red)),
+            )),
+        ])
+    });
+    let account_width = state
+        .accounts
+        .iter()
+        .map(|a| a.account.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(7, 24) as u16;
+    let mut widths = vec![
+        Constraint::Length(account_width),
+        Constraint::Length(10),
+        Constraint::Length(5),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(5),
+        Constraint::Length(7),
+        Constraint::Length(5),
+    ];
+    let mut titles = vec![
+        "Account", "Link", "Epoch", "Doc", "Queued", "Flying", "Acked", "Bounced", "Inbox",
+    ];
+    if error_column {
+        widths.push(Constraint::Fill(1));
+        titles.push("Last error");
+    }
+    let header = Row::new(titles).style(Style::new().add_modifier(Modifier::UNDERLINED));
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(block)
+        .style(tint(state, Style::new()))
+        .row_highlight_style(highlight(state, Pane::Accounts));
+    let mut table_state = TableState::new().with_selected(state.selection(Pane::Accounts));
+    frame.render_stateful_widget(table, area, &mut table_state);
+}

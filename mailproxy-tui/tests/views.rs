@@ -1,0 +1,227 @@
+//! Snapshot tests of the views (TestBackend), plus colour and tiny-size checks.
+
+mod common;
+
+use common::*;
+use mailproxy_proto::Level;
+use mailproxy_tui::app::{Confirm, Field, Modal, Pane, RecipientEditor, State};
+use ratatui::style::Color;
+
+fn snapshot(name: &str, state: &State, width: u16, height: u16) -> String {
+    let text = text(&render(state, width, height));
+    assert_snapshot(name, &text);
+    text
+}
+
+#[test]
+fn dashboard_80x24() {
+    let text = snapshot("dashboard_80x24", &populated(), 80, 24);
+    // Facts the snapshot must show (checked here so a careless update fails).
+    for needle in [
+        "mailproxyd 0.1.0 protocol 2",
+        "alice@provider1",
+        "connection refused",
+        "bob@provider2",
+        "█░░░░░░░ 17/104",
+        "1m05s  9s",
+        "no key",
+        "q80U2lS+x1P…",
+        "(report)",
+        "13:13:20",
+        "2026-09-19",
+        "session to provider1 up",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    assert!(!text.contains("hidden at info"), "debug line filtered out");
+}
+
+#[test]
+fn dashboard_140x40() {
+    let text = snapshot("dashboard_140x40", &populated(), 140, 40);
+    assert!(text.contains("provider2: connection refused, retrying in 4s"));
+    // Wide enough for the account column in the queue.
+    let queue_line = text.lines().find(|l| l.contains("17/104")).unwrap();
+    assert!(queue_line.contains("alice@provider1"), "{queue_line}");
+}
+
+#[test]
+fn disconnected_80x24_and_140x40() {
+    for (name, w, h) in [
+        ("disconnected_80x24", 80, 24),
+        ("disconnected_140x40", 140, 40),
+    ] {
+        let text = snapshot(name, &disconnected(), w, h);
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.contains("daemon not running / connection lost -- retrying in 4s"),
+            "{first}"
+        );
+        assert!(text.contains("no management socket"), "{text}");
+    }
+    // Data is greyed out: the "up" link is not green any more.
+    let buf = render(&disconnected(), 80, 24);
+    let live = render(&populated(), 80, 24);
+    let (x, y) = find(&live, "up").unwrap();
+    assert_eq!(live[(x, y)].fg, Color::Green);
+    assert_eq!(buf[(x, y)].fg, Color::DarkGray);
+    assert_eq!(buf[(1, 0)].bg, Color::Cyan, "title");
+    assert_eq!(buf[(20, 0)].bg, Color::Red, "banner");
+}
+
+#[test]
+fn help_overlay() {
+    let mut s = populated();
+    s.modal = Some(Modal::Help);
+    let text = snapshot("help_80x24", &s, 80, 24);
+    assert!(text.contains("cancel the selected outgoing message"));
+}
+
+#[test]
+fn editor_with_invalid_key() {
+    let mut s = populated();
+    s.focus = Pane::Recipients;
+    s.modal = Some(Modal::Editor(RecipientEditor {
+        address: "frank@provider5".into(),
+        key: "0d1c2b3a".into(),
+        field: Field::Key,
+        editing: false,
+        error: Some("invalid key: key is 4 bytes, expected 32".into()),
+    }));
+    let text = snapshot("editor_invalid_80x24", &s, 80, 24);
+    assert!(text.contains("Add recipient"));
+    assert!(text.contains("invalid key: key is 4 bytes, expected 32"));
+    let text = snapshot("editor_invalid_140x40", &s, 140, 40);
+    assert!(text.contains("frank@provider5"));
+}
+
+#[test]
+fn editor_with_valid_key_and_cursor() {
+    let mut s = populated();
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHv8=";
+    s.modal = Some(Modal::Editor(RecipientEditor {
+        address: "frank@provider5".into(),
+        key: key.into(),
+        field: Field::Key,
+        editing: true,
+        error: None,
+    }));
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|f| mailproxy_tui::view::draw(f, &s)).unwrap();
+    let text = text(terminal.backend().buffer());
+    assert!(text.contains("Edit recipient"));
+    assert!(text.contains("key ok (32 bytes)"));
+    let (x, y) = find(terminal.backend().buffer(), key).unwrap();
+    let cursor = terminal.get_cursor_position().unwrap();
+    assert_eq!(
+        (cursor.x, cursor.y),
+        (x + key.len() as u16, y),
+        "cursor after the key"
+    );
+}
+
+#[test]
+fn confirm_cancel() {
+    let mut s = populated();
+    s.focus = Pane::Queue;
+    s.modal = Some(Modal::Confirm(Confirm::CancelMessage {
+        account: "alice@provider1".into(),
+        id: 7,
+        recipient: "bob@provider2".into(),
+    }));
+    let text = snapshot("confirm_cancel_80x24", &s, 80, 24);
+    assert!(text.contains("Cancel message #7"));
+}
+
+#[test]
+fn older_daemon_and_empty_panes() {
+    let mut s = State::new(NOW_MS, Level::Info);
+    s.connection = mailproxy_tui::app::Connection::Connected {
+        version: "mailproxyd 0.1.0 protocol 1".into(),
+    };
+    s.accounts = vec![mailproxy_tui::app::AccountRow {
+        account: "alice@provider-0".into(),
+        status: None,
+        seen_ms: NOW_MS,
+    }];
+    for c in ["STATUS", "QUEUE", "INBOX", "EVENTS"] {
+        s.unsupported.insert(c);
+    }
+    let text = snapshot("older_daemon_80x24", &s, 80, 24);
+    assert!(
+        text.contains("daemon does not support STATUS (old version?)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("daemon does not support QUEUE (old version?)"),
+        "{text}"
+    );
+    assert!(text.contains("no recipients -- press a to add one"));
+}
+
+#[test]
+fn connecting_small_terminal_shows_focused_pane() {
+    let mut s = populated();
+    s.focus = Pane::Queue;
+    let text = snapshot("compact_queue_50x12", &s, 50, 12);
+    assert!(text.contains("3 Queue"));
+    assert!(!text.contains("Recipients"), "{text}");
+}
+
+#[test]
+fn log_scrolled_up() {
+    let mut s = populated();
+    s.focus = Pane::Log;
+    s.log_offset = 2;
+    let text = text(&render(&s, 80, 24));
+    assert!(text.contains("scrolled up 2 (G follows)"), "{text}");
+    assert!(
+        !text.contains("#7 17/104 acked"),
+        "the newest lines are below the view"
+    );
+    assert!(text.contains("session to provider1 up"));
+}
+
+#[test]
+fn no_panic_at_any_small_size() {
+    let mut states = vec![populated(), disconnected(), State::new(0, Level::Trace)];
+    let mut help = populated();
+    help.modal = Some(Modal::Help);
+    let mut editor = populated();
+    editor.modal = Some(Modal::Editor(RecipientEditor {
+        address: "x".repeat(300),
+        key: "é".repeat(300),
+        ..RecipientEditor::new()
+    }));
+    let mut confirm = populated();
+    confirm.modal = Some(Modal::Confirm(Confirm::RemoveRecipient {
+        address: "bob@provider2".into(),
+    }));
+    states.extend([help, editor, confirm]);
+    for state in &mut states {
+        for pane in Pane::ALL {
+            state.focus = pane;
+            for w in 0..=44 {
+                for h in 0..=20 {
+                    render(state, w, h);
+                }
+            }
+            render(state, 80, 24);
+        }
+    }
+}
+
+/// Position of the first occurrence of `needle` (ASCII) in the buffer.
+fn find(buf: &ratatui::buffer::Buffer, needle: &str) -> Option<(u16, u16)> {
+    for y in 0..buf.area.height {
+        let row: String = (0..buf.area.width)
+            .map(|x| buf[(x, y)].symbol().to_string())
+            .collect();
+        if let Some(i) = row.find(needle) {
+            // Convert a byte index into a cell index.
+            let x = row[..i].chars().count() as u16;
+            return Some((x, y));
+        }
+    }
+    None
+}
