@@ -333,5 +333,8 @@ fn extreme_values_do_not_panic() {
         render(&s, w, h);
     }
     let text = text(&render(&s, 140, 40));
-    assert!(text.contains("a@p") && text.contains("retrying now"), "{text}");
+    assert!(
+        text.contains("a@p") && text.contains("retrying now"),
+        "{text}"
+    );
 }
