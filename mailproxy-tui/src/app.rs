@@ -446,7 +446,7 @@ impl State {
         self.flash = Some(Flash {
             text: text.into(),
             error,
-            until_ms: self.now_ms + 5_000,
+            until_ms: self.now_ms.saturating_add(5_000),
         });
     }
 

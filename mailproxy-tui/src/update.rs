@@ -120,7 +120,9 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Command> {
             state.connection = Connection::Disconnected {
                 since_ms,
                 error,
-                retry_at_ms: state.now_ms + retry_in.as_millis() as u64,
+                retry_at_ms: state
+                    .now_ms
+                    .saturating_add(u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX)),
             };
             Vec::new()
         }
@@ -546,7 +548,8 @@ fn apply_event(state: &mut State, event: Event) {
         }
         EventKind::Queued { id, to, size } => {
             if state.queue_position(&account, id).is_none() {
-                status_mut(state, &account).queued += 1;
+                let status = status_mut(state, &account);
+                status.queued = status.queued.saturating_add(1);
                 let row = QueueRow {
                     item: QueueItem {
                         account: account.clone(),
@@ -586,11 +589,13 @@ fn apply_event(state: &mut State, event: Event) {
         }
         EventKind::Acknowledged { id } => {
             leave_queue(state, &account, id);
-            status_mut(state, &account).acknowledged += 1;
+            let status = status_mut(state, &account);
+            status.acknowledged = status.acknowledged.saturating_add(1);
         }
         EventKind::Bounced { id, .. } => {
             leave_queue(state, &account, id);
-            status_mut(state, &account).bounced += 1;
+            let status = status_mut(state, &account);
+            status.bounced = status.bounced.saturating_add(1);
         }
         EventKind::Cancelled { id } => leave_queue(state, &account, id),
         EventKind::Delivered { id, size, sender } => {
@@ -601,9 +606,9 @@ fn apply_event(state: &mut State, event: Event) {
                 .any(|i| i.account == account && i.id == id)
             {
                 let status = status_mut(state, &account);
-                status.delivered += 1;
-                status.inbox += 1;
-                status.inbox_bytes += size;
+                status.delivered = status.delivered.saturating_add(1);
+                status.inbox = status.inbox.saturating_add(1);
+                status.inbox_bytes = status.inbox_bytes.saturating_add(size);
                 let pos = state
                     .inbox
                     .partition_point(|i| (i.account.as_str(), i.id) < (&account, id));
@@ -649,7 +654,7 @@ fn start_sending(state: &mut State, account: &str, id: u64) {
     state.queue[pos].item.state = QueueState::Sending;
     let status = status_mut(state, account);
     status.queued = status.queued.saturating_sub(1);
-    status.in_flight += 1;
+    status.in_flight = status.in_flight.saturating_add(1);
 }
 
 /// Removes a queue row and takes it off the queued / in-flight counts.

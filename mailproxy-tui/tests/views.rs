@@ -225,3 +225,116 @@ fn find(buf: &ratatui::buffer::Buffer, needle: &str) -> Option<(u16, u16)> {
     }
     None
 }
+
+/// A daemon sending extreme values (or a clock far off) must not make the
+/// dashboard panic (overflow checks are on in tests).
+#[test]
+fn extreme_values_do_not_panic() {
+    use mailproxy_proto::{AccountStatus, Event, EventKind, InboxItem, QueueItem, StreamLine};
+    use mailproxy_tui::event::{Fetched, Msg, Snapshot};
+    use mailproxy_tui::update::update;
+    let max = u64::MAX;
+    let status = AccountStatus {
+        account: "a@p".into(),
+        epoch: Some(max),
+        document_age: Some(max),
+        clock_skew: Some(i64::MIN),
+        queued: max,
+        in_flight: max,
+        acknowledged: max,
+        bounced: max,
+        delivered: max,
+        inbox: max,
+        inbox_bytes: max,
+        packets_sent: max,
+        retransmissions: max,
+        last_error: Some("x".repeat(10_000)),
+        ..Default::default()
+    };
+    let item = QueueItem {
+        account: "a@p".into(),
+        id: max,
+        recipient: "r".repeat(1_000),
+        size: max,
+        blocks_acked: u32::MAX,
+        blocks_total: u32::MAX,
+        age: max,
+        state: mailproxy_proto::QueueState::Sending,
+        retransmit_in: Some(max),
+        bounce_in: max,
+        unreliable: true,
+    };
+    let inbox = InboxItem {
+        account: "a@p".into(),
+        id: max,
+        size: max,
+        arrived: max,
+        sender: Some("s".repeat(1_000)),
+    };
+    let mut s = State::new(max - 1, Level::Trace);
+    update(
+        &mut s,
+        Msg::Connected {
+            version: "v".repeat(1_000),
+        },
+    );
+    update(
+        &mut s,
+        Msg::Snapshot(Box::new(Snapshot {
+            accounts: Fetched::Ok(vec![]),
+            status: Fetched::Ok(vec![status]),
+            queue: Fetched::Ok(vec![item]),
+            inbox: Fetched::Ok(vec![inbox]),
+            recipients: Fetched::Ok(vec![("q".repeat(1_000), [0xff; 32])]),
+        })),
+    );
+    update(&mut s, Msg::Tick { now_ms: max });
+    for kind in [
+        EventKind::Queued {
+            id: 1,
+            to: "t".into(),
+            size: max,
+        },
+        EventKind::Sent { id: 1, blocks: 0 },
+        EventKind::Progress {
+            id: 1,
+            acked: u32::MAX,
+            blocks: 1,
+        },
+        EventKind::Acknowledged { id: 1 },
+        EventKind::Bounced {
+            id: max,
+            to: "t".into(),
+            reason: "r".into(),
+        },
+        EventKind::Delivered {
+            id: 2,
+            size: max,
+            sender: None,
+        },
+    ] {
+        update(
+            &mut s,
+            Msg::Stream(StreamLine::Event(Event {
+                time_ms: max,
+                account: "a@p".into(),
+                kind,
+            })),
+        );
+    }
+    update(
+        &mut s,
+        Msg::Disconnected {
+            error: "e".into(),
+            retry_in: std::time::Duration::MAX,
+        },
+    );
+    for (w, h) in [(80, 24), (140, 40), (30, 8)] {
+        render(&s, w, h);
+    }
+    let text = text(&render(&s, 140, 40));
+    assert!(
+        text.contains("a@p") && text.contains("retrying now"),
+        "{text}"
+    );
+}

@@ -73,10 +73,9 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
                 tint(state, Style::new().fg(color).add_modifier(Modifier::BOLD)),
             )),
             Cell::from(opt(s.epoch)),
-            Cell::from(
-                s.document_age
-                    .map_or("-".to_owned(), |a| fmt::duration(a + elapsed(row.seen_ms))),
-            ),
+            Cell::from(s.document_age.map_or("-".to_owned(), |a| {
+                fmt::duration(a.saturating_add(elapsed(row.seen_ms)))
+            })),
             Cell::from(s.queued.to_string()),
             Cell::from(s.in_flight.to_string()),
             Cell::from(s.acknowledged.to_string()),
