@@ -271,7 +271,7 @@ fn engine_config(
             .then(|| config.authorities.values().next())
             .flatten()
     })?;
-    let recipients = recipients.clone();
+    let (recipients, stored) = (recipients.clone(), recipients.clone());
     let max_blocks =
         config.proxy.max_message_size / katzenpost::geometry::BLOCK_PAYLOAD_LENGTH as u64 + 1;
     Some(EngineConfig {
@@ -287,10 +287,17 @@ fn engine_config(
         send_decoy_traffic: config.debug.send_decoy_traffic,
         max_incoming_blocks: u16::try_from(max_blocks).unwrap_or(u16::MAX),
         recipient_keys: Arc::new(move |addr| recipients.get(addr).ok().flatten()),
+        key_discovery: a.insecure_key_discovery,
+        // As SET_RECIPIENT: writes <RecipientDir>/<address>.pem.
+        store_key: Arc::new(move |addr, key| {
+            stored.set(addr, key).map(|_| ()).map_err(|e| e.to_string())
+        }),
         timings: Timings {
             polling_interval: config.debug.polling_interval,
             retransmit_slack: config.debug.retransmit_slack,
             receive_timeout: config.debug.receive_timeout,
+            urgent_queue_lifetime: config.debug.urgent_queue_lifetime,
+            bounce_queue_lifetime: config.debug.bounce_queue_lifetime,
             ..Timings::default()
         },
         events: events.clone(),

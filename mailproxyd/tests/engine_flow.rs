@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -103,8 +103,8 @@ impl Account {
         })
     }
 
-    fn config(&self, net: &Network, keys: &HashMap<String, [u8; 32]>) -> EngineConfig {
-        let keys = keys.clone();
+    fn config(&self, net: &Network, keys: &Keys) -> EngineConfig {
+        let (keys, stored) = (keys.clone(), keys.clone());
         EngineConfig {
             user: self.user.into(),
             provider: self.provider.into(),
@@ -120,7 +120,12 @@ impl Account {
             provider_key_pin: None,
             send_decoy_traffic: false,
             max_incoming_blocks: 1000,
-            recipient_keys: Arc::new(move |a: &str| keys.get(a).copied()),
+            recipient_keys: Arc::new(move |a: &str| keys.lock().unwrap().get(a).copied()),
+            key_discovery: false,
+            store_key: Arc::new(move |a: &str, k: &[u8; 32]| {
+                stored.lock().unwrap().insert(a.to_owned(), *k);
+                Ok(())
+            }),
             timings: Timings {
                 polling_interval: Duration::from_millis(200),
                 retransmit_slack: Duration::from_secs(2),
@@ -132,18 +137,23 @@ impl Account {
                 pki_retry: Duration::from_secs(1),
                 housekeeping_interval: Duration::from_millis(200),
                 report_coalesce: Duration::from_secs(60),
+                urgent_queue_lifetime: Duration::from_secs(3600),
+                bounce_queue_lifetime: Duration::from_secs(3600),
             },
             events: mailproxyd::events::EventBus::new(4096),
         }
     }
 }
 
+/// The recipient keys the engines know (shared, so key discovery can add).
+type Keys = Arc<Mutex<HashMap<String, [u8; 32]>>>;
+
 struct Pair {
     _netdir: tempfile::TempDir,
     net: Network,
     alice: Account,
     bob: Account,
-    keys: HashMap<String, [u8; 32]>,
+    keys: Keys,
 }
 
 async fn pair(send_ms: u64) -> Pair {
@@ -163,7 +173,7 @@ async fn pair(send_ms: u64) -> Pair {
         net,
         alice,
         bob,
-        keys,
+        keys: Arc::new(Mutex::new(keys)),
     }
 }
 
@@ -630,5 +640,229 @@ async fn a_full_spool_is_drained_without_waiting_for_polls() {
     );
     a.stop().await;
     b.stop().await;
+    p.net.shutdown().await;
+}
+
+fn collect(
+    events: &mut tokio::sync::broadcast::Receiver<mailproxy_proto::Event>,
+) -> Vec<mailproxy_proto::EventKind> {
+    let mut out = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        out.push(e.kind);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_discovery_finds_the_key_and_sends_the_parked_mail_across_a_restart() {
+    use mailproxy_proto::EventKind as K;
+    let p = pair(20).await;
+    // Alice does not know bob's key; his provider does.
+    p.keys.lock().unwrap().remove("bob@provider2");
+    let a_store = p.alice.open();
+    let b_store = p.bob.open();
+    let (m1, m2) = (message(300, 11), message(400, 12));
+    enqueue(&a_store, "bob@provider2", &m1, 3600);
+    enqueue(&a_store, "bob@provider2", &m2, 3600);
+    let bus = mailproxyd::events::EventBus::new(4096);
+    let mut events = bus.subscribe();
+    let cfg = |polling: Duration| {
+        let mut c = p.alice.config(&p.net, &p.keys);
+        c.key_discovery = true;
+        c.events = bus.clone();
+        // A query is not re-sent before ETA + slack: long enough here that
+        // a re-send would be a bug.
+        c.timings.retransmit_slack = Duration::from_secs(60);
+        c.timings.polling_interval = polling;
+        c
+    };
+    // First run: the query goes out; the reply waits in alice's spool (her
+    // next poll is 30 s away) when the engine stops.
+    let a = Engine::start(a_store.clone(), cfg(Duration::from_secs(30)));
+    wait_for("the key query", Duration::from_secs(30), || {
+        a.status().packets_sent >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.stop().await;
+    assert_eq!(a.status().packets_sent, 1, "one query for two messages");
+    assert_eq!(
+        a_store.queue_len().unwrap(),
+        2,
+        "the mail is parked in the queue"
+    );
+    assert!(p.keys.lock().unwrap().get("bob@provider2").is_none());
+    assert_eq!(
+        a_store
+            .kv_list(mailproxyd::store::KvTable::Surb)
+            .unwrap()
+            .len(),
+        1,
+        "the outstanding query's SURB is kept"
+    );
+    drop(a);
+    // Second run: the reply is fetched, the key stored, the mail sent.
+    let a = Engine::start(a_store.clone(), cfg(Duration::from_millis(200)));
+    let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
+    wait_for("bob's inbox", Duration::from_secs(60), || {
+        b_store.inbox_len().unwrap() == 2
+    })
+    .await;
+    wait_for("alice's queue to drain", Duration::from_secs(60), || {
+        a_store.queue_len().unwrap() == 0
+    })
+    .await;
+    let st = a.status();
+    assert_eq!(
+        st.packets_sent - st.retransmissions,
+        2,
+        "two blocks and no second query: {st:?}"
+    );
+    assert_eq!(
+        p.keys.lock().unwrap().get("bob@provider2"),
+        Some(&p.bob.identity_public())
+    );
+    let mut got = inbox(&b_store);
+    got.sort_by_key(|m| m.len());
+    assert_eq!(
+        got,
+        vec![
+            expected_delivery(&p.alice, &m1),
+            expected_delivery(&p.alice, &m2)
+        ]
+    );
+    // One notice at alice: the key, a request to verify it, no contents.
+    let notices = inbox(&a_store);
+    assert_eq!(notices.len(), 1);
+    let notice = String::from_utf8(notices[0].clone()).unwrap();
+    let bob_b64 = base64::engine::general_purpose::STANDARD.encode(p.bob.identity_public());
+    assert!(notice.contains("Subject: Key Discovery\r\n"), "{notice}");
+    assert!(notice.contains(&bob_b64));
+    assert!(notice.contains("out of band"));
+    assert!(!notice.contains("line 0 of message"), "no message contents");
+    let ev = collect(&mut events);
+    let discovered = ev
+        .iter()
+        .filter(|k| {
+            **k == K::KeyDiscovered {
+                to: "bob@provider2".into(),
+            }
+        })
+        .count();
+    assert_eq!(discovered, 1, "{ev:?}");
+    assert!(ev.contains(&K::Report {
+        subject: "Key Discovery".into()
+    }));
+    a.stop().await;
+    b.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_discovery_failures_bounce_the_parked_mail() {
+    use mailproxy_proto::EventKind as K;
+    let p = pair(20).await;
+    let a_store = p.alice.open();
+    let (m1, m2, m3) = (message(300, 21), message(300, 22), message(300, 23));
+    // Unknown at bob's provider (status 2), twice: one query, two bounces.
+    enqueue(&a_store, "nobody@provider2", &m1, 3600);
+    enqueue(&a_store, "nobody@provider2", &m2, 3600);
+    // A provider that is not in the PKI.
+    enqueue(&a_store, "carol@provider9", &m3, 3600);
+    let bus = mailproxyd::events::EventBus::new(4096);
+    let mut events = bus.subscribe();
+    let mut cfg = p.alice.config(&p.net, &p.keys);
+    cfg.key_discovery = true;
+    cfg.events = bus.clone();
+    cfg.timings.retransmit_slack = Duration::from_secs(60);
+    let a = Engine::start(a_store.clone(), cfg);
+    wait_for("three bounces", Duration::from_secs(60), || {
+        a_store.inbox_len().unwrap() == 3
+    })
+    .await;
+    wait_for("the queue to empty", Duration::from_secs(10), || {
+        a_store.queue_len().unwrap() == 0
+    })
+    .await;
+    let reports: Vec<String> = inbox(&a_store)
+        .into_iter()
+        .map(|m| String::from_utf8(m).unwrap())
+        .collect();
+    for (to, original) in [
+        ("nobody@provider2", &m1),
+        ("nobody@provider2", &m2),
+        ("carol@provider9", &m3),
+    ] {
+        let original = std::str::from_utf8(original).unwrap();
+        let r = reports
+            .iter()
+            .find(|r| r.contains(original))
+            .expect("a bounce with the original attached");
+        assert!(r.contains(&format!("Final-Recipient: rfc822; {to}")));
+        assert!(r.contains("key discovery failed"), "{r}");
+    }
+    assert!(reports
+        .iter()
+        .any(|r| r.contains("the provider has no key for this user")));
+    assert!(reports.iter().any(|r| r.contains("provider9")));
+    assert_eq!(
+        a.status().packets_sent,
+        1,
+        "one query for nobody, none for provider9"
+    );
+    assert_eq!(a.status().bounced, 3);
+    assert!(p.keys.lock().unwrap().get("nobody@provider2").is_none());
+    wait_for("the SURB record to go", Duration::from_secs(5), || {
+        a_store
+            .kv_list(mailproxyd::store::KvTable::Surb)
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let ev = collect(&mut events);
+    for to in ["nobody@provider2", "carol@provider9"] {
+        let n = ev
+            .iter()
+            .filter(|k| matches!(k, K::KeyDiscoveryFailed { to: t, .. } if t == to))
+            .count();
+        assert_eq!(n, 1, "{to}: {ev:?}");
+    }
+    assert_eq!(
+        ev.iter().filter(|k| matches!(k, K::Bounced { .. })).count(),
+        3
+    );
+    a.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_discovery_gives_up_after_the_urgent_queue_lifetime() {
+    let mut p = pair(20).await;
+    // The keyserver's provider is down: the query is lost.
+    p.net.stop_node("provider2").await;
+    let a_store = p.alice.open();
+    let msg = message(300, 31);
+    enqueue(&a_store, "bob2@provider2", &msg, 3600);
+    let mut cfg = p.alice.config(&p.net, &p.keys);
+    cfg.key_discovery = true;
+    cfg.timings.retransmit_slack = Duration::from_secs(60);
+    cfg.timings.urgent_queue_lifetime = Duration::from_secs(4);
+    let started = std::time::Instant::now();
+    let a = Engine::start(a_store.clone(), cfg);
+    wait_for("the bounce", Duration::from_secs(60), || {
+        a_store.inbox_len().unwrap() == 1
+    })
+    .await;
+    let r0 = String::from_utf8(inbox(&a_store).remove(0)).unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(4), "{r0}");
+    let r = String::from_utf8(inbox(&a_store).remove(0)).unwrap();
+    assert!(r.contains("urgent queue lifetime"), "{r}");
+    assert!(r.contains(std::str::from_utf8(&msg).unwrap()));
+    assert_eq!(a.status().packets_sent, 1, "the query was not repeated");
+    wait_for("the entry to go", Duration::from_secs(5), || {
+        a_store.queue_len().unwrap() == 0
+    })
+    .await;
+    a.stop().await;
     p.net.shutdown().await;
 }

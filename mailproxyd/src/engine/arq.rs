@@ -6,6 +6,7 @@ use katzenpost::sphinx::SurbKeys;
 
 use sha2::{Digest, Sha256};
 
+use super::discovery::QUERY_ENTRY;
 use super::send::ciphertext_key;
 use super::{reports, EngineError};
 use crate::store::{KvTable, QueueEntry, Store};
@@ -55,8 +56,8 @@ pub(super) enum AckOutcome {
     Invalid,
     /// A block acknowledged.
     Acked(AckProgress),
-    /// A Kaetzchen reply (not used by this engine yet).
-    KaetzchenReply,
+    /// A Kaetzchen reply to a key query: the response (trailing NULs removed).
+    KaetzchenReply(Vec<u8>),
 }
 
 /// Where an entry stands after one of its blocks was acknowledged.
@@ -89,11 +90,15 @@ pub(super) fn handle_ack(
         .ok()
         .and_then(|k| k.decrypt(payload).ok());
     let outcome = match plain.as_deref().map(classify_surb_payload) {
-        Some(Ok(SurbPayload::Ack)) => match mark_acked(store, rec.entry, rec.block as usize)? {
-            Some(p) => AckOutcome::Acked(p),
-            None => AckOutcome::Unknown,
-        },
-        Some(Ok(SurbPayload::KaetzchenReply(_))) => AckOutcome::KaetzchenReply,
+        Some(Ok(SurbPayload::KaetzchenReply(r))) if rec.entry == QUERY_ENTRY => {
+            AckOutcome::KaetzchenReply(r.to_vec())
+        }
+        Some(Ok(SurbPayload::Ack)) if rec.entry != QUERY_ENTRY => {
+            match mark_acked(store, rec.entry, rec.block as usize)? {
+                Some(p) => AckOutcome::Acked(p),
+                None => AckOutcome::Unknown,
+            }
+        }
         _ => AckOutcome::Invalid,
     };
     store.kv_remove(KvTable::Surb, surb_id)?;
@@ -193,12 +198,27 @@ pub(super) fn bounce(
     Ok(())
 }
 
-/// Drops SURB records whose entry or block no longer needs them.
-pub(super) fn sweep_surbs(store: &Store) -> Result<usize, EngineError> {
+/// Drops SURB records nothing needs any more: a key query's record once
+/// that query is no longer outstanding (`live_queries` holds the SURB ids of
+/// the outstanding ones); a block's record once its entry or block is done,
+/// or once its ACK is overdue by more than `2 x slack` past the expected
+/// arrival (by then the block was re-sent with a new SURB, so at most about
+/// two records per block exist however long an entry lives).
+pub(super) fn sweep_surbs(
+    store: &Store,
+    now: u64,
+    slack: std::time::Duration,
+    live_queries: &std::collections::HashSet<[u8; 16]>,
+) -> Result<usize, EngineError> {
     let mut removed = 0;
+    let grace = slack.as_secs().saturating_mul(2);
     for (k, v) in store.kv_list(KvTable::Surb)? {
         let stale = match SurbRecord::decode(&v) {
             None => true,
+            Some(r) if r.entry == QUERY_ENTRY => {
+                !<[u8; 16]>::try_from(k.as_slice()).is_ok_and(|id| live_queries.contains(&id))
+            }
+            Some(r) if r.eta.saturating_add(grace) < now => true,
             Some(r) => match store.queue_get(r.entry)? {
                 None => true,
                 Some(e) => e.blocks.get(r.block as usize).is_none_or(|b| b.acked),
@@ -294,7 +314,9 @@ mod tests {
         store
             .kv_put(KvTable::Surb, &[2; 16], &rec.encode())
             .unwrap();
-        assert_eq!(sweep_surbs(&store).unwrap(), 1);
+        let none = std::collections::HashSet::new();
+        let slack = std::time::Duration::from_secs(10);
+        assert_eq!(sweep_surbs(&store, 1, slack, &none).unwrap(), 1);
         assert!(store.kv_list(KvTable::Surb).unwrap().is_empty());
     }
 
@@ -357,6 +379,39 @@ mod tests {
             "blob released with its last entry"
         );
         assert!(store.kv_list(KvTable::Surb).unwrap().is_empty());
+    }
+
+    #[test]
+    fn surb_records_expire_and_key_query_records_live_while_their_query_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut e) = store_with_entry(dir.path());
+        e.blocks = vec![Default::default(); 1];
+        store.queue_update(&e).unwrap();
+        let put = |sid: [u8; 16], entry: u64, eta: u64| {
+            let rec = SurbRecord {
+                entry,
+                block: 0,
+                eta,
+                keys: vec![0; 8],
+            };
+            store.kv_put(KvTable::Surb, &sid, &rec.encode()).unwrap();
+        };
+        put([1; 16], e.id, 1000); // fresh: ETA 1000, now 1015, grace 20
+        put([2; 16], e.id, 900); // overdue by more than 2 x slack
+        put([3; 16], QUERY_ENTRY, 0); // a live key query (old ETA is fine)
+        put([4; 16], QUERY_ENTRY, 1000); // a query no longer outstanding
+        let live = std::collections::HashSet::from([[3u8; 16]]);
+        let slack = std::time::Duration::from_secs(10);
+        assert_eq!(sweep_surbs(&store, 1015, slack, &live).unwrap(), 2);
+        let mut left: Vec<Vec<u8>> = store
+            .kv_list(KvTable::Surb)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![vec![1u8; 16], vec![3u8; 16]]);
+        assert_eq!(sweep_surbs(&store, 1021, slack, &live).unwrap(), 1);
     }
 
     #[test]

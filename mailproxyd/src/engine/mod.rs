@@ -9,6 +9,7 @@
 
 mod arq;
 mod connection;
+mod discovery;
 mod error;
 mod pki;
 mod receive;
@@ -29,6 +30,10 @@ use crate::store::Store;
 /// Looks up a recipient's end-to-end identity public key by address
 /// (`user@provider`, lower case). `None`: unknown (the entry waits).
 pub type RecipientKeys = Arc<dyn Fn(&str) -> Option<[u8; 32]> + Send + Sync>;
+
+/// Stores a recipient key found by key discovery, exactly as `SET_RECIPIENT`
+/// does (address `user@provider`, lower case). Called from a blocking context.
+pub type StoreRecipientKey = Arc<dyn Fn(&str, &[u8; 32]) -> Result<(), String> + Send + Sync>;
 
 /// Where the PKI authority is and the key its documents are signed with.
 #[derive(Debug, Clone)]
@@ -65,6 +70,27 @@ pub struct Timings {
     /// Within this window after an "undecryptable block" report, further
     /// undecryptable blocks do not produce new reports.
     pub report_coalesce: Duration,
+    /// Key discovery gives up this long after it started (UrgentQueueLifetime).
+    pub urgent_queue_lifetime: Duration,
+    /// How long a sender keeps retransmitting (BounceQueueLifetime); bounds
+    /// how long delivered-message (dedup) records are kept.
+    pub bounce_queue_lifetime: Duration,
+}
+
+impl Timings {
+    /// How long a "delivered" (dedup) record is kept: max(ReceiveTimeout,
+    /// 2 x BounceQueueLifetime). A sender stops retransmitting at its bounce
+    /// deadline, at most BounceQueueLifetime after submission and so after
+    /// our delivery; every copy of a block therefore reaches our provider's
+    /// spool within BounceQueueLifetime (plus mix delays of minutes) after
+    /// we delivered, and is retrieved at our next drain. Keeping the record
+    /// for a second BounceQueueLifetime covers us being offline that long
+    /// with copies waiting. (Partial messages are dropped after
+    /// ReceiveTimeout, so their late blocks never need a longer memory.)
+    pub fn dedup_ttl(&self) -> Duration {
+        let twice = self.bounce_queue_lifetime.saturating_mul(2);
+        self.receive_timeout.map_or(twice, |r| r.max(twice))
+    }
 }
 
 impl Default for Timings {
@@ -80,6 +106,8 @@ impl Default for Timings {
             pki_retry: Duration::from_secs(30),
             housekeeping_interval: Duration::from_secs(1),
             report_coalesce: Duration::from_secs(3600),
+            urgent_queue_lifetime: Duration::from_secs(3600),
+            bounce_queue_lifetime: Duration::from_secs(5 * 24 * 3600),
         }
     }
 }
@@ -105,6 +133,11 @@ pub struct EngineConfig {
     pub max_incoming_blocks: u16,
     /// Recipient key lookup.
     pub recipient_keys: RecipientKeys,
+    /// Ask the recipient's provider's keyserver for unknown recipient keys
+    /// (the account's `InsecureKeyDiscovery`).
+    pub key_discovery: bool,
+    /// Where discovered keys go.
+    pub store_key: StoreRecipientKey,
     /// Timings.
     pub timings: Timings,
     /// Where the engine reports what happens (never message contents).
@@ -119,6 +152,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("provider", &self.provider)
             .field("authority", &self.authority.address)
             .field("send_decoy_traffic", &self.send_decoy_traffic)
+            .field("key_discovery", &self.key_discovery)
             .field("timings", &self.timings)
             .finish_non_exhaustive()
     }

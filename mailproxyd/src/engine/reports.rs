@@ -12,6 +12,8 @@ const SENDER_HEADER: &str = "X-Katzenpost-Sender";
 
 /// Subject of a bounce.
 pub(super) const BOUNCE_SUBJECT: &str = "Undelivered Mail Returned to Sender";
+/// Subject of the notice that key discovery stored a key.
+pub(super) const KEY_DISCOVERY_SUBJECT: &str = "Key Discovery";
 /// Subject of a notice about an unreadable incoming message.
 pub(super) const UNREADABLE_SUBJECT: &str = "Unreadable incoming message";
 
@@ -101,6 +103,27 @@ pub(super) fn unreadable(
     );
     out.push_str(&format!(
         "An incoming message could not be read and was dropped: {what}.\r\n{from}"
+    ));
+    out.into_bytes()
+}
+
+/// The notice put in the sender's inbox when key discovery stored a key. It
+/// names the recipient and the key, never any message contents.
+pub(super) fn key_discovered(account: &str, recipient: &str, key: &[u8; 32], now: u64) -> Vec<u8> {
+    let mut out = head(
+        account,
+        KEY_DISCOVERY_SUBJECT,
+        now,
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\n",
+    );
+    out.push_str(&format!(
+        "Key discovery obtained the key of <{recipient}> from its provider:\r\n\r\n\
+         {}\r\n\r\n\
+         It was stored as that recipient's key, and mail waiting for it is now being sent.\r\n\
+         The key was accepted on first use without any verification: the provider could have\r\n\
+         substituted its own. Verify it with <{recipient}> out of band (in person, by phone, or\r\n\
+         over another channel you trust) before relying on it.\r\n",
+        base64::engine::general_purpose::STANDARD.encode(key)
     ));
     out.into_bytes()
 }

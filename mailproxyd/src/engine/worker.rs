@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::arq::{self, AckOutcome, SurbRecord};
 use super::connection::{self, Link};
+use super::discovery::{Discoveries, Due, QUERY_ENTRY};
 use super::pki::{Documents, Fetched};
 use super::receive::{Incoming, Received};
 use super::reports;
@@ -42,6 +43,8 @@ pub(super) struct Worker {
     account: String,
     /// Queue entries already announced with a `Queued` event.
     seen: HashSet<u64>,
+    /// Outstanding key discoveries (mirrored in the store).
+    discovery: Discoveries,
     user: String,
     /// Set when a provider session was established (resets the backoff).
     had_session: bool,
@@ -72,6 +75,7 @@ impl Worker {
             store,
             control,
             seen: HashSet::new(),
+            discovery: Discoveries::default(),
             account: cfg.address(),
             had_session: false,
             user: cfg.user.to_ascii_lowercase(),
@@ -170,6 +174,20 @@ impl Worker {
                 }
             }
         };
+        loop {
+            match blocking(|| Discoveries::load(&self.store)) {
+                Ok(d) => {
+                    self.discovery = d;
+                    break;
+                }
+                Err(e) => {
+                    self.record_error(&e);
+                    if !self.pause(self.cfg.timings.reconnect_max).await {
+                        return;
+                    }
+                }
+            }
+        }
         match blocking(|| docs.load_saved(&self.store)) {
             Ok(true) => {
                 tracing::debug!(account = %self.account, "using saved PKI document");
@@ -335,7 +353,10 @@ impl Worker {
                     }
                 }
                 if now >= st.next_sweep {
-                    blocking(|| arq::sweep_surbs(&self.store))?;
+                    let live: HashSet<[u8; 16]> = self.discovery.live_surbs().collect();
+                    blocking(|| {
+                        arq::sweep_surbs(&self.store, unix_now(), t.retransmit_slack, &live)
+                    })?;
                     st.next_sweep = now + SURB_SWEEP_EVERY;
                 }
                 st.next_housekeeping = now + t.housekeeping_interval;
@@ -410,6 +431,8 @@ impl Worker {
     fn scan_queue(&mut self) -> Result<(), EngineError> {
         let now = unix_now();
         let ids = self.store.queue_ids()?;
+        // Recipients whose unprepared entries wait for a key.
+        let mut waiting = HashSet::new();
         for &id in &ids {
             let Some(e) = self.store.queue_get(id)? else {
                 continue;
@@ -420,6 +443,12 @@ impl Worker {
                     to: e.recipient.clone(),
                     size: e.message.len,
                 });
+            }
+            if self.cfg.key_discovery && !send::is_prepared(&e) {
+                let r = e.recipient.to_ascii_lowercase();
+                if (self.cfg.recipient_keys)(&r).is_none() {
+                    waiting.insert(r);
+                }
             }
             if e.bounce_at == 0 || e.bounce_at > now {
                 continue;
@@ -446,6 +475,205 @@ impl Worker {
             let live: HashSet<u64> = ids.into_iter().collect();
             self.seen.retain(|id| live.contains(id));
         }
+        self.scan_discoveries(&waiting, now)
+    }
+
+    /// Starts a query for every recipient waited for, forgets queries nobody
+    /// waits for any more (key set by hand, entries cancelled or bounced),
+    /// and gives up on those past their lifetime or attempts.
+    fn scan_discoveries(&mut self, waiting: &HashSet<String>, now: u64) -> Result<(), EngineError> {
+        let mut changed = false;
+        for r in waiting {
+            if self.discovery.ensure(r, now) {
+                tracing::info!(account = %self.account, recipient = %r, "key discovery started");
+                changed = true;
+            }
+        }
+        let orphans: Vec<String> = self
+            .discovery
+            .queries()
+            .iter()
+            .filter(|q| !waiting.contains(&q.recipient))
+            .map(|q| q.recipient.clone())
+            .collect();
+        for r in orphans {
+            if let Some(q) = self.discovery.remove(&r) {
+                if q.attempts > 0 {
+                    self.store.kv_remove(KvTable::Surb, &q.surb_id)?;
+                }
+                changed = true;
+            }
+        }
+        if changed {
+            self.discovery.save(&self.store)?;
+        }
+        let lifetime = self.cfg.timings.urgent_queue_lifetime.as_secs();
+        let failed: Vec<(String, String)> = self
+            .discovery
+            .queries()
+            .iter()
+            .filter_map(|q| match q.due(now, lifetime) {
+                Due::Fail(why) => Some((q.recipient.clone(), why)),
+                _ => None,
+            })
+            .collect();
+        for (r, why) in failed {
+            self.discovery_failed(&r, &why)?;
+        }
+        Ok(())
+    }
+
+    /// Gives up discovering `recipient`'s key: every entry waiting for it
+    /// bounces (a report with the original attached), then the query goes.
+    fn discovery_failed(&mut self, recipient: &str, why: &str) -> Result<(), EngineError> {
+        let now = unix_now();
+        let reason = format!("key discovery failed: {why}");
+        for id in self.store.queue_ids()? {
+            let Some(e) = self.store.queue_get(id)? else {
+                continue;
+            };
+            if send::is_prepared(&e) || e.recipient.to_ascii_lowercase() != recipient {
+                continue;
+            }
+            arq::bounce(&self.store, &self.account, &e, now, &reason)?;
+            self.seen.remove(&id);
+            self.set_status(|s| s.bounced += 1);
+            self.emit(EventKind::Bounced {
+                id,
+                to: e.recipient.clone(),
+                reason: reason.clone(),
+            });
+            self.emit(EventKind::Report {
+                subject: reports::BOUNCE_SUBJECT.into(),
+            });
+        }
+        if let Some(q) = self.discovery.remove(recipient) {
+            if q.attempts > 0 {
+                self.store.kv_remove(KvTable::Surb, &q.surb_id)?;
+            }
+        }
+        self.discovery.save(&self.store)?;
+        tracing::info!(account = %self.account, recipient, reason = why, "key discovery failed");
+        self.emit(EventKind::KeyDiscoveryFailed {
+            to: recipient.to_owned(),
+            reason: why.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// A keyserver reply arrived under `surb_id`.
+    fn key_reply(&mut self, surb_id: &[u8; 16], response: &[u8]) -> Result<(), EngineError> {
+        use katzenpost::kaetzchen::{KaetzchenError, KeyserverResponse};
+        let Some(recipient) = self.discovery.by_surb(surb_id) else {
+            tracing::debug!("keyserver reply for no outstanding query");
+            return Ok(());
+        };
+        let user = send::split_address(&recipient)
+            .map(|(u, _)| u)
+            .unwrap_or_default();
+        let key = KeyserverResponse::decode(response).and_then(|r| r.identity_key_for(&user));
+        let key = match key {
+            Ok(k) => k,
+            Err(e) => {
+                let why = match e {
+                    KaetzchenError::Status(2) => "the provider has no key for this user".into(),
+                    KaetzchenError::Status(1) => "the keyserver rejected the query".into(),
+                    KaetzchenError::UserMismatch => "the reply named another user".into(),
+                    e => e.to_string(),
+                };
+                return self.discovery_failed(&recipient, &why);
+            }
+        };
+        if let Err(e) = (self.cfg.store_key)(&recipient, &key) {
+            return self.discovery_failed(&recipient, &format!("the key could not be stored: {e}"));
+        }
+        let now = unix_now();
+        let notice = reports::key_discovered(&self.account, &recipient, &key, now);
+        self.store.deliver(&notice, now)?;
+        self.discovery.remove(&recipient);
+        self.discovery.save(&self.store)?;
+        tracing::info!(account = %self.account, recipient = %recipient, "key discovery stored a key");
+        self.emit(EventKind::KeyDiscovered {
+            to: recipient.clone(),
+        });
+        self.emit(EventKind::Report {
+            subject: reports::KEY_DISCOVERY_SUBJECT.into(),
+        });
+        Ok(())
+    }
+
+    /// Sends (or re-sends) the key query for `recipient`: the query's SURB
+    /// record and its new state are durable before the packet leaves.
+    async fn send_query(
+        &mut self,
+        st: &mut SessionState,
+        docs: &Documents,
+        recipient: &str,
+    ) -> Result<(), EngineError> {
+        let Some(doc) = docs.current() else {
+            return Ok(());
+        };
+        let Some((user, provider)) = send::split_address(recipient) else {
+            return blocking(|| self.discovery_failed(recipient, "not a user@provider address"));
+        };
+        let endpoint = doc
+            .provider_by_name(&provider)
+            .and_then(|d| d.kaetzchen_endpoint(katzenpost::kaetzchen::CAPABILITY_KEYSERVER))
+            .map(str::to_owned);
+        let Some(endpoint) = endpoint else {
+            let why = format!("provider {provider} offers no keyserver in the PKI document");
+            return blocking(|| self.discovery_failed(recipient, &why));
+        };
+        let mut surb_id = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut surb_id);
+        let route = Route {
+            src_provider: &self.cfg.provider,
+            own_user: &self.user,
+            dst_provider: &provider,
+            recipient: endpoint.as_bytes(),
+        };
+        let request = katzenpost::kaetzchen::KeyserverRequest::new(user).encode();
+        let built = match send::build_packet(doc, &docs.clock, &route, &request, Some(surb_id)) {
+            Ok(b) => b,
+            Err(err) => {
+                self.record_error(&err);
+                return Ok(());
+            }
+        };
+        let Some(keys) = &built.surb_keys else {
+            return Ok(());
+        };
+        let now = send::unix_now_duration();
+        let rec = SurbRecord {
+            entry: QUERY_ENTRY,
+            block: 0,
+            eta: (now + built.eta).as_secs(),
+            keys: keys.as_bytes().to_vec(),
+        };
+        let overdue = now + built.eta + self.cfg.timings.retransmit_slack;
+        let Some(q) = self.discovery.get_mut(recipient) else {
+            return Ok(());
+        };
+        let (old, resend) = (q.surb_id, q.attempts > 0);
+        q.attempts = q.attempts.saturating_add(1);
+        q.surb_id = surb_id;
+        q.overdue_at = overdue.as_secs_f64().ceil() as u64;
+        let attempt = q.attempts;
+        blocking(|| -> Result<(), EngineError> {
+            self.store.kv_put(KvTable::Surb, &surb_id, &rec.encode())?;
+            if resend {
+                self.store.kv_remove(KvTable::Surb, &old)?;
+            }
+            self.discovery.save(&self.store)
+        })?;
+        connection::send(&mut st.link, &Command::SendPacket(built.packet)).await?;
+        self.set_status(|s| {
+            s.packets_sent += 1;
+            if resend {
+                s.retransmissions += 1;
+            }
+        });
+        tracing::info!(account = %self.account, recipient, attempt, "key query sent");
         Ok(())
     }
 
@@ -481,6 +709,18 @@ impl Worker {
         };
         st.next_send =
             Instant::now() + send::poisson_interval(doc.lambda_p, doc.lambda_p_max_delay);
+        // Key queries are urgent: they go before normal mail.
+        let now = unix_now();
+        let lifetime = self.cfg.timings.urgent_queue_lifetime.as_secs();
+        let query = self
+            .discovery
+            .queries()
+            .iter()
+            .find(|q| q.due(now, lifetime) == Due::Send)
+            .map(|q| q.recipient.clone());
+        if let Some(r) = query {
+            return self.send_query(st, docs, &r).await;
+        }
         match blocking(|| self.next_due())? {
             Some((mut e, idx)) => {
                 let Some((user, provider)) = send::split_address(&e.recipient) else {
@@ -668,6 +908,9 @@ impl Worker {
                                 self.seen.remove(&p.entry);
                                 self.emit(EventKind::Acknowledged { id: p.entry });
                             }
+                        }
+                        AckOutcome::KaetzchenReply(response) => {
+                            blocking(|| self.key_reply(&surb_id, &response))?;
                         }
                         other => tracing::debug!(outcome = ?other, "SURB reply"),
                     }
