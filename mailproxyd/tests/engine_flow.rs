@@ -232,6 +232,32 @@ async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) 
     }
 }
 
+/// Bob's inbox with our `Received:` field (checked, first) stripped: what
+/// remains must be `X-Katzenpost-Sender` and the message as submitted.
+fn delivered(store: &Store) -> Vec<Vec<u8>> {
+    let prefix = b"Received: from mixnetwork.invalid (mixnetwork.invalid [127.0.0.2]) by katzenpost.localhost (Katzenpost mailproxy) with ESMTP id ";
+    inbox(store)
+        .into_iter()
+        .map(|m| {
+            assert!(
+                m.starts_with(prefix),
+                "{}",
+                String::from_utf8_lossy(&m[..80.min(m.len())])
+            );
+            let end = m.iter().position(|&b| b == b'\n').unwrap();
+            let line = String::from_utf8_lossy(&m[prefix.len()..end - 1]).into_owned();
+            let (id, rest) = line.split_once(' ').unwrap();
+            assert!(
+                id.len() == 10 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{line}"
+            );
+            assert!(rest.starts_with("for <bob@provider2>; "), "{line}");
+            assert!(rest.ends_with(" +0000"), "{line}");
+            m[end + 1..].to_vec()
+        })
+        .collect()
+}
+
 fn expected_delivery(sender: &Account, msg: &[u8]) -> Vec<u8> {
     let mut want = format!(
         "X-Katzenpost-Sender: {}\r\n",
@@ -275,7 +301,7 @@ async fn small_and_multi_block_messages_arrive_and_complete_by_ack() {
     assert!(a.cancel(carol_id).await.unwrap());
     assert!(!a.cancel(carol_id).await.unwrap(), "already cancelled");
     assert_eq!(a_store.queue_len().unwrap(), 0);
-    let mut got = inbox(&b_store);
+    let mut got = delivered(&b_store);
     got.sort_by_key(|m| m.len());
     assert_eq!(got[0], expected_delivery(&p.alice, &small));
     assert_eq!(got[1], expected_delivery(&p.alice, &big));
@@ -418,7 +444,7 @@ async fn packet_loss_at_a_mix_is_repaired_by_retransmission() {
     assert!(dropped > 0, "the fault injection dropped nothing");
     let st = a.status();
     assert!(st.retransmissions > 0, "{st:?}");
-    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &big)]);
+    assert_eq!(delivered(&b_store), vec![expected_delivery(&p.alice, &big)]);
     eprintln!("loss test: {dropped} packets dropped, alice status {st:?}");
     a.stop().await;
     b.stop().await;
@@ -470,7 +496,7 @@ async fn engines_restarted_mid_transfer_lose_and_duplicate_nothing() {
     .await;
     // Give any duplicate a chance to show up.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &big)]);
+    assert_eq!(delivered(&b_store), vec![expected_delivery(&p.alice, &big)]);
     a.stop().await;
     b.stop().await;
     p.net.shutdown().await;
@@ -530,7 +556,7 @@ async fn a_restart_uses_the_saved_document_without_the_authority() {
         b_store.inbox_len().unwrap() == 1
     })
     .await;
-    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &msg)]);
+    assert_eq!(delivered(&b_store), vec![expected_delivery(&p.alice, &msg)]);
     a.stop().await;
     b.stop().await;
     p.net.shutdown().await;
@@ -559,7 +585,7 @@ async fn unreliable_messages_go_without_surbs() {
         b_store.inbox_len().unwrap() == 1
     })
     .await;
-    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &msg)]);
+    assert_eq!(delivered(&b_store), vec![expected_delivery(&p.alice, &msg)]);
     a.stop().await;
     b.stop().await;
     p.net.shutdown().await;
@@ -631,7 +657,7 @@ async fn a_full_spool_is_drained_without_waiting_for_polls() {
     })
     .await;
     let took = started.elapsed();
-    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &msg)]);
+    assert_eq!(delivered(&b_store), vec![expected_delivery(&p.alice, &msg)]);
     eprintln!(
         "drain: {blocks} blocks retrieved and delivered in {:.2} s; one block per poll would take {} s ({:.1}x)",
         took.as_secs_f64(),
@@ -722,7 +748,7 @@ async fn key_discovery_finds_the_key_and_sends_the_parked_mail_across_a_restart(
         p.keys.lock().unwrap().get("bob@provider2"),
         Some(&p.bob.identity_public())
     );
-    let mut got = inbox(&b_store);
+    let mut got = delivered(&b_store);
     got.sort_by_key(|m| m.len());
     assert_eq!(
         got,

@@ -299,7 +299,7 @@ impl Incoming {
         &mut self,
         store: &Store,
         key: ReassemblyKey,
-        _account: &str,
+        account: &str,
     ) -> Result<Option<Delivery>, EngineError> {
         let Some(p) = self.partial.remove(&key) else {
             return Ok(None);
@@ -309,7 +309,7 @@ impl Incoming {
             .assemble()
             .map_err(|e| EngineError::Protocol(format!("reassembly: {e}")))?;
         let now = unix_now();
-        let bytes = reports::with_sender_header(&message, &key.sender);
+        let bytes = reports::with_delivery_headers(&message, &key.sender, account, now);
         // Crash safety without a multi-record transaction: mark the delivery
         // pending (with the bytes' hash), deliver, then mark it done. A crash
         // in between is resolved on load by looking for the hash in the inbox.
@@ -411,6 +411,19 @@ mod tests {
             .collect()
     }
 
+    /// The delivered bytes after our `Received:` field (which must be first).
+    fn strip_received(m: &[u8]) -> Vec<u8> {
+        let want = format!("Received: from mixnetwork.invalid (mixnetwork.invalid [127.0.0.2]) by katzenpost.localhost (Katzenpost mailproxy) with ESMTP id ");
+        assert!(
+            m.starts_with(want.as_bytes()),
+            "{}",
+            String::from_utf8_lossy(m)
+        );
+        let line = m.iter().position(|&b| b == b'\n').unwrap();
+        assert!(String::from_utf8_lossy(&m[..line]).contains(&format!("for <{ACCOUNT}>; ")));
+        m[line + 1..].to_vec()
+    }
+
     fn inbox(store: &Store) -> Vec<Vec<u8>> {
         store
             .inbox_list()
@@ -454,7 +467,10 @@ mod tests {
         assert_eq!(d.sender, alice_pub);
         assert_eq!(store.inbox_list().unwrap()[0].id, d.inbox_id);
         assert_eq!(
-            inbox(&store),
+            inbox(&store)
+                .iter()
+                .map(|m| strip_received(m))
+                .collect::<Vec<_>>(),
             vec![reports::with_sender_header(&msg, &alice_pub)]
         );
         assert_eq!(d.size, inbox(&store)[0].len() as u64);
@@ -544,7 +560,13 @@ mod tests {
         let store = open(dir.path());
         let bytes = crashed_mid_delivery(&store, false);
         let _inc = load(&store);
-        assert_eq!(inbox(&store), vec![bytes]);
+        assert_eq!(
+            inbox(&store)
+                .iter()
+                .map(|m| strip_received(m))
+                .collect::<Vec<_>>(),
+            vec![bytes]
+        );
         assert!(store.kv_list(KvTable::Partial).unwrap().is_empty());
         assert_eq!(store.kv_list(KvTable::Dedup).unwrap()[0].1.len(), 8);
     }
