@@ -413,7 +413,7 @@ mod tests {
 
     /// The delivered bytes after our `Received:` field (which must be first).
     fn strip_received(m: &[u8]) -> Vec<u8> {
-        let want = format!("Received: from mixnetwork.invalid (mixnetwork.invalid [127.0.0.2]) by katzenpost.localhost (Katzenpost mailproxy) with ESMTP id ");
+        let want = "Received: from mixnetwork.invalid (mixnetwork.invalid [127.0.0.2]) by katzenpost.localhost (Katzenpost mailproxy) with ESMTP id ";
         assert!(
             m.starts_with(want.as_bytes()),
             "{}",

@@ -231,7 +231,7 @@ mod tests {
         let msg = b"Subject: hi\r\nTo: b\r\n\r\nbody \x00\xff bytes\r\n.\r\nno final eol";
         let out = with_delivery_headers(msg, &key, "bob@p2", 1_795_559_252);
         let s = String::from_utf8_lossy(&out);
-        let (received, rest) = s.split_once("\r\n").unwrap();
+        let (received, _) = s.split_once("\r\n").unwrap();
         let prefix = "Received: from mixnetwork.invalid (mixnetwork.invalid [127.0.0.2]) by katzenpost.localhost (Katzenpost mailproxy) with ESMTP id ";
         assert!(received.starts_with(prefix), "{received}");
         let tail = &received[prefix.len()..];
