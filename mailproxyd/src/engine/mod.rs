@@ -61,7 +61,8 @@ pub struct Timings {
     /// Length of an epoch (the network's EpochPeriod).
     pub epoch_period: Duration,
     /// Incomplete incoming messages older than this are dropped with a
-    /// report (`None`: kept until complete).
+    /// report (`None`: until they cannot complete any more, see
+    /// [`Timings::partial_limit`]).
     pub receive_timeout: Option<Duration>,
     /// Wait before asking again for a PKI document that was not available.
     pub pki_retry: Duration,
@@ -90,6 +91,16 @@ impl Timings {
     pub fn dedup_ttl(&self) -> Duration {
         let twice = self.bounce_queue_lifetime.saturating_mul(2);
         self.receive_timeout.map_or(twice, |r| r.max(twice))
+    }
+
+    /// How long an incomplete incoming message is kept: ReceiveTimeout, or
+    /// without one 2 x BounceQueueLifetime, after which no missing block can
+    /// still arrive (the sender stopped retransmitting; same reasoning as
+    /// [`Timings::dedup_ttl`]). So the partial-message table is bounded in
+    /// time even with ReceiveTimeout unset (the original kept them forever).
+    pub fn partial_limit(&self) -> Duration {
+        self.receive_timeout
+            .unwrap_or(self.bounce_queue_lifetime.saturating_mul(2))
     }
 }
 
@@ -275,5 +286,29 @@ impl Engine {
         if let Ok(mut s) = self.store.lock() {
             s.take();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_and_partial_limits_follow_the_lifetimes() {
+        let mut t = Timings {
+            receive_timeout: None,
+            bounce_queue_lifetime: Duration::from_secs(100),
+            ..Timings::default()
+        };
+        assert_eq!(t.dedup_ttl(), Duration::from_secs(200));
+        assert_eq!(t.partial_limit(), Duration::from_secs(200));
+        t.receive_timeout = Some(Duration::from_secs(50));
+        assert_eq!(t.dedup_ttl(), Duration::from_secs(200));
+        assert_eq!(t.partial_limit(), Duration::from_secs(50));
+        t.receive_timeout = Some(Duration::from_secs(500));
+        assert_eq!(t.dedup_ttl(), Duration::from_secs(500));
+        // The daemon's defaults: 5 days of retransmission, 10 days of memory.
+        let d = Timings::default();
+        assert_eq!(d.dedup_ttl(), Duration::from_secs(10 * 24 * 3600));
     }
 }

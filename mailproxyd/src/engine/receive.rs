@@ -46,7 +46,8 @@ pub(super) struct Delivery {
 /// Incoming reassembly state, mirrored in the store.
 pub(super) struct Incoming {
     partial: HashMap<ReassemblyKey, PartialMessage>,
-    delivered: HashSet<ReassemblyKey>,
+    /// Delivered messages and when (Unix seconds); expired by `expire_dedup`.
+    delivered: HashMap<ReassemblyKey, u64>,
     max_blocks: u16,
     /// Undecryptable blocks within this window of the last such report are
     /// recorded without a new report (a multi-block message makes one).
@@ -77,7 +78,7 @@ impl Incoming {
     ) -> Result<Self, EngineError> {
         let mut me = Incoming {
             partial: HashMap::new(),
-            delivered: HashSet::new(),
+            delivered: HashMap::new(),
             max_blocks,
             coalesce,
             last_undecryptable: None,
@@ -91,7 +92,11 @@ impl Incoming {
                 match v.len() {
                     PENDING_LEN => pending.push((key, v[8..].to_vec())),
                     _ => {
-                        me.delivered.insert(key);
+                        let at = v
+                            .get(..8)
+                            .and_then(|t| t.try_into().ok())
+                            .map_or(0, u64::from_be_bytes);
+                        me.delivered.insert(key, at);
                     }
                 }
             }
@@ -113,7 +118,7 @@ impl Incoming {
                 store.kv_remove(KvTable::Partial, &k)?;
                 continue;
             };
-            if me.delivered.contains(&rk) {
+            if me.delivered.contains_key(&rk) {
                 store.kv_remove(KvTable::Partial, &k)?;
                 continue;
             }
@@ -196,7 +201,7 @@ impl Incoming {
             sender,
             message_id: block.message_id,
         };
-        if self.delivered.contains(&key) {
+        if self.delivered.contains_key(&key) {
             return Ok(Received::Duplicate);
         }
         if self
@@ -294,6 +299,27 @@ impl Incoming {
         Ok(old.len())
     }
 
+    /// Forgets "delivered" records older than `ttl` (see
+    /// [`super::Timings::dedup_ttl`] for why that is safe). Returns how many.
+    pub(super) fn expire_dedup(
+        &mut self,
+        store: &Store,
+        ttl: Duration,
+    ) -> Result<usize, EngineError> {
+        let now = unix_now();
+        let old: Vec<ReassemblyKey> = self
+            .delivered
+            .iter()
+            .filter(|(_, &at)| now.saturating_sub(at) >= ttl.as_secs())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &old {
+            store.kv_remove(KvTable::Dedup, &k.to_bytes())?;
+            self.delivered.remove(k);
+        }
+        Ok(old.len())
+    }
+
     /// Delivers a complete message, records it as delivered, drops its blocks.
     fn complete(
         &mut self,
@@ -333,8 +359,9 @@ impl Incoming {
         key: ReassemblyKey,
         total: u16,
     ) -> Result<(), EngineError> {
-        store.kv_put(KvTable::Dedup, &key.to_bytes(), &unix_now().to_be_bytes())?;
-        self.delivered.insert(key);
+        let now = unix_now();
+        store.kv_put(KvTable::Dedup, &key.to_bytes(), &now.to_be_bytes())?;
+        self.delivered.insert(key, now);
         for i in 0..total {
             store.kv_remove(KvTable::Partial, &partial_key(&key, i))?;
         }
@@ -533,6 +560,57 @@ mod tests {
             store.deliver(&bytes, 7).unwrap();
         }
         bytes
+    }
+
+    #[test]
+    fn dedup_records_expire_after_their_ttl_and_fresh_ones_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let (old_msg, new_msg) = (
+            b"Subject: a\r\n\r\nold".to_vec(),
+            b"Subject: b\r\n\r\nnew".to_vec(),
+        );
+        let (old_ct, new_ct) = (ciphertexts(&old_msg, 1), ciphertexts(&new_msg, 2));
+        let mut inc = load(&store);
+        for ct in [&old_ct[0], &new_ct[0]] {
+            assert!(matches!(
+                inc.accept(&store, &BOB, ct, ACCOUNT).unwrap(),
+                Received::Delivered(_)
+            ));
+        }
+        // Age the first record by 11 days, as a restart would find it.
+        let dedup = store.kv_list(KvTable::Dedup).unwrap();
+        assert_eq!(dedup.len(), 2);
+        let (old_key, new_key) = {
+            let alice = katzenpost::sphinx::public_key(&ALICE);
+            let k = |id: u8| ReassemblyKey {
+                sender: alice,
+                message_id: [id; 16],
+            };
+            (k(1), k(2))
+        };
+        let aged = unix_now() - 11 * 24 * 3600;
+        store
+            .kv_put(KvTable::Dedup, &old_key.to_bytes(), &aged.to_be_bytes())
+            .unwrap();
+        drop(inc);
+        let mut inc = load(&store);
+        let ttl = Duration::from_secs(10 * 24 * 3600);
+        assert_eq!(inc.expire_dedup(&store, ttl).unwrap(), 1);
+        let left = store.kv_list(KvTable::Dedup).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(
+            left[0].0,
+            new_key.to_bytes().to_vec(),
+            "the fresh record is kept"
+        );
+        assert_eq!(inc.expire_dedup(&store, ttl).unwrap(), 0);
+        // The fresh one still catches a retransmission.
+        assert_eq!(
+            inc.accept(&store, &BOB, &new_ct[0], ACCOUNT).unwrap(),
+            Received::Duplicate
+        );
+        assert_eq!(store.inbox_len().unwrap(), 2);
     }
 
     #[test]

@@ -344,19 +344,19 @@ impl Worker {
                     st.next_pki_attempt = now + t.pki_retry;
                 }
                 blocking(|| self.scan_queue())?;
-                if let Some(limit) = t.receive_timeout {
-                    let dropped = blocking(|| incoming.sweep(&self.store, limit, &self.account))?;
-                    for _ in 0..dropped {
-                        self.emit(EventKind::Report {
-                            subject: reports::UNREADABLE_SUBJECT.into(),
-                        });
-                    }
+                let limit = t.partial_limit();
+                let dropped = blocking(|| incoming.sweep(&self.store, limit, &self.account))?;
+                for _ in 0..dropped {
+                    self.emit(EventKind::Report {
+                        subject: reports::UNREADABLE_SUBJECT.into(),
+                    });
                 }
                 if now >= st.next_sweep {
                     let live: HashSet<[u8; 16]> = self.discovery.live_surbs().collect();
                     blocking(|| {
                         arq::sweep_surbs(&self.store, unix_now(), t.retransmit_slack, &live)
                     })?;
+                    blocking(|| incoming.expire_dedup(&self.store, t.dedup_ttl()))?;
                     st.next_sweep = now + SURB_SWEEP_EVERY;
                 }
                 st.next_housekeeping = now + t.housekeeping_interval;
