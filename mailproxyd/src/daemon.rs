@@ -298,6 +298,7 @@ fn engine_config(
             receive_timeout: config.debug.receive_timeout,
             urgent_queue_lifetime: config.debug.urgent_queue_lifetime,
             bounce_queue_lifetime: config.debug.bounce_queue_lifetime,
+            epoch_period: config.debug.epoch_period,
             ..Timings::default()
         },
         events: events.clone(),
