@@ -603,18 +603,20 @@ impl Worker {
     }
 
     /// Sends (or re-sends) the key query for `recipient`: the query's SURB
-    /// record and its new state are durable before the packet leaves.
+    /// record and its new state are durable before the packet leaves. False
+    /// if no packet went out (the tick may carry normal mail instead).
     async fn send_query(
         &mut self,
         st: &mut SessionState,
         docs: &Documents,
         recipient: &str,
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         let Some(doc) = docs.current() else {
-            return Ok(());
+            return Ok(false);
         };
         let Some((user, provider)) = send::split_address(recipient) else {
-            return blocking(|| self.discovery_failed(recipient, "not a user@provider address"));
+            blocking(|| self.discovery_failed(recipient, "not a user@provider address"))?;
+            return Ok(false);
         };
         let endpoint = doc
             .provider_by_name(&provider)
@@ -622,7 +624,8 @@ impl Worker {
             .map(str::to_owned);
         let Some(endpoint) = endpoint else {
             let why = format!("provider {provider} offers no keyserver in the PKI document");
-            return blocking(|| self.discovery_failed(recipient, &why));
+            blocking(|| self.discovery_failed(recipient, &why))?;
+            return Ok(false);
         };
         let mut surb_id = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut surb_id);
@@ -637,11 +640,11 @@ impl Worker {
             Ok(b) => b,
             Err(err) => {
                 self.record_error(&err);
-                return Ok(());
+                return Ok(false);
             }
         };
         let Some(keys) = &built.surb_keys else {
-            return Ok(());
+            return Ok(false);
         };
         let now = send::unix_now_duration();
         let rec = SurbRecord {
@@ -652,7 +655,7 @@ impl Worker {
         };
         let overdue = now + built.eta + self.cfg.timings.retransmit_slack;
         let Some(q) = self.discovery.get_mut(recipient) else {
-            return Ok(());
+            return Ok(false);
         };
         let (old, resend) = (q.surb_id, q.attempts > 0);
         q.attempts = q.attempts.saturating_add(1);
@@ -674,7 +677,7 @@ impl Worker {
             }
         });
         tracing::info!(account = %self.account, recipient, attempt, "key query sent");
-        Ok(())
+        Ok(true)
     }
 
     /// The next queue entry with a block due, prepared if need be.
@@ -719,7 +722,9 @@ impl Worker {
             .find(|q| q.due(now, lifetime) == Due::Send)
             .map(|q| q.recipient.clone());
         if let Some(r) = query {
-            return self.send_query(st, docs, &r).await;
+            if self.send_query(st, docs, &r).await? {
+                return Ok(());
+            }
         }
         match blocking(|| self.next_due())? {
             Some((mut e, idx)) => {
