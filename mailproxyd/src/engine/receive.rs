@@ -167,7 +167,7 @@ impl Incoming {
                     .last_undecryptable
                     .is_some_and(|t| t.elapsed() < self.coalesce)
                 {
-                    store.kv_put(KvTable::Meta, &key, &unix_now().to_be_bytes())?;
+                    store.kv_put(KvTable::Reports, &key, &unix_now().to_be_bytes())?;
                     return Ok(Received::Dropped);
                 }
                 self.last_undecryptable = Some(Instant::now());
@@ -320,6 +320,26 @@ impl Incoming {
         Ok(old.len())
     }
 
+    /// Forgets "already reported" markers older than `ttl` (the same bound
+    /// as delivered-message records: a retransmission of a reported message
+    /// cannot arrive later). Without this, anyone who knows the address
+    /// could grow the store without bound with distinct garbage blocks.
+    pub(super) fn expire_reports(store: &Store, ttl: Duration) -> Result<usize, EngineError> {
+        let now = unix_now();
+        let mut removed = 0;
+        for (k, v) in store.kv_list(KvTable::Reports)? {
+            let at = v
+                .get(..8)
+                .and_then(|t| t.try_into().ok())
+                .map_or(0, u64::from_be_bytes);
+            if now.saturating_sub(at) >= ttl.as_secs() {
+                store.kv_remove(KvTable::Reports, &k)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Delivers a complete message, records it as delivered, drops its blocks.
     fn complete(
         &mut self,
@@ -399,12 +419,12 @@ impl Incoming {
         what: &str,
         sender: Option<&[u8; 32]>,
     ) -> Result<Received, EngineError> {
-        if store.kv_get(KvTable::Meta, key)?.is_some() {
+        if store.kv_get(KvTable::Reports, key)?.is_some() {
             return Ok(Received::Dropped);
         }
         let now = unix_now();
         store.deliver(&reports::unreadable(account, what, sender, now), now)?;
-        store.kv_put(KvTable::Meta, key, &now.to_be_bytes())?;
+        store.kv_put(KvTable::Reports, key, &now.to_be_bytes())?;
         tracing::warn!(reason = what, "incoming block dropped, report delivered");
         Ok(Received::Reported)
     }
@@ -609,6 +629,39 @@ mod tests {
         assert_eq!(
             inc.accept(&store, &BOB, &new_ct[0], ACCOUNT).unwrap(),
             Received::Duplicate
+        );
+        assert_eq!(store.inbox_len().unwrap(), 2);
+    }
+
+    #[test]
+    fn report_markers_expire_and_fresh_ones_still_suppress_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        // Coalescing off, so every distinct bad ciphertext reports once.
+        let mut inc = Incoming::load(&store, 1000, Duration::ZERO, ACCOUNT).unwrap();
+        let (old, fresh) = (vec![1u8; BLOCK_LENGTH], vec![2u8; BLOCK_LENGTH]);
+        for bad in [&old, &fresh] {
+            assert_eq!(
+                inc.accept(&store, &BOB, bad, ACCOUNT).unwrap(),
+                Received::Reported
+            );
+        }
+        let markers = store.kv_list(KvTable::Reports).unwrap();
+        assert_eq!(markers.len(), 2);
+        let old_key = report_key(b"undecryptable/", &Sha256::digest(&old));
+        let aged = unix_now() - 11 * 24 * 3600;
+        store
+            .kv_put(KvTable::Reports, &old_key, &aged.to_be_bytes())
+            .unwrap();
+        let ttl = Duration::from_secs(10 * 24 * 3600);
+        assert_eq!(Incoming::expire_reports(&store, ttl).unwrap(), 1);
+        let left = store.kv_list(KvTable::Reports).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_ne!(left[0].0, old_key);
+        // The fresh marker still stops a second report for the same bytes.
+        assert_eq!(
+            inc.accept(&store, &BOB, &fresh, ACCOUNT).unwrap(),
+            Received::Dropped
         );
         assert_eq!(store.inbox_len().unwrap(), 2);
     }

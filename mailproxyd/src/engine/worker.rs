@@ -357,6 +357,7 @@ impl Worker {
                         arq::sweep_surbs(&self.store, unix_now(), t.retransmit_slack, &live)
                     })?;
                     blocking(|| incoming.expire_dedup(&self.store, t.dedup_ttl()))?;
+                    blocking(|| Incoming::expire_reports(&self.store, t.dedup_ttl()))?;
                     st.next_sweep = now + SURB_SWEEP_EVERY;
                 }
                 st.next_housekeeping = now + t.housekeeping_interval;
