@@ -174,6 +174,9 @@ pub struct DebugConfig {
     pub send_decoy_traffic: bool,
     /// Generate keys and exit (as `-g`).
     pub generate_only: bool,
+    /// The network's epoch length (default 10800 s). Only for test networks
+    /// with shorter epochs: the katzenpost-2019 profile fixes 3 hours.
+    pub epoch_period: Duration,
 }
 
 impl Default for DebugConfig {
@@ -187,6 +190,7 @@ impl Default for DebugConfig {
             case_sensitive_user_identifiers: false,
             send_decoy_traffic: false,
             generate_only: false,
+            epoch_period: Duration::from_secs(10_800),
         }
     }
 }
@@ -713,6 +717,13 @@ fn parse_debug(value: &Value) -> Result<DebugConfig, ConfigError> {
         case_sensitive_user_identifiers: f.bool("CaseSensitiveUserIdentifiers")?,
         send_decoy_traffic: f.bool("SendDecoyTraffic")?,
         generate_only: f.bool("GenerateOnly")?,
+        epoch_period: match f.int("EpochPeriod")? {
+            None => d.epoch_period,
+            Some(s) if s > 0 => Duration::from_secs(s as u64),
+            Some(_) => {
+                return Err(f.err("EpochPeriod", "must be a positive number of seconds"));
+            }
+        },
     };
     f.finish()?;
     Ok(config)
@@ -848,6 +859,15 @@ mod tests {
         assert_eq!(c.debug.bounce_queue_lifetime, Duration::from_secs(10));
         assert_eq!(c.debug.urgent_queue_lifetime, Duration::from_secs(7));
         assert_eq!(c.debug.receive_timeout, None);
+        assert_eq!(c.debug.epoch_period, Duration::from_secs(10_800));
+    }
+
+    #[test]
+    fn epoch_period_is_a_test_network_knob() {
+        let c = Config::parse(&format!("{}[Debug]\nEpochPeriod = 600\n", minimal())).unwrap();
+        assert_eq!(c.debug.epoch_period, Duration::from_secs(600));
+        let e = Config::parse(&format!("{}[Debug]\nEpochPeriod = -1\n", minimal())).unwrap_err();
+        assert!(e.to_string().contains("EpochPeriod"), "{e}");
     }
 
     #[test]

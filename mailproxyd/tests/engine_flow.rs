@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -103,8 +103,8 @@ impl Account {
         })
     }
 
-    fn config(&self, net: &Network, keys: &HashMap<String, [u8; 32]>) -> EngineConfig {
-        let keys = keys.clone();
+    fn config(&self, net: &Network, keys: &Keys) -> EngineConfig {
+        let (keys, stored) = (keys.clone(), keys.clone());
         EngineConfig {
             user: self.user.into(),
             provider: self.provider.into(),
@@ -120,7 +120,12 @@ impl Account {
             provider_key_pin: None,
             send_decoy_traffic: false,
             max_incoming_blocks: 1000,
-            recipient_keys: Arc::new(move |a: &str| keys.get(a).copied()),
+            recipient_keys: Arc::new(move |a: &str| keys.lock().unwrap().get(a).copied()),
+            key_discovery: false,
+            store_key: Arc::new(move |a: &str, k: &[u8; 32]| {
+                stored.lock().unwrap().insert(a.to_owned(), *k);
+                Ok(())
+            }),
             timings: Timings {
                 polling_interval: Duration::from_millis(200),
                 retransmit_slack: Duration::from_secs(2),
@@ -132,17 +137,23 @@ impl Account {
                 pki_retry: Duration::from_secs(1),
                 housekeeping_interval: Duration::from_millis(200),
                 report_coalesce: Duration::from_secs(60),
+                urgent_queue_lifetime: Duration::from_secs(3600),
+                bounce_queue_lifetime: Duration::from_secs(3600),
             },
+            events: mailproxyd::events::EventBus::new(4096),
         }
     }
 }
+
+/// The recipient keys the engines know (shared, so key discovery can add).
+type Keys = Arc<Mutex<HashMap<String, [u8; 32]>>>;
 
 struct Pair {
     _netdir: tempfile::TempDir,
     net: Network,
     alice: Account,
     bob: Account,
-    keys: HashMap<String, [u8; 32]>,
+    keys: Keys,
 }
 
 async fn pair(send_ms: u64) -> Pair {
@@ -162,7 +173,7 @@ async fn pair(send_ms: u64) -> Pair {
         net,
         alice,
         bob,
-        keys,
+        keys: Arc::new(Mutex::new(keys)),
     }
 }
 
@@ -221,6 +232,32 @@ async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) 
     }
 }
 
+/// Bob's inbox with our `Received:` field (checked, first) stripped: what
+/// remains must be `X-Katzenpost-Sender` and the message as submitted.
+fn delivered(store: &Store) -> Vec<Vec<u8>> {
+    let prefix = b"Received: from mixnetwork.invalid (mixnetwork.invalid [127.0.0.2]) by katzenpost.localhost (Katzenpost mailproxy) with ESMTP id ";
+    inbox(store)
+        .into_iter()
+        .map(|m| {
+            assert!(
+                m.starts_with(prefix),
+                "{}",
+                String::from_utf8_lossy(&m[..80.min(m.len())])
+            );
+            let end = m.iter().position(|&b| b == b'\n').unwrap();
+            let line = String::from_utf8_lossy(&m[prefix.len()..end - 1]).into_owned();
+            let (id, rest) = line.split_once(' ').unwrap();
+            assert!(
+                id.len() == 10 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{line}"
+            );
+            assert!(rest.starts_with("for <bob@provider2>; "), "{line}");
+            assert!(rest.ends_with(" +0000"), "{line}");
+            m[end + 1..].to_vec()
+        })
+        .collect()
+}
+
 fn expected_delivery(sender: &Account, msg: &[u8]) -> Vec<u8> {
     let mut want = format!(
         "X-Katzenpost-Sender: {}\r\n",
@@ -239,10 +276,18 @@ async fn small_and_multi_block_messages_arrive_and_complete_by_ack() {
     let small = message(200, 1);
     let big = message(300 * 1024, 2);
     assert!(katzenpost::block::block_count(big.len()).unwrap() >= 6);
-    enqueue(&a_store, "bob@provider2", &small, 3600);
-    enqueue(&a_store, "bob@provider2", &big, 3600);
-    let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
-    let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
+    let small_id = enqueue(&a_store, "bob@provider2", &small, 3600);
+    let big_id = enqueue(&a_store, "bob@provider2", &big, 3600);
+    // No key for carol: this entry waits until it is cancelled.
+    let carol_id = enqueue(&a_store, "carol@provider2", &small, 3600);
+    let bus = mailproxyd::events::EventBus::new(4096);
+    let mut events = bus.subscribe();
+    let mut a_cfg = p.alice.config(&p.net, &p.keys);
+    a_cfg.events = bus.clone();
+    let mut b_cfg = p.bob.config(&p.net, &p.keys);
+    b_cfg.events = bus.clone();
+    let a = Engine::start(a_store.clone(), a_cfg);
+    let b = Engine::start(b_store.clone(), b_cfg);
     wait_for("bob's inbox", Duration::from_secs(90), || {
         b_store.inbox_len().unwrap() == 2
     })
@@ -250,18 +295,99 @@ async fn small_and_multi_block_messages_arrive_and_complete_by_ack() {
     wait_for(
         "alice's queue to drain by ACK",
         Duration::from_secs(60),
-        || a_store.queue_len().unwrap() == 0,
+        || a_store.queue_len().unwrap() == 1,
     )
     .await;
-    let mut got = inbox(&b_store);
+    assert!(a.cancel(carol_id).await.unwrap());
+    assert!(!a.cancel(carol_id).await.unwrap(), "already cancelled");
+    assert_eq!(a_store.queue_len().unwrap(), 0);
+    let mut got = delivered(&b_store);
     got.sort_by_key(|m| m.len());
     assert_eq!(got[0], expected_delivery(&p.alice, &small));
     assert_eq!(got[1], expected_delivery(&p.alice, &big));
     let st = a.status();
     assert!(st.connected, "{st:?}");
+    assert_eq!(st.state, mailproxyd::engine::ConnState::Up);
     assert!(st.acks >= 7, "{st:?}");
+    assert_eq!(st.messages_acked, 2, "{st:?}");
     assert!(st.document_epoch.is_some());
+    let fetched = st.document_fetched.expect("document fetch time");
+    assert!(
+        fetched <= unix_now() && fetched + 300 > unix_now(),
+        "{st:?}"
+    );
     assert_eq!(b.status().delivered, 2);
+    // The events tell the same story, without contents.
+    use mailproxy_proto::EventKind as K;
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    let at = |acct: &str| -> Vec<K> {
+        seen.iter()
+            .filter(|e| e.account == acct)
+            .map(|e| e.kind.clone())
+            .collect()
+    };
+    let (alice_ev, bob_ev) = (at("alice@provider1"), at("bob@provider2"));
+    assert!(alice_ev.contains(&K::ConnectionUp));
+    assert!(alice_ev.iter().any(|k| matches!(k, K::Document { .. })));
+    let big_blocks = katzenpost::block::block_count(big.len()).unwrap() as u32;
+    for (id, len, blocks) in [(small_id, small.len(), 1), (big_id, big.len(), big_blocks)] {
+        assert!(alice_ev.contains(&K::Queued {
+            id,
+            to: "bob@provider2".into(),
+            size: len as u64
+        }));
+        assert!(alice_ev.contains(&K::Sent { id, blocks }), "{alice_ev:?}");
+        assert!(alice_ev.contains(&K::Progress {
+            id,
+            acked: blocks,
+            blocks
+        }));
+        assert!(alice_ev.contains(&K::Acknowledged { id }));
+        let pos = |k: &K| alice_ev.iter().position(|x| x == k).unwrap();
+        assert!(
+            pos(&K::Queued {
+                id,
+                to: "bob@provider2".into(),
+                size: len as u64
+            }) < pos(&K::Sent { id, blocks })
+        );
+        assert!(pos(&K::Sent { id, blocks }) < pos(&K::Acknowledged { id }));
+    }
+    assert!(alice_ev.contains(&K::Queued {
+        id: carol_id,
+        to: "carol@provider2".into(),
+        size: small.len() as u64
+    }));
+    assert!(alice_ev.contains(&K::Cancelled { id: carol_id }));
+    assert!(!alice_ev.contains(&K::Acknowledged { id: carol_id }));
+    let fetched = bob_ev
+        .iter()
+        .filter(|k| matches!(k, K::Fetched { .. }))
+        .count();
+    assert!(fetched > big_blocks as usize, "{bob_ev:?}");
+    let sender = base64::engine::general_purpose::STANDARD.encode(p.alice.identity_public());
+    let delivered: Vec<&K> = bob_ev
+        .iter()
+        .filter(|k| matches!(k, K::Delivered { .. }))
+        .collect();
+    assert_eq!(delivered.len(), 2, "{bob_ev:?}");
+    let ids: Vec<u64> = b_store.inbox_list().unwrap().iter().map(|e| e.id).collect();
+    for d in delivered {
+        let K::Delivered {
+            id,
+            size,
+            sender: s,
+        } = d
+        else {
+            unreachable!()
+        };
+        assert!(ids.contains(id));
+        assert_eq!(s.as_deref(), Some(sender.as_str()));
+        assert!(inbox(&b_store).iter().any(|m| m.len() as u64 == *size));
+    }
     // No state is left behind for completed entries.
     assert!(
         a_store
@@ -318,7 +444,7 @@ async fn packet_loss_at_a_mix_is_repaired_by_retransmission() {
     assert!(dropped > 0, "the fault injection dropped nothing");
     let st = a.status();
     assert!(st.retransmissions > 0, "{st:?}");
-    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &big)]);
+    assert_eq!(delivered(&b_store), vec![expected_delivery(&p.alice, &big)]);
     eprintln!("loss test: {dropped} packets dropped, alice status {st:?}");
     a.stop().await;
     b.stop().await;
@@ -370,7 +496,7 @@ async fn engines_restarted_mid_transfer_lose_and_duplicate_nothing() {
     .await;
     // Give any duplicate a chance to show up.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &big)]);
+    assert_eq!(delivered(&b_store), vec![expected_delivery(&p.alice, &big)]);
     a.stop().await;
     b.stop().await;
     p.net.shutdown().await;
@@ -430,7 +556,7 @@ async fn a_restart_uses_the_saved_document_without_the_authority() {
         b_store.inbox_len().unwrap() == 1
     })
     .await;
-    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &msg)]);
+    assert_eq!(delivered(&b_store), vec![expected_delivery(&p.alice, &msg)]);
     a.stop().await;
     b.stop().await;
     p.net.shutdown().await;
@@ -459,7 +585,7 @@ async fn unreliable_messages_go_without_surbs() {
         b_store.inbox_len().unwrap() == 1
     })
     .await;
-    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &msg)]);
+    assert_eq!(delivered(&b_store), vec![expected_delivery(&p.alice, &msg)]);
     a.stop().await;
     b.stop().await;
     p.net.shutdown().await;
@@ -531,7 +657,7 @@ async fn a_full_spool_is_drained_without_waiting_for_polls() {
     })
     .await;
     let took = started.elapsed();
-    assert_eq!(inbox(&b_store), vec![expected_delivery(&p.alice, &msg)]);
+    assert_eq!(delivered(&b_store), vec![expected_delivery(&p.alice, &msg)]);
     eprintln!(
         "drain: {blocks} blocks retrieved and delivered in {:.2} s; one block per poll would take {} s ({:.1}x)",
         took.as_secs_f64(),
@@ -540,5 +666,229 @@ async fn a_full_spool_is_drained_without_waiting_for_polls() {
     );
     a.stop().await;
     b.stop().await;
+    p.net.shutdown().await;
+}
+
+fn collect(
+    events: &mut tokio::sync::broadcast::Receiver<mailproxy_proto::Event>,
+) -> Vec<mailproxy_proto::EventKind> {
+    let mut out = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        out.push(e.kind);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_discovery_finds_the_key_and_sends_the_parked_mail_across_a_restart() {
+    use mailproxy_proto::EventKind as K;
+    let p = pair(20).await;
+    // Alice does not know bob's key; his provider does.
+    p.keys.lock().unwrap().remove("bob@provider2");
+    let a_store = p.alice.open();
+    let b_store = p.bob.open();
+    let (m1, m2) = (message(300, 11), message(400, 12));
+    enqueue(&a_store, "bob@provider2", &m1, 3600);
+    enqueue(&a_store, "bob@provider2", &m2, 3600);
+    let bus = mailproxyd::events::EventBus::new(4096);
+    let mut events = bus.subscribe();
+    let cfg = |polling: Duration| {
+        let mut c = p.alice.config(&p.net, &p.keys);
+        c.key_discovery = true;
+        c.events = bus.clone();
+        // A query is not re-sent before ETA + slack: long enough here that
+        // a re-send would be a bug.
+        c.timings.retransmit_slack = Duration::from_secs(60);
+        c.timings.polling_interval = polling;
+        c
+    };
+    // First run: the query goes out; the reply waits in alice's spool (her
+    // next poll is 30 s away) when the engine stops.
+    let a = Engine::start(a_store.clone(), cfg(Duration::from_secs(30)));
+    wait_for("the key query", Duration::from_secs(30), || {
+        a.status().packets_sent >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.stop().await;
+    assert_eq!(a.status().packets_sent, 1, "one query for two messages");
+    assert_eq!(
+        a_store.queue_len().unwrap(),
+        2,
+        "the mail is parked in the queue"
+    );
+    assert!(p.keys.lock().unwrap().get("bob@provider2").is_none());
+    assert_eq!(
+        a_store
+            .kv_list(mailproxyd::store::KvTable::Surb)
+            .unwrap()
+            .len(),
+        1,
+        "the outstanding query's SURB is kept"
+    );
+    drop(a);
+    // Second run: the reply is fetched, the key stored, the mail sent.
+    let a = Engine::start(a_store.clone(), cfg(Duration::from_millis(200)));
+    let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
+    wait_for("bob's inbox", Duration::from_secs(60), || {
+        b_store.inbox_len().unwrap() == 2
+    })
+    .await;
+    wait_for("alice's queue to drain", Duration::from_secs(60), || {
+        a_store.queue_len().unwrap() == 0
+    })
+    .await;
+    let st = a.status();
+    assert_eq!(
+        st.packets_sent - st.retransmissions,
+        2,
+        "two blocks and no second query: {st:?}"
+    );
+    assert_eq!(
+        p.keys.lock().unwrap().get("bob@provider2"),
+        Some(&p.bob.identity_public())
+    );
+    let mut got = delivered(&b_store);
+    got.sort_by_key(|m| m.len());
+    assert_eq!(
+        got,
+        vec![
+            expected_delivery(&p.alice, &m1),
+            expected_delivery(&p.alice, &m2)
+        ]
+    );
+    // One notice at alice: the key, a request to verify it, no contents.
+    let notices = inbox(&a_store);
+    assert_eq!(notices.len(), 1);
+    let notice = String::from_utf8(notices[0].clone()).unwrap();
+    let bob_b64 = base64::engine::general_purpose::STANDARD.encode(p.bob.identity_public());
+    assert!(notice.contains("Subject: Key Discovery\r\n"), "{notice}");
+    assert!(notice.contains(&bob_b64));
+    assert!(notice.contains("out of band"));
+    assert!(!notice.contains("line 0 of message"), "no message contents");
+    let ev = collect(&mut events);
+    let discovered = ev
+        .iter()
+        .filter(|k| {
+            **k == K::KeyDiscovered {
+                to: "bob@provider2".into(),
+            }
+        })
+        .count();
+    assert_eq!(discovered, 1, "{ev:?}");
+    assert!(ev.contains(&K::Report {
+        subject: "Key Discovery".into()
+    }));
+    a.stop().await;
+    b.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_discovery_failures_bounce_the_parked_mail() {
+    use mailproxy_proto::EventKind as K;
+    let p = pair(20).await;
+    let a_store = p.alice.open();
+    let (m1, m2, m3) = (message(300, 21), message(300, 22), message(300, 23));
+    // Unknown at bob's provider (status 2), twice: one query, two bounces.
+    enqueue(&a_store, "nobody@provider2", &m1, 3600);
+    enqueue(&a_store, "nobody@provider2", &m2, 3600);
+    // A provider that is not in the PKI.
+    enqueue(&a_store, "carol@provider9", &m3, 3600);
+    let bus = mailproxyd::events::EventBus::new(4096);
+    let mut events = bus.subscribe();
+    let mut cfg = p.alice.config(&p.net, &p.keys);
+    cfg.key_discovery = true;
+    cfg.events = bus.clone();
+    cfg.timings.retransmit_slack = Duration::from_secs(60);
+    let a = Engine::start(a_store.clone(), cfg);
+    wait_for("three bounces", Duration::from_secs(60), || {
+        a_store.inbox_len().unwrap() == 3
+    })
+    .await;
+    wait_for("the queue to empty", Duration::from_secs(10), || {
+        a_store.queue_len().unwrap() == 0
+    })
+    .await;
+    let reports: Vec<String> = inbox(&a_store)
+        .into_iter()
+        .map(|m| String::from_utf8(m).unwrap())
+        .collect();
+    for (to, original) in [
+        ("nobody@provider2", &m1),
+        ("nobody@provider2", &m2),
+        ("carol@provider9", &m3),
+    ] {
+        let original = std::str::from_utf8(original).unwrap();
+        let r = reports
+            .iter()
+            .find(|r| r.contains(original))
+            .expect("a bounce with the original attached");
+        assert!(r.contains(&format!("Final-Recipient: rfc822; {to}")));
+        assert!(r.contains("key discovery failed"), "{r}");
+    }
+    assert!(reports
+        .iter()
+        .any(|r| r.contains("the provider has no key for this user")));
+    assert!(reports.iter().any(|r| r.contains("provider9")));
+    assert_eq!(
+        a.status().packets_sent,
+        1,
+        "one query for nobody, none for provider9"
+    );
+    assert_eq!(a.status().bounced, 3);
+    assert!(p.keys.lock().unwrap().get("nobody@provider2").is_none());
+    wait_for("the SURB record to go", Duration::from_secs(5), || {
+        a_store
+            .kv_list(mailproxyd::store::KvTable::Surb)
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let ev = collect(&mut events);
+    for to in ["nobody@provider2", "carol@provider9"] {
+        let n = ev
+            .iter()
+            .filter(|k| matches!(k, K::KeyDiscoveryFailed { to: t, .. } if t == to))
+            .count();
+        assert_eq!(n, 1, "{to}: {ev:?}");
+    }
+    assert_eq!(
+        ev.iter().filter(|k| matches!(k, K::Bounced { .. })).count(),
+        3
+    );
+    a.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_discovery_gives_up_after_the_urgent_queue_lifetime() {
+    let mut p = pair(20).await;
+    // The keyserver's provider is down: the query is lost.
+    p.net.stop_node("provider2").await;
+    let a_store = p.alice.open();
+    let msg = message(300, 31);
+    enqueue(&a_store, "bob2@provider2", &msg, 3600);
+    let mut cfg = p.alice.config(&p.net, &p.keys);
+    cfg.key_discovery = true;
+    cfg.timings.retransmit_slack = Duration::from_secs(60);
+    cfg.timings.urgent_queue_lifetime = Duration::from_secs(4);
+    let started = std::time::Instant::now();
+    let a = Engine::start(a_store.clone(), cfg);
+    wait_for("the bounce", Duration::from_secs(60), || {
+        a_store.inbox_len().unwrap() == 1
+    })
+    .await;
+    let r0 = String::from_utf8(inbox(&a_store).remove(0)).unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(4), "{r0}");
+    let r = String::from_utf8(inbox(&a_store).remove(0)).unwrap();
+    assert!(r.contains("urgent queue lifetime"), "{r}");
+    assert!(r.contains(std::str::from_utf8(&msg).unwrap()));
+    assert_eq!(a.status().packets_sent, 1, "the query was not repeated");
+    wait_for("the entry to go", Duration::from_secs(5), || {
+        a_store.queue_len().unwrap() == 0
+    })
+    .await;
+    a.stop().await;
     p.net.shutdown().await;
 }

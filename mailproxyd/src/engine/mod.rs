@@ -9,6 +9,7 @@
 
 mod arq;
 mod connection;
+mod discovery;
 mod error;
 mod pki;
 mod receive;
@@ -21,13 +22,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use error::EngineError;
-pub use status::EngineStatus;
+pub use status::{ConnState, EngineStatus};
 
+use crate::events::EventBus;
 use crate::store::Store;
 
 /// Looks up a recipient's end-to-end identity public key by address
 /// (`user@provider`, lower case). `None`: unknown (the entry waits).
 pub type RecipientKeys = Arc<dyn Fn(&str) -> Option<[u8; 32]> + Send + Sync>;
+
+/// Stores a recipient key found by key discovery, exactly as `SET_RECIPIENT`
+/// does (address `user@provider`, lower case). Called from a blocking context.
+pub type StoreRecipientKey = Arc<dyn Fn(&str, &[u8; 32]) -> Result<(), String> + Send + Sync>;
 
 /// Where the PKI authority is and the key its documents are signed with.
 #[derive(Debug, Clone)]
@@ -55,7 +61,8 @@ pub struct Timings {
     /// Length of an epoch (the network's EpochPeriod).
     pub epoch_period: Duration,
     /// Incomplete incoming messages older than this are dropped with a
-    /// report (`None`: kept until complete).
+    /// report (`None`: until they cannot complete any more, see
+    /// [`Timings::partial_limit`]).
     pub receive_timeout: Option<Duration>,
     /// Wait before asking again for a PKI document that was not available.
     pub pki_retry: Duration,
@@ -64,6 +71,37 @@ pub struct Timings {
     /// Within this window after an "undecryptable block" report, further
     /// undecryptable blocks do not produce new reports.
     pub report_coalesce: Duration,
+    /// Key discovery gives up this long after it started (UrgentQueueLifetime).
+    pub urgent_queue_lifetime: Duration,
+    /// How long a sender keeps retransmitting (BounceQueueLifetime); bounds
+    /// how long delivered-message (dedup) records are kept.
+    pub bounce_queue_lifetime: Duration,
+}
+
+impl Timings {
+    /// How long a "delivered" (dedup) record is kept: max(ReceiveTimeout,
+    /// 2 x BounceQueueLifetime). A sender stops retransmitting at its bounce
+    /// deadline, at most BounceQueueLifetime after submission and so after
+    /// our delivery; every copy of a block therefore reaches our provider's
+    /// spool within BounceQueueLifetime (plus mix delays of minutes) after
+    /// we delivered, and is retrieved at our next drain. Keeping the record
+    /// for a second BounceQueueLifetime covers us being offline that long
+    /// with copies waiting. (Partial messages are dropped after
+    /// ReceiveTimeout, so their late blocks never need a longer memory.)
+    pub fn dedup_ttl(&self) -> Duration {
+        let twice = self.bounce_queue_lifetime.saturating_mul(2);
+        self.receive_timeout.map_or(twice, |r| r.max(twice))
+    }
+
+    /// How long an incomplete incoming message is kept: ReceiveTimeout, or
+    /// without one 2 x BounceQueueLifetime, after which no missing block can
+    /// still arrive (the sender stopped retransmitting; same reasoning as
+    /// [`Timings::dedup_ttl`]). So the partial-message table is bounded in
+    /// time even with ReceiveTimeout unset (the original kept them forever).
+    pub fn partial_limit(&self) -> Duration {
+        self.receive_timeout
+            .unwrap_or(self.bounce_queue_lifetime.saturating_mul(2))
+    }
 }
 
 impl Default for Timings {
@@ -79,6 +117,8 @@ impl Default for Timings {
             pki_retry: Duration::from_secs(30),
             housekeeping_interval: Duration::from_secs(1),
             report_coalesce: Duration::from_secs(3600),
+            urgent_queue_lifetime: Duration::from_secs(3600),
+            bounce_queue_lifetime: Duration::from_secs(5 * 24 * 3600),
         }
     }
 }
@@ -104,8 +144,15 @@ pub struct EngineConfig {
     pub max_incoming_blocks: u16,
     /// Recipient key lookup.
     pub recipient_keys: RecipientKeys,
+    /// Ask the recipient's provider's keyserver for unknown recipient keys
+    /// (the account's `InsecureKeyDiscovery`).
+    pub key_discovery: bool,
+    /// Where discovered keys go.
+    pub store_key: StoreRecipientKey,
     /// Timings.
     pub timings: Timings,
+    /// Where the engine reports what happens (never message contents).
+    pub events: EventBus,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -116,6 +163,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("provider", &self.provider)
             .field("authority", &self.authority.address)
             .field("send_decoy_traffic", &self.send_decoy_traffic)
+            .field("key_discovery", &self.key_discovery)
             .field("timings", &self.timings)
             .finish_non_exhaustive()
     }
@@ -128,12 +176,27 @@ impl EngineConfig {
     }
 }
 
+/// A request to the worker, answered at a point where it holds no queue
+/// entry in flight.
+pub(crate) enum Control {
+    /// Cancel a queue entry.
+    Cancel {
+        id: u64,
+        reply: tokio::sync::oneshot::Sender<Result<bool, EngineError>>,
+    },
+}
+
 /// A running engine for one account.
 pub struct Engine {
     stop: tokio::sync::watch::Sender<bool>,
     wake: Arc<tokio::sync::Notify>,
     status: Arc<Mutex<EngineStatus>>,
-    task: tokio::task::JoinHandle<()>,
+    control: tokio::sync::mpsc::Sender<Control>,
+    /// For a cancel after the worker ended; released by [`Engine::stop`].
+    store: Mutex<Option<Store>>,
+    events: EventBus,
+    account: String,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Engine {
@@ -143,13 +206,27 @@ impl Engine {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let wake = Arc::new(tokio::sync::Notify::new());
         let status = Arc::new(Mutex::new(EngineStatus::default()));
-        let worker = worker::Worker::new(store, config, status.clone(), wake.clone(), stop_rx);
+        let (control, control_rx) = tokio::sync::mpsc::channel(16);
+        let events = config.events.clone();
+        let account = config.address();
+        let worker = worker::Worker::new(
+            store.clone(),
+            config,
+            status.clone(),
+            wake.clone(),
+            stop_rx,
+            control_rx,
+        );
         let task = tokio::spawn(worker.run());
         Engine {
             stop,
             wake,
             status,
-            task,
+            control,
+            store: Mutex::new(Some(store)),
+            events,
+            account,
+            task: Mutex::new(Some(task)),
         }
     }
 
@@ -164,9 +241,74 @@ impl Engine {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// Cancels queue entry `id`: the entry, its SURB records and stored
+    /// ciphertexts go, and its message unless another entry shares it. No
+    /// bounce. `Ok(false)` if there is no such entry; `Err(Stopped)` after
+    /// [`Engine::stop`]. The worker does it
+    /// between its own steps, so a cancel never races a send or an ACK;
+    /// blocks already sent may still arrive at the recipient.
+    pub async fn cancel(&self, id: u64) -> Result<bool, EngineError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self
+            .control
+            .send(Control::Cancel { id, reply })
+            .await
+            .is_ok()
+        {
+            if let Ok(r) = answer.await {
+                return r;
+            }
+        }
+        // The worker has ended: nothing can race a direct removal.
+        let store = self
+            .store
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .ok_or(EngineError::Stopped)?;
+        let removed = tokio::task::spawn_blocking(move || arq::cancel(&store, id))
+            .await
+            .map_err(|_| EngineError::Stopped)??;
+        if removed {
+            self.events
+                .emit(&self.account, mailproxy_proto::EventKind::Cancelled { id });
+        }
+        Ok(removed)
+    }
+
     /// Stops the engine and waits until it has released the store.
-    pub async fn stop(self) {
+    pub async fn stop(&self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        if let Ok(mut s) = self.store.lock() {
+            s.take();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_and_partial_limits_follow_the_lifetimes() {
+        let mut t = Timings {
+            receive_timeout: None,
+            bounce_queue_lifetime: Duration::from_secs(100),
+            ..Timings::default()
+        };
+        assert_eq!(t.dedup_ttl(), Duration::from_secs(200));
+        assert_eq!(t.partial_limit(), Duration::from_secs(200));
+        t.receive_timeout = Some(Duration::from_secs(50));
+        assert_eq!(t.dedup_ttl(), Duration::from_secs(200));
+        assert_eq!(t.partial_limit(), Duration::from_secs(50));
+        t.receive_timeout = Some(Duration::from_secs(500));
+        assert_eq!(t.dedup_ttl(), Duration::from_secs(500));
+        // The daemon's defaults: 5 days of retransmission, 10 days of memory.
+        let d = Timings::default();
+        assert_eq!(d.dedup_ttl(), Duration::from_secs(10 * 24 * 3600));
     }
 }

@@ -23,7 +23,7 @@ pub(super) enum Received {
     /// Stored; its message is incomplete.
     Stored,
     /// It completed a message, now in the inbox.
-    Delivered,
+    Delivered(Delivery),
     /// Already held or already delivered.
     Duplicate,
     /// A report was put in the inbox.
@@ -32,10 +32,22 @@ pub(super) enum Received {
     Dropped,
 }
 
+/// A message put in the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Delivery {
+    /// Its inbox id.
+    pub inbox_id: u64,
+    /// Its size in bytes (as delivered, with our header fields).
+    pub size: u64,
+    /// The sender's identity key.
+    pub sender: [u8; 32],
+}
+
 /// Incoming reassembly state, mirrored in the store.
 pub(super) struct Incoming {
     partial: HashMap<ReassemblyKey, PartialMessage>,
-    delivered: HashSet<ReassemblyKey>,
+    /// Delivered messages and when (Unix seconds); expired by `expire_dedup`.
+    delivered: HashMap<ReassemblyKey, u64>,
     max_blocks: u16,
     /// Undecryptable blocks within this window of the last such report are
     /// recorded without a new report (a multi-block message makes one).
@@ -66,7 +78,7 @@ impl Incoming {
     ) -> Result<Self, EngineError> {
         let mut me = Incoming {
             partial: HashMap::new(),
-            delivered: HashSet::new(),
+            delivered: HashMap::new(),
             max_blocks,
             coalesce,
             last_undecryptable: None,
@@ -80,7 +92,11 @@ impl Incoming {
                 match v.len() {
                     PENDING_LEN => pending.push((key, v[8..].to_vec())),
                     _ => {
-                        me.delivered.insert(key);
+                        let at = v
+                            .get(..8)
+                            .and_then(|t| t.try_into().ok())
+                            .map_or(0, u64::from_be_bytes);
+                        me.delivered.insert(key, at);
                     }
                 }
             }
@@ -102,7 +118,7 @@ impl Incoming {
                 store.kv_remove(KvTable::Partial, &k)?;
                 continue;
             };
-            if me.delivered.contains(&rk) {
+            if me.delivered.contains_key(&rk) {
                 store.kv_remove(KvTable::Partial, &k)?;
                 continue;
             }
@@ -151,7 +167,7 @@ impl Incoming {
                     .last_undecryptable
                     .is_some_and(|t| t.elapsed() < self.coalesce)
                 {
-                    store.kv_put(KvTable::Meta, &key, &unix_now().to_be_bytes())?;
+                    store.kv_put(KvTable::Reports, &key, &unix_now().to_be_bytes())?;
                     return Ok(Received::Dropped);
                 }
                 self.last_undecryptable = Some(Instant::now());
@@ -185,7 +201,7 @@ impl Incoming {
             sender,
             message_id: block.message_id,
         };
-        if self.delivered.contains(&key) {
+        if self.delivered.contains_key(&key) {
             return Ok(Received::Duplicate);
         }
         if self
@@ -236,8 +252,10 @@ impl Incoming {
             }
             Ok(AddOutcome::Complete) => {
                 store.kv_put(KvTable::Partial, &partial_key(&key, block_id), &v)?;
-                self.complete(store, key, account)?;
-                Ok(Received::Delivered)
+                match self.complete(store, key, account)? {
+                    Some(d) => Ok(Received::Delivered(d)),
+                    None => Ok(Received::Duplicate),
+                }
             }
         }
     }
@@ -281,32 +299,77 @@ impl Incoming {
         Ok(old.len())
     }
 
+    /// Forgets "delivered" records older than `ttl` (see
+    /// [`super::Timings::dedup_ttl`] for why that is safe). Returns how many.
+    pub(super) fn expire_dedup(
+        &mut self,
+        store: &Store,
+        ttl: Duration,
+    ) -> Result<usize, EngineError> {
+        let now = unix_now();
+        let old: Vec<ReassemblyKey> = self
+            .delivered
+            .iter()
+            .filter(|(_, &at)| now.saturating_sub(at) >= ttl.as_secs())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &old {
+            store.kv_remove(KvTable::Dedup, &k.to_bytes())?;
+            self.delivered.remove(k);
+        }
+        Ok(old.len())
+    }
+
+    /// Forgets "already reported" markers older than `ttl` (the same bound
+    /// as delivered-message records: a retransmission of a reported message
+    /// cannot arrive later). Without this, anyone who knows the address
+    /// could grow the store without bound with distinct garbage blocks.
+    pub(super) fn expire_reports(store: &Store, ttl: Duration) -> Result<usize, EngineError> {
+        let now = unix_now();
+        let mut removed = 0;
+        for (k, v) in store.kv_list(KvTable::Reports)? {
+            let at = v
+                .get(..8)
+                .and_then(|t| t.try_into().ok())
+                .map_or(0, u64::from_be_bytes);
+            if now.saturating_sub(at) >= ttl.as_secs() {
+                store.kv_remove(KvTable::Reports, &k)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Delivers a complete message, records it as delivered, drops its blocks.
     fn complete(
         &mut self,
         store: &Store,
         key: ReassemblyKey,
-        _account: &str,
-    ) -> Result<(), EngineError> {
+        account: &str,
+    ) -> Result<Option<Delivery>, EngineError> {
         let Some(p) = self.partial.remove(&key) else {
-            return Ok(());
+            return Ok(None);
         };
         let total = p.total_blocks();
         let message = p
             .assemble()
             .map_err(|e| EngineError::Protocol(format!("reassembly: {e}")))?;
         let now = unix_now();
-        let bytes = reports::with_sender_header(&message, &key.sender);
+        let bytes = reports::with_delivery_headers(&message, &key.sender, account, now);
         // Crash safety without a multi-record transaction: mark the delivery
         // pending (with the bytes' hash), deliver, then mark it done. A crash
         // in between is resolved on load by looking for the hash in the inbox.
         let mut pending = now.to_be_bytes().to_vec();
         pending.extend_from_slice(&Sha256::digest(&bytes));
         store.kv_put(KvTable::Dedup, &key.to_bytes(), &pending)?;
-        store.deliver(&bytes, now)?;
+        let entry = store.deliver(&bytes, now)?;
         self.mark_delivered(store, key, total)?;
         tracing::info!(blocks = total, "incoming message delivered");
-        Ok(())
+        Ok(Some(Delivery {
+            inbox_id: entry.id,
+            size: bytes.len() as u64,
+            sender: key.sender,
+        }))
     }
 
     /// Records `key` as delivered and drops its stored blocks.
@@ -316,8 +379,9 @@ impl Incoming {
         key: ReassemblyKey,
         total: u16,
     ) -> Result<(), EngineError> {
-        store.kv_put(KvTable::Dedup, &key.to_bytes(), &unix_now().to_be_bytes())?;
-        self.delivered.insert(key);
+        let now = unix_now();
+        store.kv_put(KvTable::Dedup, &key.to_bytes(), &now.to_be_bytes())?;
+        self.delivered.insert(key, now);
         for i in 0..total {
             store.kv_remove(KvTable::Partial, &partial_key(&key, i))?;
         }
@@ -355,12 +419,12 @@ impl Incoming {
         what: &str,
         sender: Option<&[u8; 32]>,
     ) -> Result<Received, EngineError> {
-        if store.kv_get(KvTable::Meta, key)?.is_some() {
+        if store.kv_get(KvTable::Reports, key)?.is_some() {
             return Ok(Received::Dropped);
         }
         let now = unix_now();
         store.deliver(&reports::unreadable(account, what, sender, now), now)?;
-        store.kv_put(KvTable::Meta, key, &now.to_be_bytes())?;
+        store.kv_put(KvTable::Reports, key, &now.to_be_bytes())?;
         tracing::warn!(reason = what, "incoming block dropped, report delivered");
         Ok(Received::Reported)
     }
@@ -392,6 +456,19 @@ mod tests {
             .iter()
             .map(|b| encrypt_block(&ALICE, &bob_pub, b).unwrap())
             .collect()
+    }
+
+    /// The delivered bytes after our `Received:` field (which must be first).
+    fn strip_received(m: &[u8]) -> Vec<u8> {
+        let want = "Received: from mixnetwork.invalid (mixnetwork.invalid [127.0.0.2]) by katzenpost.localhost (Katzenpost mailproxy) with ESMTP id ";
+        assert!(
+            m.starts_with(want.as_bytes()),
+            "{}",
+            String::from_utf8_lossy(m)
+        );
+        let line = m.iter().position(|&b| b == b'\n').unwrap();
+        assert!(String::from_utf8_lossy(&m[..line]).contains(&format!("for <{ACCOUNT}>; ")));
+        m[line + 1..].to_vec()
     }
 
     fn inbox(store: &Store) -> Vec<Vec<u8>> {
@@ -429,15 +506,21 @@ mod tests {
         let store = open(dir.path());
         let mut inc = load(&store);
         assert_eq!(store.kv_list(KvTable::Partial).unwrap().len(), 2);
-        assert_eq!(
-            inc.accept(&store, &BOB, &cts[1], ACCOUNT).unwrap(),
-            Received::Delivered
-        );
+        let r = inc.accept(&store, &BOB, &cts[1], ACCOUNT).unwrap();
+        let Received::Delivered(d) = r else {
+            panic!("expected a delivery, got {r:?}");
+        };
         let alice_pub = katzenpost::sphinx::public_key(&ALICE);
+        assert_eq!(d.sender, alice_pub);
+        assert_eq!(store.inbox_list().unwrap()[0].id, d.inbox_id);
         assert_eq!(
-            inbox(&store),
+            inbox(&store)
+                .iter()
+                .map(|m| strip_received(m))
+                .collect::<Vec<_>>(),
             vec![reports::with_sender_header(&msg, &alice_pub)]
         );
+        assert_eq!(d.size, inbox(&store)[0].len() as u64);
         assert!(store.kv_list(KvTable::Partial).unwrap().is_empty());
         drop(inc);
         drop(store);
@@ -500,6 +583,90 @@ mod tests {
     }
 
     #[test]
+    fn dedup_records_expire_after_their_ttl_and_fresh_ones_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let (old_msg, new_msg) = (
+            b"Subject: a\r\n\r\nold".to_vec(),
+            b"Subject: b\r\n\r\nnew".to_vec(),
+        );
+        let (old_ct, new_ct) = (ciphertexts(&old_msg, 1), ciphertexts(&new_msg, 2));
+        let mut inc = load(&store);
+        for ct in [&old_ct[0], &new_ct[0]] {
+            assert!(matches!(
+                inc.accept(&store, &BOB, ct, ACCOUNT).unwrap(),
+                Received::Delivered(_)
+            ));
+        }
+        // Age the first record by 11 days, as a restart would find it.
+        let dedup = store.kv_list(KvTable::Dedup).unwrap();
+        assert_eq!(dedup.len(), 2);
+        let (old_key, new_key) = {
+            let alice = katzenpost::sphinx::public_key(&ALICE);
+            let k = |id: u8| ReassemblyKey {
+                sender: alice,
+                message_id: [id; 16],
+            };
+            (k(1), k(2))
+        };
+        let aged = unix_now() - 11 * 24 * 3600;
+        store
+            .kv_put(KvTable::Dedup, &old_key.to_bytes(), &aged.to_be_bytes())
+            .unwrap();
+        drop(inc);
+        let mut inc = load(&store);
+        let ttl = Duration::from_secs(10 * 24 * 3600);
+        assert_eq!(inc.expire_dedup(&store, ttl).unwrap(), 1);
+        let left = store.kv_list(KvTable::Dedup).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(
+            left[0].0,
+            new_key.to_bytes().to_vec(),
+            "the fresh record is kept"
+        );
+        assert_eq!(inc.expire_dedup(&store, ttl).unwrap(), 0);
+        // The fresh one still catches a retransmission.
+        assert_eq!(
+            inc.accept(&store, &BOB, &new_ct[0], ACCOUNT).unwrap(),
+            Received::Duplicate
+        );
+        assert_eq!(store.inbox_len().unwrap(), 2);
+    }
+
+    #[test]
+    fn report_markers_expire_and_fresh_ones_still_suppress_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        // Coalescing off, so every distinct bad ciphertext reports once.
+        let mut inc = Incoming::load(&store, 1000, Duration::ZERO, ACCOUNT).unwrap();
+        let (old, fresh) = (vec![1u8; BLOCK_LENGTH], vec![2u8; BLOCK_LENGTH]);
+        for bad in [&old, &fresh] {
+            assert_eq!(
+                inc.accept(&store, &BOB, bad, ACCOUNT).unwrap(),
+                Received::Reported
+            );
+        }
+        let markers = store.kv_list(KvTable::Reports).unwrap();
+        assert_eq!(markers.len(), 2);
+        let old_key = report_key(b"undecryptable/", &Sha256::digest(&old));
+        let aged = unix_now() - 11 * 24 * 3600;
+        store
+            .kv_put(KvTable::Reports, &old_key, &aged.to_be_bytes())
+            .unwrap();
+        let ttl = Duration::from_secs(10 * 24 * 3600);
+        assert_eq!(Incoming::expire_reports(&store, ttl).unwrap(), 1);
+        let left = store.kv_list(KvTable::Reports).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_ne!(left[0].0, old_key);
+        // The fresh marker still stops a second report for the same bytes.
+        assert_eq!(
+            inc.accept(&store, &BOB, &fresh, ACCOUNT).unwrap(),
+            Received::Dropped
+        );
+        assert_eq!(store.inbox_len().unwrap(), 2);
+    }
+
+    #[test]
     fn a_crash_after_delivery_does_not_deliver_twice() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
@@ -524,7 +691,13 @@ mod tests {
         let store = open(dir.path());
         let bytes = crashed_mid_delivery(&store, false);
         let _inc = load(&store);
-        assert_eq!(inbox(&store), vec![bytes]);
+        assert_eq!(
+            inbox(&store)
+                .iter()
+                .map(|m| strip_received(m))
+                .collect::<Vec<_>>(),
+            vec![bytes]
+        );
         assert!(store.kv_list(KvTable::Partial).unwrap().is_empty());
         assert_eq!(store.kv_list(KvTable::Dedup).unwrap()[0].1.len(), 8);
     }

@@ -10,6 +10,13 @@ use crate::message::{header_section, rfc5322_date};
 
 const SENDER_HEADER: &str = "X-Katzenpost-Sender";
 
+/// Subject of a bounce.
+pub(super) const BOUNCE_SUBJECT: &str = "Undelivered Mail Returned to Sender";
+/// Subject of the notice that key discovery stored a key.
+pub(super) const KEY_DISCOVERY_SUBJECT: &str = "Key Discovery";
+/// Subject of a notice about an unreadable incoming message.
+pub(super) const UNREADABLE_SUBJECT: &str = "Unreadable incoming message";
+
 fn boundary() -> String {
     let mut b = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut b);
@@ -42,7 +49,7 @@ pub(super) fn bounce(
     let b = boundary();
     let mut out = head(
         sender,
-        "Undelivered Mail Returned to Sender",
+        BOUNCE_SUBJECT,
         now,
         &format!(
             "Content-Type: multipart/report; report-type=delivery-status; boundary=\"{b}\"\r\n\r\n"
@@ -90,7 +97,7 @@ pub(super) fn unreadable(
     };
     let mut out = head(
         account,
-        "Unreadable incoming message",
+        UNREADABLE_SUBJECT,
         now,
         "Content-Type: text/plain; charset=us-ascii\r\n\r\n",
     );
@@ -98,6 +105,58 @@ pub(super) fn unreadable(
         "An incoming message could not be read and was dropped: {what}.\r\n{from}"
     ));
     out.into_bytes()
+}
+
+/// The notice put in the sender's inbox when key discovery stored a key. It
+/// names the recipient and the key, never any message contents.
+pub(super) fn key_discovered(account: &str, recipient: &str, key: &[u8; 32], now: u64) -> Vec<u8> {
+    let mut out = head(
+        account,
+        KEY_DISCOVERY_SUBJECT,
+        now,
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\n",
+    );
+    out.push_str(&format!(
+        "Key discovery obtained the key of <{recipient}> from its provider:\r\n\r\n\
+         {}\r\n\r\n\
+         It was stored as that recipient's key, and mail waiting for it is now being sent.\r\n\
+         The key was accepted on first use without any verification: the provider could have\r\n\
+         substituted its own. Verify it with <{recipient}> out of band (in person, by phone, or\r\n\
+         over another channel you trust) before relying on it.\r\n",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    ));
+    out.into_bytes()
+}
+
+/// What is delivered for an incoming `msg` from `sender` to `account`: a
+/// `Received:` field (as the original mailproxy wrote it, with a random
+/// 10-hex-digit id), then `X-Katzenpost-Sender` (see [`with_sender_header`]),
+/// then the sender's message, byte for byte except for forged
+/// `X-Katzenpost-Sender` fields removed from its header.
+pub(super) fn with_delivery_headers(
+    msg: &[u8],
+    sender: &[u8; 32],
+    account: &str,
+    now: u64,
+) -> Vec<u8> {
+    let rest = with_sender_header(msg, sender);
+    // Same line ending as the X-Katzenpost-Sender field (the message's own).
+    let first = rest.iter().position(|&b| b == b'\n').unwrap_or(0);
+    let eol = if first > 0 && rest[first - 1] == b'\r' {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    let mut id = [0u8; 5];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    let mut out = format!(
+        "Received: from mixnetwork.invalid (mixnetwork.invalid [127.0.0.2]) by katzenpost.localhost (Katzenpost mailproxy) with ESMTP id {} for <{account}>; {}{eol}",
+        hex::encode(id),
+        rfc5322_date(now),
+    )
+    .into_bytes();
+    out.extend_from_slice(&rest);
+    out
 }
 
 /// `msg` with `X-Katzenpost-Sender: <base64 key>` first and any such field
@@ -163,6 +222,35 @@ mod tests {
         assert_eq!(with_sender_header(plain, &key), want);
         let lf = with_sender_header(b"A: b\n\nc", &key);
         assert!(lf.ends_with(b"\nA: b\n\nc"));
+    }
+
+    #[test]
+    fn deliveries_get_received_then_sender_then_the_untouched_message() {
+        let key = [7u8; 32];
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+        let msg = b"Subject: hi\r\nTo: b\r\n\r\nbody \x00\xff bytes\r\n.\r\nno final eol";
+        let out = with_delivery_headers(msg, &key, "bob@p2", 1_795_559_252);
+        let s = String::from_utf8_lossy(&out);
+        let (received, _) = s.split_once("\r\n").unwrap();
+        let prefix = "Received: from mixnetwork.invalid (mixnetwork.invalid [127.0.0.2]) by katzenpost.localhost (Katzenpost mailproxy) with ESMTP id ";
+        assert!(received.starts_with(prefix), "{received}");
+        let tail = &received[prefix.len()..];
+        let (id, tail) = tail.split_once(' ').unwrap();
+        assert_eq!(id.len(), 10);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(tail, "for <bob@p2>; Tue, 24 Nov 2026 22:27:32 +0000");
+        assert!(received.len() < 998);
+        let mut want = format!("X-Katzenpost-Sender: {b64}\r\n").into_bytes();
+        want.extend_from_slice(msg);
+        assert_eq!(&out[received.len() + 2..], want.as_slice());
+        // LF-only messages get LF-terminated fields.
+        let lf = with_delivery_headers(b"A: b\n\nc\n", &key, "bob@p2", 0);
+        let first = lf.iter().position(|&b| b == b'\n').unwrap();
+        assert_ne!(lf[first - 1], b'\r');
+        assert!(lf.ends_with(b"\nA: b\n\nc\n"));
+        // Two deliveries of the same message get different ids.
+        let again = with_delivery_headers(msg, &key, "bob@p2", 1_795_559_252);
+        assert_ne!(again, out);
     }
 
     #[test]

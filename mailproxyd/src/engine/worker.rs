@@ -1,20 +1,25 @@
 //! The engine task: connection life cycle and the per-session loop that
 //! interleaves Poisson send ticks, retrieval and housekeeping on one link.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use katzenpost::wire::commands::Command;
+use mailproxy_proto::{ConnState, EventKind};
 use rand::RngCore;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use super::arq::{self, AckOutcome, SurbRecord};
 use super::connection::{self, Link};
+use super::discovery::{Discoveries, Due, QUERY_ENTRY};
 use super::pki::{Documents, Fetched};
 use super::receive::{Incoming, Received};
+use super::reports;
 use super::send::{self, Route};
-use super::{EngineConfig, EngineError, EngineStatus};
+use super::{Control, EngineConfig, EngineError, EngineStatus};
 use crate::store::{unix_now, KvTable, QueueEntry, Store};
 
 /// Runs a store operation (which may wait for a durable commit) without
@@ -34,7 +39,12 @@ pub(super) struct Worker {
     status: Arc<Mutex<EngineStatus>>,
     wake: Arc<Notify>,
     stop: watch::Receiver<bool>,
+    control: mpsc::Receiver<Control>,
     account: String,
+    /// Queue entries already announced with a `Queued` event.
+    seen: HashSet<u64>,
+    /// Outstanding key discoveries (mirrored in the store).
+    discovery: Discoveries,
     user: String,
     /// Set when a provider session was established (resets the backoff).
     had_session: bool,
@@ -59,9 +69,13 @@ impl Worker {
         status: Arc<Mutex<EngineStatus>>,
         wake: Arc<Notify>,
         stop: watch::Receiver<bool>,
+        control: mpsc::Receiver<Control>,
     ) -> Worker {
         Worker {
             store,
+            control,
+            seen: HashSet::new(),
+            discovery: Discoveries::default(),
             account: cfg.address(),
             had_session: false,
             user: cfg.user.to_ascii_lowercase(),
@@ -78,6 +92,35 @@ impl Worker {
         }
     }
 
+    fn emit(&self, kind: EventKind) {
+        self.cfg.events.emit(&self.account, kind);
+    }
+
+    /// Answers a control request (between the worker's own steps).
+    fn handle_control(&mut self, c: Control) {
+        match c {
+            Control::Cancel { id, reply } => {
+                let r = blocking(|| arq::cancel(&self.store, id));
+                if let Ok(true) = r {
+                    self.seen.remove(&id);
+                    tracing::info!(account = %self.account, entry = id, "queue entry cancelled");
+                    self.emit(EventKind::Cancelled { id });
+                }
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// Records a newly obtained document in the status and as an event.
+    fn document_obtained(&self, docs: &Documents, epoch: u64) {
+        let fetched = docs.newest_obtained();
+        self.set_status(|s| {
+            s.document_epoch = Some(s.document_epoch.unwrap_or(0).max(epoch));
+            s.document_fetched = fetched;
+        });
+        self.emit(EventKind::Document { epoch });
+    }
+
     fn record_error(&self, e: &EngineError) {
         tracing::warn!(account = %self.account, error = %e, "engine error");
         let msg = e.to_string();
@@ -88,14 +131,19 @@ impl Worker {
         *self.stop.borrow()
     }
 
-    /// Sleeps for `d` unless stopped first; false if stopped.
+    /// Sleeps for `d` (answering control requests) unless stopped first;
+    /// false if stopped.
     async fn pause(&mut self, d: Duration) -> bool {
-        if self.stopped() {
-            return false;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(d) => !self.stopped(),
-            _ = self.stop.changed() => false,
+        let until = Instant::now() + d;
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return !self.stopped(),
+                _ = self.stop.changed() => return false,
+                Some(c) = self.control.recv() => self.handle_control(c),
+            }
         }
     }
 
@@ -126,8 +174,29 @@ impl Worker {
                 }
             }
         };
+        loop {
+            match blocking(|| Discoveries::load(&self.store)) {
+                Ok(d) => {
+                    self.discovery = d;
+                    break;
+                }
+                Err(e) => {
+                    self.record_error(&e);
+                    if !self.pause(self.cfg.timings.reconnect_max).await {
+                        return;
+                    }
+                }
+            }
+        }
         match blocking(|| docs.load_saved(&self.store)) {
-            Ok(true) => tracing::debug!(account = %self.account, "using saved PKI document"),
+            Ok(true) => {
+                tracing::debug!(account = %self.account, "using saved PKI document");
+                let (epoch, fetched) = (docs.newest().map(|d| d.epoch), docs.newest_obtained());
+                self.set_status(|s| {
+                    s.document_epoch = epoch;
+                    s.document_fetched = fetched;
+                });
+            }
             Ok(false) => {}
             Err(e) => self.record_error(&e),
         }
@@ -139,7 +208,10 @@ impl Worker {
                 Err(EngineError::Stopped) => break,
                 Err(e) => {
                     self.record_error(&e);
-                    self.set_status(|s| s.connected = false);
+                    self.set_status(|s| s.set_state(ConnState::Down));
+                    self.emit(EventKind::ConnectionDown {
+                        error: Some(e.to_string()),
+                    });
                 }
             }
             if std::mem::take(&mut self.had_session) {
@@ -149,8 +221,13 @@ impl Worker {
                 break;
             }
             backoff = (backoff * 2).min(t.reconnect_max);
+            self.set_status(|s| s.set_state(ConnState::Connecting));
         }
-        self.set_status(|s| s.connected = false);
+        let was_up = self.status.lock().is_ok_and(|s| s.state == ConnState::Up);
+        self.set_status(|s| s.set_state(ConnState::Down));
+        if was_up {
+            self.emit(EventKind::ConnectionDown { error: None });
+        }
         tracing::debug!(account = %self.account, "engine stopped");
     }
 
@@ -170,8 +247,7 @@ impl Worker {
             .await?
         {
             Fetched::Document(d) => {
-                let e = d.epoch;
-                self.set_status(|s| s.document_epoch = Some(e));
+                self.document_obtained(docs, d.epoch);
                 Ok(())
             }
             Fetched::NotFound => Err(EngineError::Pki(format!(
@@ -195,22 +271,29 @@ impl Worker {
             .ok_or_else(|| {
                 EngineError::Pki(format!("provider {} not in the PKI", self.cfg.provider))
             })?;
-        let link = tokio::select! {
-            r = connection::connect_provider(
-                &desc,
-                &self.user,
-                self.cfg.link_private,
-                self.cfg.provider_key_pin,
-                self.cfg.timings.link_timeout,
-            ) => r?,
-            _ = self.stop.changed() => return Err(EngineError::Stopped),
+        let user = self.user.clone();
+        let connect = connection::connect_provider(
+            &desc,
+            &user,
+            self.cfg.link_private,
+            self.cfg.provider_key_pin,
+            self.cfg.timings.link_timeout,
+        );
+        tokio::pin!(connect);
+        let link = loop {
+            tokio::select! {
+                r = &mut connect => break r?,
+                _ = self.stop.changed() => return Err(EngineError::Stopped),
+                Some(c) = self.control.recv() => self.handle_control(c),
+            }
         };
         self.had_session = true;
         let skew = link.clock_skew();
         self.set_status(|s| {
-            s.connected = true;
+            s.set_state(ConnState::Up);
             s.clock_skew = skew;
         });
+        self.emit(EventKind::ConnectionUp);
         tracing::info!(account = %self.account, "connected to provider");
         let now = Instant::now();
         let mut st = SessionState {
@@ -245,6 +328,10 @@ impl Worker {
                     // New work: let housekeeping prepare it promptly.
                     st.next_housekeeping = Instant::now();
                 }
+                Some(c) = self.control.recv() => {
+                    self.handle_control(c);
+                    continue;
+                }
             }
             if self.stopped() {
                 return Err(EngineError::Stopped);
@@ -256,12 +343,21 @@ impl Worker {
                     // provider and authority with handshakes and requests.
                     st.next_pki_attempt = now + t.pki_retry;
                 }
-                blocking(|| self.bounce_due())?;
-                if let Some(limit) = t.receive_timeout {
-                    blocking(|| incoming.sweep(&self.store, limit, &self.account))?;
+                blocking(|| self.scan_queue())?;
+                let limit = t.partial_limit();
+                let dropped = blocking(|| incoming.sweep(&self.store, limit, &self.account))?;
+                for _ in 0..dropped {
+                    self.emit(EventKind::Report {
+                        subject: reports::UNREADABLE_SUBJECT.into(),
+                    });
                 }
                 if now >= st.next_sweep {
-                    blocking(|| arq::sweep_surbs(&self.store))?;
+                    let live: HashSet<[u8; 16]> = self.discovery.live_surbs().collect();
+                    blocking(|| {
+                        arq::sweep_surbs(&self.store, unix_now(), t.retransmit_slack, &live)
+                    })?;
+                    blocking(|| incoming.expire_dedup(&self.store, t.dedup_ttl()))?;
+                    blocking(|| Incoming::expire_reports(&self.store, t.dedup_ttl()))?;
                     st.next_sweep = now + SURB_SWEEP_EVERY;
                 }
                 st.next_housekeeping = now + t.housekeeping_interval;
@@ -325,21 +421,36 @@ impl Worker {
             };
             all &= got;
             if got {
-                self.set_status(|s| {
-                    s.document_epoch = Some(s.document_epoch.unwrap_or(0).max(epoch))
-                });
+                self.document_obtained(docs, epoch);
             }
         }
         Ok(all)
     }
 
-    /// Bounces every entry past its deadline.
-    fn bounce_due(&mut self) -> Result<(), EngineError> {
+    /// Announces entries not seen before and bounces every entry past its
+    /// deadline.
+    fn scan_queue(&mut self) -> Result<(), EngineError> {
         let now = unix_now();
-        for id in self.store.queue_ids()? {
+        let ids = self.store.queue_ids()?;
+        // Recipients whose unprepared entries wait for a key.
+        let mut waiting = HashSet::new();
+        for &id in &ids {
             let Some(e) = self.store.queue_get(id)? else {
                 continue;
             };
+            if self.seen.insert(id) {
+                self.emit(EventKind::Queued {
+                    id,
+                    to: e.recipient.clone(),
+                    size: e.message.len,
+                });
+            }
+            if self.cfg.key_discovery && !send::is_prepared(&e) {
+                let r = e.recipient.to_ascii_lowercase();
+                if (self.cfg.recipient_keys)(&r).is_none() {
+                    waiting.insert(r);
+                }
+            }
             if e.bounce_at == 0 || e.bounce_at > now {
                 continue;
             }
@@ -347,11 +458,227 @@ impl Worker {
                 arq::finish(&self.store, &e)?;
                 continue;
             }
-            arq::bounce(&self.store, &self.account, &e, now)?;
+            let why = "not acknowledged before the queue lifetime ran out";
+            arq::bounce(&self.store, &self.account, &e, now, why)?;
             self.set_status(|s| s.bounced += 1);
             tracing::info!(account = %self.account, entry = id, "queue entry bounced");
+            self.emit(EventKind::Bounced {
+                id,
+                to: e.recipient.clone(),
+                reason: why.into(),
+            });
+            self.emit(EventKind::Report {
+                subject: reports::BOUNCE_SUBJECT.into(),
+            });
+        }
+        // Forget entries that left the queue.
+        if self.seen.len() > ids.len() {
+            let live: HashSet<u64> = ids.into_iter().collect();
+            self.seen.retain(|id| live.contains(id));
+        }
+        self.scan_discoveries(&waiting, now)
+    }
+
+    /// Starts a query for every recipient waited for, forgets queries nobody
+    /// waits for any more (key set by hand, entries cancelled or bounced),
+    /// and gives up on those past their lifetime or attempts.
+    fn scan_discoveries(&mut self, waiting: &HashSet<String>, now: u64) -> Result<(), EngineError> {
+        let mut changed = false;
+        for r in waiting {
+            if self.discovery.ensure(r, now) {
+                tracing::info!(account = %self.account, recipient = %r, "key discovery started");
+                changed = true;
+            }
+        }
+        let orphans: Vec<String> = self
+            .discovery
+            .queries()
+            .iter()
+            .filter(|q| !waiting.contains(&q.recipient))
+            .map(|q| q.recipient.clone())
+            .collect();
+        for r in orphans {
+            if let Some(q) = self.discovery.remove(&r) {
+                if q.attempts > 0 {
+                    self.store.kv_remove(KvTable::Surb, &q.surb_id)?;
+                }
+                changed = true;
+            }
+        }
+        if changed {
+            self.discovery.save(&self.store)?;
+        }
+        let lifetime = self.cfg.timings.urgent_queue_lifetime.as_secs();
+        let failed: Vec<(String, String)> = self
+            .discovery
+            .queries()
+            .iter()
+            .filter_map(|q| match q.due(now, lifetime) {
+                Due::Fail(why) => Some((q.recipient.clone(), why)),
+                _ => None,
+            })
+            .collect();
+        for (r, why) in failed {
+            self.discovery_failed(&r, &why)?;
         }
         Ok(())
+    }
+
+    /// Gives up discovering `recipient`'s key: every entry waiting for it
+    /// bounces (a report with the original attached), then the query goes.
+    fn discovery_failed(&mut self, recipient: &str, why: &str) -> Result<(), EngineError> {
+        let now = unix_now();
+        let reason = format!("key discovery failed: {why}");
+        for id in self.store.queue_ids()? {
+            let Some(e) = self.store.queue_get(id)? else {
+                continue;
+            };
+            if send::is_prepared(&e) || e.recipient.to_ascii_lowercase() != recipient {
+                continue;
+            }
+            arq::bounce(&self.store, &self.account, &e, now, &reason)?;
+            self.seen.remove(&id);
+            self.set_status(|s| s.bounced += 1);
+            self.emit(EventKind::Bounced {
+                id,
+                to: e.recipient.clone(),
+                reason: reason.clone(),
+            });
+            self.emit(EventKind::Report {
+                subject: reports::BOUNCE_SUBJECT.into(),
+            });
+        }
+        if let Some(q) = self.discovery.remove(recipient) {
+            if q.attempts > 0 {
+                self.store.kv_remove(KvTable::Surb, &q.surb_id)?;
+            }
+        }
+        self.discovery.save(&self.store)?;
+        tracing::info!(account = %self.account, recipient, reason = why, "key discovery failed");
+        self.emit(EventKind::KeyDiscoveryFailed {
+            to: recipient.to_owned(),
+            reason: why.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// A keyserver reply arrived under `surb_id`.
+    fn key_reply(&mut self, surb_id: &[u8; 16], response: &[u8]) -> Result<(), EngineError> {
+        use katzenpost::kaetzchen::{KaetzchenError, KeyserverResponse};
+        let Some(recipient) = self.discovery.by_surb(surb_id) else {
+            tracing::debug!("keyserver reply for no outstanding query");
+            return Ok(());
+        };
+        let user = send::split_address(&recipient)
+            .map(|(u, _)| u)
+            .unwrap_or_default();
+        let key = KeyserverResponse::decode(response).and_then(|r| r.identity_key_for(&user));
+        let key = match key {
+            Ok(k) => k,
+            Err(e) => {
+                let why = match e {
+                    KaetzchenError::Status(2) => "the provider has no key for this user".into(),
+                    KaetzchenError::Status(1) => "the keyserver rejected the query".into(),
+                    KaetzchenError::UserMismatch => "the reply named another user".into(),
+                    e => e.to_string(),
+                };
+                return self.discovery_failed(&recipient, &why);
+            }
+        };
+        if let Err(e) = (self.cfg.store_key)(&recipient, &key) {
+            return self.discovery_failed(&recipient, &format!("the key could not be stored: {e}"));
+        }
+        let now = unix_now();
+        let notice = reports::key_discovered(&self.account, &recipient, &key, now);
+        self.store.deliver(&notice, now)?;
+        self.discovery.remove(&recipient);
+        self.discovery.save(&self.store)?;
+        tracing::info!(account = %self.account, recipient = %recipient, "key discovery stored a key");
+        self.emit(EventKind::KeyDiscovered {
+            to: recipient.clone(),
+        });
+        self.emit(EventKind::Report {
+            subject: reports::KEY_DISCOVERY_SUBJECT.into(),
+        });
+        Ok(())
+    }
+
+    /// Sends (or re-sends) the key query for `recipient`: the query's SURB
+    /// record and its new state are durable before the packet leaves. False
+    /// if no packet went out (the tick may carry normal mail instead).
+    async fn send_query(
+        &mut self,
+        st: &mut SessionState,
+        docs: &Documents,
+        recipient: &str,
+    ) -> Result<bool, EngineError> {
+        let Some(doc) = docs.current() else {
+            return Ok(false);
+        };
+        let Some((user, provider)) = send::split_address(recipient) else {
+            blocking(|| self.discovery_failed(recipient, "not a user@provider address"))?;
+            return Ok(false);
+        };
+        let endpoint = doc
+            .provider_by_name(&provider)
+            .and_then(|d| d.kaetzchen_endpoint(katzenpost::kaetzchen::CAPABILITY_KEYSERVER))
+            .map(str::to_owned);
+        let Some(endpoint) = endpoint else {
+            let why = format!("provider {provider} offers no keyserver in the PKI document");
+            blocking(|| self.discovery_failed(recipient, &why))?;
+            return Ok(false);
+        };
+        let mut surb_id = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut surb_id);
+        let route = Route {
+            src_provider: &self.cfg.provider,
+            own_user: &self.user,
+            dst_provider: &provider,
+            recipient: endpoint.as_bytes(),
+        };
+        let request = katzenpost::kaetzchen::KeyserverRequest::new(user).encode();
+        let built = match send::build_packet(doc, &docs.clock, &route, &request, Some(surb_id)) {
+            Ok(b) => b,
+            Err(err) => {
+                self.record_error(&err);
+                return Ok(false);
+            }
+        };
+        let Some(keys) = &built.surb_keys else {
+            return Ok(false);
+        };
+        let now = send::unix_now_duration();
+        let rec = SurbRecord {
+            entry: QUERY_ENTRY,
+            block: 0,
+            eta: (now + built.eta).as_secs(),
+            keys: keys.as_bytes().to_vec(),
+        };
+        let overdue = now + built.eta + self.cfg.timings.retransmit_slack;
+        let Some(q) = self.discovery.get_mut(recipient) else {
+            return Ok(false);
+        };
+        let (old, resend) = (q.surb_id, q.attempts > 0);
+        q.attempts = q.attempts.saturating_add(1);
+        q.surb_id = surb_id;
+        q.overdue_at = overdue.as_secs_f64().ceil() as u64;
+        let attempt = q.attempts;
+        blocking(|| -> Result<(), EngineError> {
+            self.store.kv_put(KvTable::Surb, &surb_id, &rec.encode())?;
+            if resend {
+                self.store.kv_remove(KvTable::Surb, &old)?;
+            }
+            self.discovery.save(&self.store)
+        })?;
+        connection::send(&mut st.link, &Command::SendPacket(built.packet)).await?;
+        self.set_status(|s| {
+            s.packets_sent += 1;
+            if resend {
+                s.retransmissions += 1;
+            }
+        });
+        tracing::info!(account = %self.account, recipient, attempt, "key query sent");
+        Ok(true)
     }
 
     /// The next queue entry with a block due, prepared if need be.
@@ -386,6 +713,20 @@ impl Worker {
         };
         st.next_send =
             Instant::now() + send::poisson_interval(doc.lambda_p, doc.lambda_p_max_delay);
+        // Key queries are urgent: they go before normal mail.
+        let now = unix_now();
+        let lifetime = self.cfg.timings.urgent_queue_lifetime.as_secs();
+        let query = self
+            .discovery
+            .queries()
+            .iter()
+            .find(|q| q.due(now, lifetime) == Due::Send)
+            .map(|q| q.recipient.clone());
+        if let Some(r) = query {
+            if self.send_query(st, docs, &r).await? {
+                return Ok(());
+            }
+        }
         match blocking(|| self.next_due())? {
             Some((mut e, idx)) => {
                 let Some((user, provider)) = send::split_address(&e.recipient) else {
@@ -438,6 +779,7 @@ impl Worker {
                     blocking(|| self.store.kv_put(KvTable::Surb, &surb_id, &rec.encode()))?;
                 }
                 let b = &mut e.blocks[idx];
+                let first_send = b.attempts == 0;
                 b.attempts = b.attempts.saturating_add(1);
                 b.retransmit_at =
                     send::retransmit_at(now, built.eta, self.cfg.timings.retransmit_slack);
@@ -460,6 +802,17 @@ impl Worker {
                         s.retransmissions += 1;
                     }
                 });
+                if first_send && e.blocks.iter().all(|b| b.attempts > 0) {
+                    self.emit(EventKind::Sent {
+                        id: e.id,
+                        blocks: e.blocks.len() as u32,
+                    });
+                }
+                if complete {
+                    // Unreliable: nothing more will happen to it.
+                    self.seen.remove(&e.id);
+                    self.emit(EventKind::Acknowledged { id: e.id });
+                }
                 tracing::debug!(entry = e.id, block = idx, retransmission, "block sent");
             }
             None if self.cfg.send_decoy_traffic => {
@@ -516,8 +869,23 @@ impl Worker {
                             &self.account,
                         )
                     })?;
+                    self.emit(EventKind::Fetched {
+                        remaining: queue_size_hint.into(),
+                    });
                     match r {
-                        Received::Delivered => self.set_status(|s| s.delivered += 1),
+                        Received::Delivered(d) => {
+                            self.set_status(|s| s.delivered += 1);
+                            self.emit(EventKind::Delivered {
+                                id: d.inbox_id,
+                                size: d.size,
+                                sender: Some(
+                                    base64::engine::general_purpose::STANDARD.encode(d.sender),
+                                ),
+                            });
+                        }
+                        Received::Reported => self.emit(EventKind::Report {
+                            subject: reports::UNREADABLE_SUBJECT.into(),
+                        }),
                         r => tracing::trace!(outcome = ?r, "block retrieved"),
                     }
                     queue_size_hint
@@ -529,11 +897,26 @@ impl Worker {
                     payload,
                 } if sequence == st.seq => {
                     match blocking(|| arq::handle_ack(&self.store, &surb_id, &payload))? {
-                        AckOutcome::Acked { complete } => {
-                            self.set_status(|s| s.acks += 1);
-                            if complete {
-                                tracing::info!(account = %self.account, "queue entry delivered");
+                        AckOutcome::Acked(p) => {
+                            self.set_status(|s| {
+                                s.acks += 1;
+                                if p.complete {
+                                    s.messages_acked += 1;
+                                }
+                            });
+                            self.emit(EventKind::Progress {
+                                id: p.entry,
+                                acked: p.acked,
+                                blocks: p.total,
+                            });
+                            if p.complete {
+                                tracing::info!(account = %self.account, entry = p.entry, "queue entry delivered");
+                                self.seen.remove(&p.entry);
+                                self.emit(EventKind::Acknowledged { id: p.entry });
                             }
+                        }
+                        AckOutcome::KaetzchenReply(response) => {
+                            blocking(|| self.key_reply(&surb_id, &response))?;
                         }
                         other => tracing::debug!(outcome = ?other, "SURB reply"),
                     }

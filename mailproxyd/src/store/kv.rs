@@ -22,15 +22,19 @@ pub enum KvTable {
     Surb,
     /// Anything else.
     Meta,
+    /// Markers of incoming messages already reported as unreadable (value:
+    /// the Unix time), so retransmissions do not report again; they expire.
+    Reports,
 }
 
 impl KvTable {
     /// Every generic table.
-    pub const ALL: [KvTable; 4] = [
+    pub const ALL: [KvTable; 5] = [
         KvTable::Partial,
         KvTable::Dedup,
         KvTable::Surb,
         KvTable::Meta,
+        KvTable::Reports,
     ];
 
     /// The table's name.
@@ -40,6 +44,7 @@ impl KvTable {
             KvTable::Dedup => "kv_dedup",
             KvTable::Surb => "kv_surb",
             KvTable::Meta => "kv_meta",
+            KvTable::Reports => "kv_reports",
         }
     }
 

@@ -16,7 +16,7 @@
 //! (group commit); every call returns only after its commit is durable.
 
 mod blob;
-mod codec;
+pub(crate) mod codec;
 mod directory;
 mod inbox;
 pub mod key;

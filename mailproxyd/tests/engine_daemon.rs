@@ -1,0 +1,249 @@
+//! The whole daemon in-process against an in-process testnet: key discovery
+//! through the daemon's own hooks (the key lands in RecipientDir as a PEM
+//! file, as SET_RECIPIENT would write it), with `[Debug] EpochPeriod` set to
+//! the test network's short epoch.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use mailproxyd::config::Config;
+use mailproxyd::daemon;
+use testnet::config::Params;
+use testnet::network::{init, Network, Shape};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const PERIOD: u64 = 600;
+
+async fn start_network(dir: &std::path::Path) -> Network {
+    // Do not start in the last seconds of an epoch (see engine_flow.rs).
+    let clock = katzenpost::epoch::EpochClock::new(Duration::from_secs(PERIOD));
+    let till = clock.now().till;
+    if till < Duration::from_secs(90) {
+        tokio::time::sleep(till + Duration::from_secs(2)).await;
+    }
+    let mut params = Params::demo();
+    params.epoch_period_secs = PERIOD;
+    params.mu = 1.0 / 5.0;
+    params.mu_max_delay = 20;
+    params.lambda_p = 1.0 / 20.0;
+    params.lambda_p_max_delay = 100;
+    init(
+        dir,
+        &Shape {
+            params,
+            ..Shape::default()
+        },
+    )
+    .unwrap();
+    let net = Network::start(dir, false).await.unwrap();
+    net.wait_ready(Duration::from_secs(30)).await.unwrap();
+    net
+}
+
+/// A line-oriented client for SMTP and POP3.
+struct Lines {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Lines {
+    async fn connect(addr: std::net::SocketAddr) -> Lines {
+        let s = TcpStream::connect(addr).await.unwrap();
+        let (r, w) = s.into_split();
+        Lines {
+            r: BufReader::new(r),
+            w,
+        }
+    }
+
+    async fn line(&mut self) -> String {
+        let mut l = String::new();
+        tokio::time::timeout(Duration::from_secs(10), self.r.read_line(&mut l))
+            .await
+            .expect("a reply in time")
+            .unwrap();
+        l
+    }
+
+    /// An SMTP reply (all its lines); asserts its code.
+    async fn smtp(&mut self, send: Option<&str>, code: &str) -> String {
+        if let Some(s) = send {
+            self.w.write_all(s.as_bytes()).await.unwrap();
+        }
+        let mut all = String::new();
+        loop {
+            let l = self.line().await;
+            all.push_str(&l);
+            if l.len() < 4 || l.as_bytes()[3] == b' ' {
+                break;
+            }
+        }
+        assert!(all.starts_with(code), "{send:?} -> {all}");
+        all
+    }
+
+    /// A POP3 single-line reply; asserts +OK.
+    async fn pop(&mut self, send: &str) -> String {
+        self.w.write_all(send.as_bytes()).await.unwrap();
+        let l = self.line().await;
+        assert!(l.starts_with("+OK"), "{send:?} -> {l}");
+        l
+    }
+
+    /// A POP3 multi-line body after +OK, dot-unstuffed.
+    async fn body(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let l = self.line().await;
+            if l == ".\r\n" {
+                return out;
+            }
+            out.extend_from_slice(l.strip_prefix('.').unwrap_or(&l).as_bytes());
+        }
+    }
+}
+
+async fn maildrop(pop3: std::net::SocketAddr, user: &str) -> Vec<Vec<u8>> {
+    let mut c = Lines::connect(pop3).await;
+    let greeting = c.line().await;
+    assert!(greeting.starts_with("+OK"), "{greeting}");
+    c.pop(&format!("USER {user}\r\n")).await;
+    c.pop("PASS any\r\n").await;
+    let stat = c.pop("STAT\r\n").await;
+    let n: usize = stat.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut out = Vec::new();
+    for i in 1..=n {
+        c.pop(&format!("RETR {i}\r\n")).await;
+        out.push(c.body().await);
+    }
+    c.pop("QUIT\r\n").await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_discovers_a_key_stores_it_as_pem_and_delivers() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let netdir = tempfile::tempdir().unwrap();
+    let net = start_network(netdir.path()).await;
+    let data = tempfile::tempdir().unwrap();
+    let (smtp, pop3) = (
+        testnet::ports::reserve().unwrap(),
+        testnet::ports::reserve().unwrap(),
+    );
+    let auth_key = &net.spec.authority.identity_public;
+    let text = format!(
+        "[Proxy]\nSMTPAddress = \"{smtp}\"\nPOP3Address = \"{pop3}\"\nDataDir = \"{}\"\n\
+         [NonvotingAuthority.testnet]\nAddress = \"{}\"\nPublicKey = \"{auth_key}\"\n\
+         [[Account]]\nUser = \"alice\"\nProvider = \"provider1\"\nAuthority = \"testnet\"\nInsecureKeyDiscovery = true\n\
+         [[Account]]\nUser = \"bob\"\nProvider = \"provider2\"\nAuthority = \"testnet\"\n\
+         [Debug]\nPollingInterval = 1\nRetransmitSlack = 30\nEpochPeriod = {PERIOD}\n",
+        data.path().join("d").display(),
+        net.spec.authority.address,
+    );
+    let config = Config::parse(&text).unwrap();
+    assert_eq!(config.debug.epoch_period, Duration::from_secs(PERIOD));
+    let recipient_dir = config.proxy.recipient_dir.clone();
+    let prepared = tokio::task::spawn_blocking(move || daemon::prepare(config))
+        .await
+        .unwrap()
+        .unwrap();
+    // Register both at their providers; bob's provider knows his identity
+    // key, alice's daemon does not.
+    let mut bob_identity = [0u8; 32];
+    for a in &prepared.accounts {
+        let info = a.info();
+        let provider = net
+            .node(&a.config.provider)
+            .unwrap()
+            .provider
+            .as_ref()
+            .unwrap();
+        provider
+            .add_user(&a.config.user, info.link_key, Some(info.identity_key))
+            .unwrap();
+        if a.config.user == "bob" {
+            bob_identity = info.identity_key;
+        }
+    }
+    assert!(prepared.recipients.get("bob@provider2").unwrap().is_none());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let d = tokio::spawn(daemon::run_prepared(prepared, async move {
+        let _ = stop_rx.await;
+    }));
+
+    // Submit alice -> bob with no key known: accepted (discovery).
+    let mut deadline = 50;
+    let mut c = loop {
+        if let Ok(s) = TcpStream::connect(smtp).await {
+            drop(s);
+            break Lines::connect(smtp).await;
+        }
+        deadline -= 1;
+        assert!(deadline > 0, "SMTP did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    c.smtp(None, "220").await;
+    c.smtp(Some("EHLO test\r\n"), "250").await;
+    c.smtp(Some("MAIL FROM:<alice@provider1>\r\n"), "250").await;
+    c.smtp(Some("RCPT TO:<bob@provider2>\r\n"), "250").await;
+    c.smtp(Some("DATA\r\n"), "354").await;
+    let msg = "From: alice@provider1\r\nTo: bob@provider2\r\nSubject: found you\r\n\r\nhello bob, via key discovery\r\n";
+    c.smtp(Some(&format!("{msg}.\r\n")), "250").await;
+    c.smtp(Some("QUIT\r\n"), "221").await;
+
+    // The key arrives as a PEM file, the mail at bob's maildrop.
+    let pem = recipient_dir.join("bob@provider2.pem");
+    let mut tries = 0;
+    let bob_mail = loop {
+        let m = maildrop(pop3, "bob@provider2").await;
+        if !m.is_empty() {
+            break m;
+        }
+        tries += 1;
+        assert!(
+            tries < 120,
+            "no delivery to bob (PEM written: {})",
+            pem.exists()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(pem.exists(), "{} written", pem.display());
+    // A fresh scan of RecipientDir (as after a restart) finds bob's real key.
+    let rescanned =
+        mailproxyd::recipients::Recipients::new(recipient_dir.clone(), Default::default(), false);
+    rescanned.rescan().unwrap();
+    assert_eq!(
+        rescanned.get("bob@provider2").unwrap(),
+        Some(bob_identity),
+        "{}",
+        std::fs::read_to_string(&pem).unwrap()
+    );
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bob_identity);
+    assert_eq!(bob_mail.len(), 1);
+    let got = &bob_mail[0];
+    let alice_sender = String::from_utf8_lossy(got);
+    assert!(
+        alice_sender.starts_with("Received: from mixnetwork.invalid"),
+        "{alice_sender}"
+    );
+    assert!(got.ends_with(msg.as_bytes()), "{alice_sender}");
+    // Alice has the Key Discovery notice naming bob's key.
+    let alice_mail = maildrop(pop3, "alice@provider1").await;
+    assert_eq!(alice_mail.len(), 1);
+    let notice = String::from_utf8_lossy(&alice_mail[0]);
+    assert!(notice.contains("Subject: Key Discovery"), "{notice}");
+    assert!(notice.contains(&b64), "{notice}");
+    assert!(!notice.contains("hello bob"), "no message contents");
+
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(20), d)
+        .await
+        .expect("the daemon stops")
+        .unwrap()
+        .unwrap();
+    net.shutdown().await;
+}
