@@ -217,7 +217,6 @@ fn unknown_recipient_without_key_discovery_gets_550() {
 }
 
 #[test]
-#[ignore = "needs key discovery (engine2): on main the engine never looks up an unknown recipient, so the message is not sent"]
 fn key_discovery_end_to_end() {
     let world = World::builder()
         .daemon(
