@@ -19,8 +19,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{AccountConfig, Config};
+use crate::control::{ControlAccount, DaemonControl};
 use crate::directory::DaemonDirectory;
 use crate::engine::{AuthorityConfig as EngineAuthority, Engine, EngineConfig, Timings};
+use crate::events::EventBus;
 use crate::keys::{ensure_private_dir, AccountKeys, KeyError};
 use crate::lock::{DataDirLock, LockError};
 use crate::mgmt::{self, MgmtContext, MgmtError};
@@ -290,25 +292,14 @@ where
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(DaemonError::Signal)?;
 
-    if config.management.enable {
+    // The management socket is bound now (a live one is a fatal error before
+    // anything else starts) and served once the engines run.
+    let management = if config.management.enable {
         let path = config.management.path.clone();
-        let listener = mgmt::bind(&path)?;
-        let mut infos: Vec<AccountInfo> = accounts.iter().map(Account::info).collect();
-        infos.sort_by(|a, b| a.account.cmp(&b.account));
-        let ctx = MgmtContext {
-            recipients: recipients.clone(),
-            accounts: infos,
-            shutdown: stop.clone(),
-        };
-        services.spawn(async move {
-            (
-                "management",
-                mgmt::serve(listener, path, ctx)
-                    .await
-                    .map_err(DaemonError::from),
-            )
-        });
-    }
+        Some((mgmt::bind(&path)?, path))
+    } else {
+        None
+    };
     // The mail front: every account's store, then SMTP and POP3 over them.
     let directory = {
         let (config, recipients) = (config.clone(), recipients.clone());
@@ -356,6 +347,37 @@ where
             s.wait().await;
             engine.stop().await;
             ("engine", Ok(()))
+        });
+    }
+
+    if let Some((listener, path)) = management {
+        let mut infos: Vec<AccountInfo> = accounts.iter().map(Account::info).collect();
+        infos.sort_by(|a, b| a.account.cmp(&b.account));
+        let control_accounts = accounts
+            .iter()
+            .filter_map(|a| {
+                Some(ControlAccount {
+                    id: a.config.id.clone(),
+                    store: directory.store(&a.config.id)?,
+                    engine: None,
+                })
+            })
+            .collect();
+        let control = DaemonControl::new(control_accounts, recipients.clone(), EventBus::default());
+        let ctx = MgmtContext {
+            recipients: recipients.clone(),
+            accounts: infos,
+            shutdown: stop.clone(),
+            control: Arc::new(control),
+            logs: crate::logging::bus(),
+        };
+        services.spawn(async move {
+            (
+                "management",
+                mgmt::serve(listener, path, ctx)
+                    .await
+                    .map_err(DaemonError::from),
+            )
         });
     }
 
