@@ -224,9 +224,8 @@ fn main() -> ExitCode {
 }
 
 fn parse_level(s: &str) -> Result<Level, String> {
-    Level::parse(s).ok_or_else(|| {
-        format!("unknown level '{s}' (off, error, warn, info, debug or trace)")
-    })
+    Level::parse(s)
+        .ok_or_else(|| format!("unknown level '{s}' (off, error, warn, info, debug or trace)"))
 }
 
 fn socket_path(cli: &Cli) -> Result<PathBuf, Failure> {
@@ -422,6 +421,13 @@ async fn logs(
     let mut stream = tokio::time::timeout(TIMEOUT, client.subscribe(level))
         .await
         .map_err(|_| Failure::new(EXIT_OTHER, "mailproxyd did not answer"))??;
+    eprintln!(
+        "mailproxyctl: streaming events and log lines at {level} ({})",
+        match limit {
+            Some(d) => format!("for {}s", d.as_secs()),
+            None => "Ctrl-C to stop".to_owned(),
+        }
+    );
     let deadline = async {
         match limit {
             Some(d) => tokio::time::sleep(d).await,

@@ -106,8 +106,18 @@ pub fn status(list: &[AccountStatus]) -> String {
         .collect();
     let mut out = table(
         &[
-            "ACCOUNT", "CONN", "EPOCH", "DOC AGE", "SKEW", "QUEUED", "SENDING", "ACKED",
-            "BOUNCED", "RECEIVED", "INBOX", "PACKETS/RETX",
+            "ACCOUNT",
+            "CONN",
+            "EPOCH",
+            "DOC AGE",
+            "SKEW",
+            "QUEUED",
+            "SENDING",
+            "ACKED",
+            "BOUNCED",
+            "RECEIVED",
+            "INBOX",
+            "PACKETS/RETX",
         ],
         &rows,
     );
@@ -150,7 +160,15 @@ pub fn queue(items: &[QueueItem]) -> String {
         .collect();
     table(
         &[
-            "ACCOUNT", "ID", "TO", "SIZE", "ACKED", "AGE", "STATE", "RETRANSMIT", "BOUNCE IN",
+            "ACCOUNT",
+            "ID",
+            "TO",
+            "SIZE",
+            "ACKED",
+            "AGE",
+            "STATE",
+            "RETRANSMIT",
+            "BOUNCE IN",
         ],
         &rows,
     )
@@ -175,7 +193,10 @@ pub fn inbox(items: &[InboxItem]) -> String {
             ]
         })
         .collect();
-    table(&["ACCOUNT", "ID", "SIZE", "ARRIVED (UTC)", "SENDER KEY"], &rows)
+    table(
+        &["ACCOUNT", "ID", "SIZE", "ARRIVED (UTC)", "SENDER KEY"],
+        &rows,
+    )
 }
 
 /// One stream line for `logs`: `<time> <what>`.
@@ -217,8 +238,11 @@ mod tests {
         assert_eq!(duration(5 * 86_400 + 3 * 3600), "5d03h");
         assert_eq!(utc(0), "1970-01-01 00:00:00");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
-        assert_eq!(utc(1_795_000_000), "2026-11-18 10:26:40");
-        assert_eq!(table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]), "A    BB\nxyz  1");
+        assert_eq!(utc(1_795_000_000), "2026-11-18 11:06:40");
+        assert_eq!(
+            table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]),
+            "A    BB\nxyz  1"
+        );
     }
 
     #[test]
@@ -238,7 +262,10 @@ mod tests {
         };
         let t = queue(&[q]);
         assert!(t.starts_with("ACCOUNT  ID  TO"), "{t}");
-        assert!(t.contains("a@p      7   b@q  2.0 KiB  1/3    1m05s  sending (unreliable)  -"), "{t}");
+        assert!(
+            t.contains("a@p      7   b@q  2.0 KiB  1/3    1m05s  sending (unreliable)  -"),
+            "{t}"
+        );
         assert_eq!(queue(&[]), "the send queue is empty");
         let s = status(&[AccountStatus {
             account: "a@p".into(),
