@@ -200,12 +200,71 @@ pub fn prepare(config: Config) -> Result<Prepared, DaemonError> {
     })
 }
 
+/// The running network engines (one per account whose authority is
+/// configured) and the daemon's event bus they emit on.
+pub struct Engines {
+    engines: Vec<(String, Arc<Engine>)>,
+    events: EventBus,
+}
+
+impl std::fmt::Debug for Engines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engines")
+            .field(
+                "accounts",
+                &self.engines.iter().map(|(a, _)| a).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engines {
+    /// No engines yet, emitting on `events`.
+    pub fn new(events: EventBus) -> Engines {
+        Engines {
+            engines: Vec::new(),
+            events,
+        }
+    }
+
+    /// Adds the engine of `account` (`user@provider`, as in the config).
+    pub fn insert(&mut self, account: String, engine: Arc<Engine>) {
+        self.engines.push((account, engine));
+    }
+
+    /// The engine of `account` (`user@provider`), if it runs.
+    pub fn get(&self, account: &str) -> Option<&Engine> {
+        self.engines
+            .iter()
+            .find(|(a, _)| a == account)
+            .map(|(_, e)| e.as_ref())
+    }
+
+    /// Every running engine with its account id, in config order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Engine)> {
+        self.engines.iter().map(|(a, e)| (a.as_str(), e.as_ref()))
+    }
+
+    /// The event bus every engine emits on (subscribe for `EVENTS`).
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// Stops every engine and waits until each has released its store.
+    pub async fn stop_all(&self) {
+        for (_, e) in &self.engines {
+            e.stop().await;
+        }
+    }
+}
+
 /// The engine settings of one account, from the config; `None` if its
 /// authority is not defined.
 fn engine_config(
     config: &Config,
     account: &Account,
     recipients: &Recipients,
+    events: &EventBus,
 ) -> Option<EngineConfig> {
     let a = &account.config;
     let authority = config.authorities.get(&a.authority).or_else(|| {
@@ -235,6 +294,7 @@ fn engine_config(
             receive_timeout: config.debug.receive_timeout,
             ..Timings::default()
         },
+        events: events.clone(),
     })
 }
 
@@ -286,6 +346,8 @@ where
     }
 
     let stop = Shutdown::new();
+    // Engines emit here; the management socket's EVENTS subscribes.
+    let events = EventBus::new(1024);
     let mut services: JoinSet<(&'static str, Result<(), DaemonError>)> = JoinSet::new();
 
     // Install the HUP handler before anything can tell the world we are up.
@@ -333,19 +395,24 @@ where
         tracing::info!(smtp = %config.proxy.smtp_address, pop3 = %config.proxy.pop3_address, "mail front listening");
     }
     // The network engine: one per account, over its store.
+    let mut engines = Engines::new(events.clone());
     for account in &accounts {
-        let Some(engine_config) = engine_config(&config, account, &recipients) else {
+        let Some(engine_config) = engine_config(&config, account, &recipients, &events) else {
             tracing::error!(account = %account.config.id, "no authority for this account: its mail stays queued");
             continue;
         };
         let Some(store) = directory.store(&account.config.id) else {
             continue;
         };
-        let engine = Engine::start(store, engine_config);
-        let s = stop.clone();
+        let engine = Arc::new(Engine::start(store, engine_config));
+        engines.insert(account.config.id.clone(), engine);
+    }
+    let engines = Arc::new(engines);
+    {
+        let (engines, s) = (engines.clone(), stop.clone());
         services.spawn(async move {
             s.wait().await;
-            engine.stop().await;
+            engines.stop_all().await;
             ("engine", Ok(()))
         });
     }

@@ -133,6 +133,7 @@ impl Account {
                 housekeeping_interval: Duration::from_millis(200),
                 report_coalesce: Duration::from_secs(60),
             },
+            events: mailproxyd::events::EventBus::new(4096),
         }
     }
 }
@@ -239,10 +240,18 @@ async fn small_and_multi_block_messages_arrive_and_complete_by_ack() {
     let small = message(200, 1);
     let big = message(300 * 1024, 2);
     assert!(katzenpost::block::block_count(big.len()).unwrap() >= 6);
-    enqueue(&a_store, "bob@provider2", &small, 3600);
-    enqueue(&a_store, "bob@provider2", &big, 3600);
-    let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
-    let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
+    let small_id = enqueue(&a_store, "bob@provider2", &small, 3600);
+    let big_id = enqueue(&a_store, "bob@provider2", &big, 3600);
+    // No key for carol: this entry waits until it is cancelled.
+    let carol_id = enqueue(&a_store, "carol@provider2", &small, 3600);
+    let bus = mailproxyd::events::EventBus::new(4096);
+    let mut events = bus.subscribe();
+    let mut a_cfg = p.alice.config(&p.net, &p.keys);
+    a_cfg.events = bus.clone();
+    let mut b_cfg = p.bob.config(&p.net, &p.keys);
+    b_cfg.events = bus.clone();
+    let a = Engine::start(a_store.clone(), a_cfg);
+    let b = Engine::start(b_store.clone(), b_cfg);
     wait_for("bob's inbox", Duration::from_secs(90), || {
         b_store.inbox_len().unwrap() == 2
     })
@@ -250,18 +259,99 @@ async fn small_and_multi_block_messages_arrive_and_complete_by_ack() {
     wait_for(
         "alice's queue to drain by ACK",
         Duration::from_secs(60),
-        || a_store.queue_len().unwrap() == 0,
+        || a_store.queue_len().unwrap() == 1,
     )
     .await;
+    assert!(a.cancel(carol_id).await.unwrap());
+    assert!(!a.cancel(carol_id).await.unwrap(), "already cancelled");
+    assert_eq!(a_store.queue_len().unwrap(), 0);
     let mut got = inbox(&b_store);
     got.sort_by_key(|m| m.len());
     assert_eq!(got[0], expected_delivery(&p.alice, &small));
     assert_eq!(got[1], expected_delivery(&p.alice, &big));
     let st = a.status();
     assert!(st.connected, "{st:?}");
+    assert_eq!(st.state, mailproxyd::engine::ConnState::Up);
     assert!(st.acks >= 7, "{st:?}");
+    assert_eq!(st.messages_acked, 2, "{st:?}");
     assert!(st.document_epoch.is_some());
+    let fetched = st.document_fetched.expect("document fetch time");
+    assert!(
+        fetched <= unix_now() && fetched + 300 > unix_now(),
+        "{st:?}"
+    );
     assert_eq!(b.status().delivered, 2);
+    // The events tell the same story, without contents.
+    use mailproxy_proto::EventKind as K;
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    let at = |acct: &str| -> Vec<K> {
+        seen.iter()
+            .filter(|e| e.account == acct)
+            .map(|e| e.kind.clone())
+            .collect()
+    };
+    let (alice_ev, bob_ev) = (at("alice@provider1"), at("bob@provider2"));
+    assert!(alice_ev.contains(&K::ConnectionUp));
+    assert!(alice_ev.iter().any(|k| matches!(k, K::Document { .. })));
+    let big_blocks = katzenpost::block::block_count(big.len()).unwrap() as u32;
+    for (id, len, blocks) in [(small_id, small.len(), 1), (big_id, big.len(), big_blocks)] {
+        assert!(alice_ev.contains(&K::Queued {
+            id,
+            to: "bob@provider2".into(),
+            size: len as u64
+        }));
+        assert!(alice_ev.contains(&K::Sent { id, blocks }), "{alice_ev:?}");
+        assert!(alice_ev.contains(&K::Progress {
+            id,
+            acked: blocks,
+            blocks
+        }));
+        assert!(alice_ev.contains(&K::Acknowledged { id }));
+        let pos = |k: &K| alice_ev.iter().position(|x| x == k).unwrap();
+        assert!(
+            pos(&K::Queued {
+                id,
+                to: "bob@provider2".into(),
+                size: len as u64
+            }) < pos(&K::Sent { id, blocks })
+        );
+        assert!(pos(&K::Sent { id, blocks }) < pos(&K::Acknowledged { id }));
+    }
+    assert!(alice_ev.contains(&K::Queued {
+        id: carol_id,
+        to: "carol@provider2".into(),
+        size: small.len() as u64
+    }));
+    assert!(alice_ev.contains(&K::Cancelled { id: carol_id }));
+    assert!(!alice_ev.contains(&K::Acknowledged { id: carol_id }));
+    let fetched = bob_ev
+        .iter()
+        .filter(|k| matches!(k, K::Fetched { .. }))
+        .count();
+    assert!(fetched > big_blocks as usize, "{bob_ev:?}");
+    let sender = base64::engine::general_purpose::STANDARD.encode(p.alice.identity_public());
+    let delivered: Vec<&K> = bob_ev
+        .iter()
+        .filter(|k| matches!(k, K::Delivered { .. }))
+        .collect();
+    assert_eq!(delivered.len(), 2, "{bob_ev:?}");
+    let ids: Vec<u64> = b_store.inbox_list().unwrap().iter().map(|e| e.id).collect();
+    for d in delivered {
+        let K::Delivered {
+            id,
+            size,
+            sender: s,
+        } = d
+        else {
+            unreachable!()
+        };
+        assert!(ids.contains(id));
+        assert_eq!(s.as_deref(), Some(sender.as_str()));
+        assert!(inbox(&b_store).iter().any(|m| m.len() as u64 == *size));
+    }
     // No state is left behind for completed entries.
     assert!(
         a_store

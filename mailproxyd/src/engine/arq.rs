@@ -53,10 +53,23 @@ pub(super) enum AckOutcome {
     Unknown,
     /// The reply did not decrypt or classify.
     Invalid,
-    /// A block acknowledged; `complete` if that finished its entry.
-    Acked { complete: bool },
+    /// A block acknowledged.
+    Acked(AckProgress),
     /// A Kaetzchen reply (not used by this engine yet).
     KaetzchenReply,
+}
+
+/// Where an entry stands after one of its blocks was acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct AckProgress {
+    /// The queue entry.
+    pub entry: u64,
+    /// Blocks acknowledged so far.
+    pub acked: u32,
+    /// Blocks in all.
+    pub total: u32,
+    /// This acknowledgement finished the entry (it left the queue).
+    pub complete: bool,
 }
 
 /// Handles a MessageAck: marks the block acked durably, then forgets the SURB.
@@ -76,10 +89,10 @@ pub(super) fn handle_ack(
         .ok()
         .and_then(|k| k.decrypt(payload).ok());
     let outcome = match plain.as_deref().map(classify_surb_payload) {
-        Some(Ok(SurbPayload::Ack)) => {
-            let complete = mark_acked(store, rec.entry, rec.block as usize)?;
-            AckOutcome::Acked { complete }
-        }
+        Some(Ok(SurbPayload::Ack)) => match mark_acked(store, rec.entry, rec.block as usize)? {
+            Some(p) => AckOutcome::Acked(p),
+            None => AckOutcome::Unknown,
+        },
         Some(Ok(SurbPayload::KaetzchenReply(_))) => AckOutcome::KaetzchenReply,
         _ => AckOutcome::Invalid,
     };
@@ -88,24 +101,52 @@ pub(super) fn handle_ack(
 }
 
 /// Marks block `idx` of entry `id` acked; removes the entry when every block
-/// is. Returns true if the entry completed now.
-pub(super) fn mark_acked(store: &Store, id: u64, idx: usize) -> Result<bool, EngineError> {
+/// is. `None` if there is no such entry or block, or it was acked already.
+pub(super) fn mark_acked(
+    store: &Store,
+    id: u64,
+    idx: usize,
+) -> Result<Option<AckProgress>, EngineError> {
     let Some(mut e) = store.queue_get(id)? else {
-        return Ok(false);
+        return Ok(None);
     };
     let Some(b) = e.blocks.get_mut(idx) else {
-        return Ok(false);
+        return Ok(None);
     };
     if b.acked {
-        return Ok(false);
+        return Ok(None);
     }
     b.acked = true;
-    if e.blocks.iter().all(|b| b.acked) {
+    let acked = e.blocks.iter().filter(|b| b.acked).count() as u32;
+    let total = e.blocks.len() as u32;
+    let complete = acked == total;
+    if complete {
         finish(store, &e)?;
-        return Ok(true);
+    } else {
+        store.queue_update(&e)?;
     }
-    store.queue_update(&e)?;
-    Ok(false)
+    Ok(Some(AckProgress {
+        entry: id,
+        acked,
+        total,
+        complete,
+    }))
+}
+
+/// Cancels queue entry `id`: its SURB records, stored ciphertexts and the
+/// entry go (the message blob too, unless another entry shares it). No
+/// report. Returns false if there is no such entry.
+pub(super) fn cancel(store: &Store, id: u64) -> Result<bool, EngineError> {
+    let Some(e) = store.queue_get(id)? else {
+        return Ok(false);
+    };
+    for (k, v) in store.kv_list(KvTable::Surb)? {
+        if SurbRecord::decode(&v).is_some_and(|r| r.entry == id) {
+            store.kv_remove(KvTable::Surb, &k)?;
+        }
+    }
+    finish(store, &e)?;
+    Ok(true)
 }
 
 /// Removes a finished (or bounced) entry and its stored ciphertexts.
@@ -131,6 +172,7 @@ pub(super) fn bounce(
     account: &str,
     e: &QueueEntry,
     now: u64,
+    why: &str,
 ) -> Result<(), EngineError> {
     let marker = bounce_marker(e.id);
     if let Some(hash) = store.kv_get(KvTable::Meta, &marker)? {
@@ -143,13 +185,7 @@ pub(super) fn bounce(
         }
     }
     let original = store.read_message(e.message.blob)?;
-    let report = reports::bounce(
-        account,
-        &e.recipient,
-        &original,
-        now,
-        "not acknowledged before the queue lifetime ran out",
-    );
+    let report = reports::bounce(account, &e.recipient, &original, now, why);
     store.kv_put(KvTable::Meta, &marker, &Sha256::digest(&report))?;
     store.deliver(&report, now)?;
     finish(store, e)?;
@@ -204,7 +240,7 @@ mod tests {
     fn a_bounce_reports_once_even_after_a_crash_mid_way() {
         let dir = tempfile::tempdir().unwrap();
         let (store, e) = store_with_entry(dir.path());
-        bounce(&store, "alice@p1", &e, 10).unwrap();
+        bounce(&store, "alice@p1", &e, 10, "timed out").unwrap();
         assert_eq!(store.inbox_len().unwrap(), 1);
         assert_eq!(store.queue_len().unwrap(), 0);
         assert!(store
@@ -220,7 +256,7 @@ mod tests {
             .kv_put(KvTable::Meta, &bounce_marker(e.id), &Sha256::digest(report))
             .unwrap();
         store.deliver(report, 5).unwrap();
-        bounce(&store, "alice@p1", &e, 10).unwrap();
+        bounce(&store, "alice@p1", &e, 10, "timed out").unwrap();
         assert_eq!(store.inbox_len().unwrap(), 1, "no second report");
         assert_eq!(store.queue_len().unwrap(), 0);
     }
@@ -235,10 +271,18 @@ mod tests {
             handle_ack(&store, &[1; 16], &[0; 10]).unwrap(),
             AckOutcome::Unknown
         );
-        assert!(!mark_acked(&store, e.id, 0).unwrap());
-        assert!(!mark_acked(&store, e.id, 0).unwrap(), "idempotent");
-        assert!(!mark_acked(&store, e.id, 9).unwrap(), "out of range");
-        assert!(mark_acked(&store, e.id, 1).unwrap());
+        assert_eq!(
+            mark_acked(&store, e.id, 0).unwrap(),
+            Some(AckProgress {
+                entry: e.id,
+                acked: 1,
+                total: 2,
+                complete: false
+            })
+        );
+        assert_eq!(mark_acked(&store, e.id, 0).unwrap(), None, "idempotent");
+        assert_eq!(mark_acked(&store, e.id, 9).unwrap(), None, "out of range");
+        assert!(mark_acked(&store, e.id, 1).unwrap().unwrap().complete);
         assert_eq!(store.queue_len().unwrap(), 0);
         // A record for the removed entry is stale.
         let rec = SurbRecord {
@@ -251,6 +295,67 @@ mod tests {
             .kv_put(KvTable::Surb, &[2; 16], &rec.encode())
             .unwrap();
         assert_eq!(sweep_surbs(&store).unwrap(), 1);
+        assert!(store.kv_list(KvTable::Surb).unwrap().is_empty());
+    }
+
+    #[test]
+    fn cancel_removes_the_entry_its_surbs_and_ciphertexts_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open(dir.path(), &KeySource::Raw(StorageKey::from_bytes([3; 32]))).unwrap();
+        let to = |r: &str| NewQueueEntry {
+            recipient: r.into(),
+            created: 1,
+            bounce_at: 2,
+            unreliable: false,
+        };
+        // One submission to two recipients: two entries sharing one blob.
+        let mut entries = store
+            .enqueue(
+                "alice",
+                b"Subject: x\r\n\r\nbody\r\n",
+                &[to("bob@p2"), to("carol@p3")],
+            )
+            .unwrap();
+        let other = entries.pop().unwrap();
+        let mut e = entries.pop().unwrap();
+        assert_eq!(e.message.blob, other.message.blob);
+        e.blocks = vec![Default::default(); 2];
+        store.queue_update(&e).unwrap();
+        for i in 0..2 {
+            store
+                .kv_put(KvTable::Meta, &ciphertext_key(e.id, i), b"ct")
+                .unwrap();
+        }
+        for (sid, entry) in [([1u8; 16], e.id), ([2u8; 16], e.id), ([3u8; 16], other.id)] {
+            let rec = SurbRecord {
+                entry,
+                block: 0,
+                eta: 0,
+                keys: vec![0; 8],
+            };
+            store.kv_put(KvTable::Surb, &sid, &rec.encode()).unwrap();
+        }
+        assert!(cancel(&store, e.id).unwrap());
+        assert!(store.queue_get(e.id).unwrap().is_none());
+        let surbs = store.kv_list(KvTable::Surb).unwrap();
+        assert_eq!(surbs.len(), 1);
+        assert_eq!(surbs[0].0, [3u8; 16].to_vec());
+        for i in 0..2 {
+            assert!(store
+                .kv_get(KvTable::Meta, &ciphertext_key(e.id, i))
+                .unwrap()
+                .is_none());
+        }
+        // The other recipient's entry still has its message.
+        assert!(store.queue_get(other.id).unwrap().is_some());
+        assert!(store.read_message(other.message.blob).is_ok());
+        assert!(!cancel(&store, e.id).unwrap(), "already gone");
+        assert!(cancel(&store, other.id).unwrap());
+        assert!(
+            store.read_message(other.message.blob).is_err(),
+            "blob released with its last entry"
+        );
         assert!(store.kv_list(KvTable::Surb).unwrap().is_empty());
     }
 

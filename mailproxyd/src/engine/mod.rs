@@ -21,8 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use error::EngineError;
-pub use status::EngineStatus;
+pub use status::{ConnState, EngineStatus};
 
+use crate::events::EventBus;
 use crate::store::Store;
 
 /// Looks up a recipient's end-to-end identity public key by address
@@ -106,6 +107,8 @@ pub struct EngineConfig {
     pub recipient_keys: RecipientKeys,
     /// Timings.
     pub timings: Timings,
+    /// Where the engine reports what happens (never message contents).
+    pub events: EventBus,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -128,12 +131,27 @@ impl EngineConfig {
     }
 }
 
+/// A request to the worker, answered at a point where it holds no queue
+/// entry in flight.
+pub(crate) enum Control {
+    /// Cancel a queue entry.
+    Cancel {
+        id: u64,
+        reply: tokio::sync::oneshot::Sender<Result<bool, EngineError>>,
+    },
+}
+
 /// A running engine for one account.
 pub struct Engine {
     stop: tokio::sync::watch::Sender<bool>,
     wake: Arc<tokio::sync::Notify>,
     status: Arc<Mutex<EngineStatus>>,
-    task: tokio::task::JoinHandle<()>,
+    control: tokio::sync::mpsc::Sender<Control>,
+    /// For a cancel after the worker ended; released by [`Engine::stop`].
+    store: Mutex<Option<Store>>,
+    events: EventBus,
+    account: String,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Engine {
@@ -143,13 +161,27 @@ impl Engine {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let wake = Arc::new(tokio::sync::Notify::new());
         let status = Arc::new(Mutex::new(EngineStatus::default()));
-        let worker = worker::Worker::new(store, config, status.clone(), wake.clone(), stop_rx);
+        let (control, control_rx) = tokio::sync::mpsc::channel(16);
+        let events = config.events.clone();
+        let account = config.address();
+        let worker = worker::Worker::new(
+            store.clone(),
+            config,
+            status.clone(),
+            wake.clone(),
+            stop_rx,
+            control_rx,
+        );
         let task = tokio::spawn(worker.run());
         Engine {
             stop,
             wake,
             status,
-            task,
+            control,
+            store: Mutex::new(Some(store)),
+            events,
+            account,
+            task: Mutex::new(Some(task)),
         }
     }
 
@@ -164,9 +196,50 @@ impl Engine {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// Cancels queue entry `id`: the entry, its SURB records and stored
+    /// ciphertexts go, and its message unless another entry shares it. No
+    /// bounce. `Ok(false)` if there is no such entry; `Err(Stopped)` after
+    /// [`Engine::stop`]. The worker does it
+    /// between its own steps, so a cancel never races a send or an ACK;
+    /// blocks already sent may still arrive at the recipient.
+    pub async fn cancel(&self, id: u64) -> Result<bool, EngineError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self
+            .control
+            .send(Control::Cancel { id, reply })
+            .await
+            .is_ok()
+        {
+            if let Ok(r) = answer.await {
+                return r;
+            }
+        }
+        // The worker has ended: nothing can race a direct removal.
+        let store = self
+            .store
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .ok_or(EngineError::Stopped)?;
+        let removed = tokio::task::spawn_blocking(move || arq::cancel(&store, id))
+            .await
+            .map_err(|_| EngineError::Stopped)??;
+        if removed {
+            self.events
+                .emit(&self.account, mailproxy_proto::EventKind::Cancelled { id });
+        }
+        Ok(removed)
+    }
+
     /// Stops the engine and waits until it has released the store.
-    pub async fn stop(self) {
+    pub async fn stop(&self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        if let Ok(mut s) = self.store.lock() {
+            s.take();
+        }
     }
 }

@@ -15,12 +15,16 @@ use super::{AuthorityConfig, EngineError};
 use crate::store::{unix_now, KvTable, Store};
 
 const SAVED_KEY: &[u8] = b"engine/pki/document";
+/// When the saved document was obtained: epoch ‖ Unix seconds.
+const SAVED_OBTAINED_KEY: &[u8] = b"engine/pki/obtained";
 
 /// Verified documents by epoch.
 pub(super) struct Documents {
     authority: VerifyingKey,
     pub(super) clock: EpochClock,
     docs: BTreeMap<u64, Document>,
+    /// Unix seconds each held document was obtained (if known).
+    obtained: BTreeMap<u64, u64>,
 }
 
 /// What a GetConsensus answer meant.
@@ -39,6 +43,7 @@ impl Documents {
             authority,
             clock: EpochClock::new(period),
             docs: BTreeMap::new(),
+            obtained: BTreeMap::new(),
         })
     }
 
@@ -56,6 +61,12 @@ impl Documents {
     /// current epoch's document is known).
     pub(super) fn newest(&self) -> Option<&Document> {
         self.docs.values().next_back()
+    }
+
+    /// Unix seconds at which the newest document held was obtained.
+    pub(super) fn newest_obtained(&self) -> Option<u64> {
+        let epoch = self.newest()?.epoch;
+        self.obtained.get(&epoch).copied()
     }
 
     /// Whether the document for `epoch` is held.
@@ -81,15 +92,21 @@ impl Documents {
     ) -> Result<&Document, EngineError> {
         let doc = Document::verify_and_parse_for_epoch(signed, &self.authority, epoch, unix_now())
             .map_err(|e| EngineError::Pki(format!("document for epoch {epoch}: {e}")))?;
+        let now = unix_now();
         if self.newest().is_none_or(|d| d.epoch <= epoch) {
             let mut v = epoch.to_be_bytes().to_vec();
             v.extend_from_slice(signed);
             store.kv_put(KvTable::Meta, SAVED_KEY, &v)?;
+            let mut t = epoch.to_be_bytes().to_vec();
+            t.extend_from_slice(&now.to_be_bytes());
+            store.kv_put(KvTable::Meta, SAVED_OBTAINED_KEY, &t)?;
         }
         self.docs.insert(epoch, doc);
+        self.obtained.insert(epoch, now);
         // Keep the previous, current and future epochs only.
         let keep_from = self.epoch().saturating_sub(1);
         self.docs.retain(|e, _| *e >= keep_from);
+        self.obtained.retain(|e, _| *e >= keep_from);
         Ok(&self.docs[&epoch])
     }
 
@@ -105,6 +122,11 @@ impl Documents {
         match Document::verify_and_parse_for_epoch(&v[8..], &self.authority, epoch, unix_now()) {
             Ok(doc) => {
                 self.docs.insert(epoch, doc);
+                let t = store.kv_get(KvTable::Meta, SAVED_OBTAINED_KEY)?;
+                if let Some(t) = t.filter(|t| t.len() == 16 && t[..8] == epoch.to_be_bytes()) {
+                    let at = u64::from_be_bytes(t[8..].try_into().unwrap_or_default());
+                    self.obtained.insert(epoch, at);
+                }
                 Ok(true)
             }
             Err(e) => {

@@ -23,13 +23,24 @@ pub(super) enum Received {
     /// Stored; its message is incomplete.
     Stored,
     /// It completed a message, now in the inbox.
-    Delivered,
+    Delivered(Delivery),
     /// Already held or already delivered.
     Duplicate,
     /// A report was put in the inbox.
     Reported,
     /// Unreadable, and already reported.
     Dropped,
+}
+
+/// A message put in the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Delivery {
+    /// Its inbox id.
+    pub inbox_id: u64,
+    /// Its size in bytes (as delivered, with our header fields).
+    pub size: u64,
+    /// The sender's identity key.
+    pub sender: [u8; 32],
 }
 
 /// Incoming reassembly state, mirrored in the store.
@@ -236,8 +247,10 @@ impl Incoming {
             }
             Ok(AddOutcome::Complete) => {
                 store.kv_put(KvTable::Partial, &partial_key(&key, block_id), &v)?;
-                self.complete(store, key, account)?;
-                Ok(Received::Delivered)
+                match self.complete(store, key, account)? {
+                    Some(d) => Ok(Received::Delivered(d)),
+                    None => Ok(Received::Duplicate),
+                }
             }
         }
     }
@@ -287,9 +300,9 @@ impl Incoming {
         store: &Store,
         key: ReassemblyKey,
         _account: &str,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Option<Delivery>, EngineError> {
         let Some(p) = self.partial.remove(&key) else {
-            return Ok(());
+            return Ok(None);
         };
         let total = p.total_blocks();
         let message = p
@@ -303,10 +316,14 @@ impl Incoming {
         let mut pending = now.to_be_bytes().to_vec();
         pending.extend_from_slice(&Sha256::digest(&bytes));
         store.kv_put(KvTable::Dedup, &key.to_bytes(), &pending)?;
-        store.deliver(&bytes, now)?;
+        let entry = store.deliver(&bytes, now)?;
         self.mark_delivered(store, key, total)?;
         tracing::info!(blocks = total, "incoming message delivered");
-        Ok(())
+        Ok(Some(Delivery {
+            inbox_id: entry.id,
+            size: bytes.len() as u64,
+            sender: key.sender,
+        }))
     }
 
     /// Records `key` as delivered and drops its stored blocks.
@@ -429,15 +446,18 @@ mod tests {
         let store = open(dir.path());
         let mut inc = load(&store);
         assert_eq!(store.kv_list(KvTable::Partial).unwrap().len(), 2);
-        assert_eq!(
-            inc.accept(&store, &BOB, &cts[1], ACCOUNT).unwrap(),
-            Received::Delivered
-        );
+        let r = inc.accept(&store, &BOB, &cts[1], ACCOUNT).unwrap();
+        let Received::Delivered(d) = r else {
+            panic!("expected a delivery, got {r:?}");
+        };
         let alice_pub = katzenpost::sphinx::public_key(&ALICE);
+        assert_eq!(d.sender, alice_pub);
+        assert_eq!(store.inbox_list().unwrap()[0].id, d.inbox_id);
         assert_eq!(
             inbox(&store),
             vec![reports::with_sender_header(&msg, &alice_pub)]
         );
+        assert_eq!(d.size, inbox(&store)[0].len() as u64);
         assert!(store.kv_list(KvTable::Partial).unwrap().is_empty());
         drop(inc);
         drop(store);

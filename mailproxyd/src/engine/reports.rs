@@ -10,6 +10,11 @@ use crate::message::{header_section, rfc5322_date};
 
 const SENDER_HEADER: &str = "X-Katzenpost-Sender";
 
+/// Subject of a bounce.
+pub(super) const BOUNCE_SUBJECT: &str = "Undelivered Mail Returned to Sender";
+/// Subject of a notice about an unreadable incoming message.
+pub(super) const UNREADABLE_SUBJECT: &str = "Unreadable incoming message";
+
 fn boundary() -> String {
     let mut b = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut b);
@@ -42,7 +47,7 @@ pub(super) fn bounce(
     let b = boundary();
     let mut out = head(
         sender,
-        "Undelivered Mail Returned to Sender",
+        BOUNCE_SUBJECT,
         now,
         &format!(
             "Content-Type: multipart/report; report-type=delivery-status; boundary=\"{b}\"\r\n\r\n"
@@ -90,7 +95,7 @@ pub(super) fn unreadable(
     };
     let mut out = head(
         account,
-        "Unreadable incoming message",
+        UNREADABLE_SUBJECT,
         now,
         "Content-Type: text/plain; charset=us-ascii\r\n\r\n",
     );

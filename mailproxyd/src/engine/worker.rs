@@ -1,20 +1,24 @@
 //! The engine task: connection life cycle and the per-session loop that
 //! interleaves Poisson send ticks, retrieval and housekeeping on one link.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use katzenpost::wire::commands::Command;
+use mailproxy_proto::{ConnState, EventKind};
 use rand::RngCore;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use super::arq::{self, AckOutcome, SurbRecord};
 use super::connection::{self, Link};
 use super::pki::{Documents, Fetched};
 use super::receive::{Incoming, Received};
+use super::reports;
 use super::send::{self, Route};
-use super::{EngineConfig, EngineError, EngineStatus};
+use super::{Control, EngineConfig, EngineError, EngineStatus};
 use crate::store::{unix_now, KvTable, QueueEntry, Store};
 
 /// Runs a store operation (which may wait for a durable commit) without
@@ -34,7 +38,10 @@ pub(super) struct Worker {
     status: Arc<Mutex<EngineStatus>>,
     wake: Arc<Notify>,
     stop: watch::Receiver<bool>,
+    control: mpsc::Receiver<Control>,
     account: String,
+    /// Queue entries already announced with a `Queued` event.
+    seen: HashSet<u64>,
     user: String,
     /// Set when a provider session was established (resets the backoff).
     had_session: bool,
@@ -59,9 +66,12 @@ impl Worker {
         status: Arc<Mutex<EngineStatus>>,
         wake: Arc<Notify>,
         stop: watch::Receiver<bool>,
+        control: mpsc::Receiver<Control>,
     ) -> Worker {
         Worker {
             store,
+            control,
+            seen: HashSet::new(),
             account: cfg.address(),
             had_session: false,
             user: cfg.user.to_ascii_lowercase(),
@@ -78,6 +88,35 @@ impl Worker {
         }
     }
 
+    fn emit(&self, kind: EventKind) {
+        self.cfg.events.emit(&self.account, kind);
+    }
+
+    /// Answers a control request (between the worker's own steps).
+    fn handle_control(&mut self, c: Control) {
+        match c {
+            Control::Cancel { id, reply } => {
+                let r = blocking(|| arq::cancel(&self.store, id));
+                if let Ok(true) = r {
+                    self.seen.remove(&id);
+                    tracing::info!(account = %self.account, entry = id, "queue entry cancelled");
+                    self.emit(EventKind::Cancelled { id });
+                }
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// Records a newly obtained document in the status and as an event.
+    fn document_obtained(&self, docs: &Documents, epoch: u64) {
+        let fetched = docs.newest_obtained();
+        self.set_status(|s| {
+            s.document_epoch = Some(s.document_epoch.unwrap_or(0).max(epoch));
+            s.document_fetched = fetched;
+        });
+        self.emit(EventKind::Document { epoch });
+    }
+
     fn record_error(&self, e: &EngineError) {
         tracing::warn!(account = %self.account, error = %e, "engine error");
         let msg = e.to_string();
@@ -88,14 +127,19 @@ impl Worker {
         *self.stop.borrow()
     }
 
-    /// Sleeps for `d` unless stopped first; false if stopped.
+    /// Sleeps for `d` (answering control requests) unless stopped first;
+    /// false if stopped.
     async fn pause(&mut self, d: Duration) -> bool {
-        if self.stopped() {
-            return false;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(d) => !self.stopped(),
-            _ = self.stop.changed() => false,
+        let until = Instant::now() + d;
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return !self.stopped(),
+                _ = self.stop.changed() => return false,
+                Some(c) = self.control.recv() => self.handle_control(c),
+            }
         }
     }
 
@@ -127,7 +171,14 @@ impl Worker {
             }
         };
         match blocking(|| docs.load_saved(&self.store)) {
-            Ok(true) => tracing::debug!(account = %self.account, "using saved PKI document"),
+            Ok(true) => {
+                tracing::debug!(account = %self.account, "using saved PKI document");
+                let (epoch, fetched) = (docs.newest().map(|d| d.epoch), docs.newest_obtained());
+                self.set_status(|s| {
+                    s.document_epoch = epoch;
+                    s.document_fetched = fetched;
+                });
+            }
             Ok(false) => {}
             Err(e) => self.record_error(&e),
         }
@@ -139,7 +190,10 @@ impl Worker {
                 Err(EngineError::Stopped) => break,
                 Err(e) => {
                     self.record_error(&e);
-                    self.set_status(|s| s.connected = false);
+                    self.set_status(|s| s.set_state(ConnState::Down));
+                    self.emit(EventKind::ConnectionDown {
+                        error: Some(e.to_string()),
+                    });
                 }
             }
             if std::mem::take(&mut self.had_session) {
@@ -149,8 +203,13 @@ impl Worker {
                 break;
             }
             backoff = (backoff * 2).min(t.reconnect_max);
+            self.set_status(|s| s.set_state(ConnState::Connecting));
         }
-        self.set_status(|s| s.connected = false);
+        let was_up = self.status.lock().is_ok_and(|s| s.state == ConnState::Up);
+        self.set_status(|s| s.set_state(ConnState::Down));
+        if was_up {
+            self.emit(EventKind::ConnectionDown { error: None });
+        }
         tracing::debug!(account = %self.account, "engine stopped");
     }
 
@@ -170,8 +229,7 @@ impl Worker {
             .await?
         {
             Fetched::Document(d) => {
-                let e = d.epoch;
-                self.set_status(|s| s.document_epoch = Some(e));
+                self.document_obtained(docs, d.epoch);
                 Ok(())
             }
             Fetched::NotFound => Err(EngineError::Pki(format!(
@@ -195,22 +253,29 @@ impl Worker {
             .ok_or_else(|| {
                 EngineError::Pki(format!("provider {} not in the PKI", self.cfg.provider))
             })?;
-        let link = tokio::select! {
-            r = connection::connect_provider(
-                &desc,
-                &self.user,
-                self.cfg.link_private,
-                self.cfg.provider_key_pin,
-                self.cfg.timings.link_timeout,
-            ) => r?,
-            _ = self.stop.changed() => return Err(EngineError::Stopped),
+        let user = self.user.clone();
+        let connect = connection::connect_provider(
+            &desc,
+            &user,
+            self.cfg.link_private,
+            self.cfg.provider_key_pin,
+            self.cfg.timings.link_timeout,
+        );
+        tokio::pin!(connect);
+        let link = loop {
+            tokio::select! {
+                r = &mut connect => break r?,
+                _ = self.stop.changed() => return Err(EngineError::Stopped),
+                Some(c) = self.control.recv() => self.handle_control(c),
+            }
         };
         self.had_session = true;
         let skew = link.clock_skew();
         self.set_status(|s| {
-            s.connected = true;
+            s.set_state(ConnState::Up);
             s.clock_skew = skew;
         });
+        self.emit(EventKind::ConnectionUp);
         tracing::info!(account = %self.account, "connected to provider");
         let now = Instant::now();
         let mut st = SessionState {
@@ -245,6 +310,10 @@ impl Worker {
                     // New work: let housekeeping prepare it promptly.
                     st.next_housekeeping = Instant::now();
                 }
+                Some(c) = self.control.recv() => {
+                    self.handle_control(c);
+                    continue;
+                }
             }
             if self.stopped() {
                 return Err(EngineError::Stopped);
@@ -256,9 +325,14 @@ impl Worker {
                     // provider and authority with handshakes and requests.
                     st.next_pki_attempt = now + t.pki_retry;
                 }
-                blocking(|| self.bounce_due())?;
+                blocking(|| self.scan_queue())?;
                 if let Some(limit) = t.receive_timeout {
-                    blocking(|| incoming.sweep(&self.store, limit, &self.account))?;
+                    let dropped = blocking(|| incoming.sweep(&self.store, limit, &self.account))?;
+                    for _ in 0..dropped {
+                        self.emit(EventKind::Report {
+                            subject: reports::UNREADABLE_SUBJECT.into(),
+                        });
+                    }
                 }
                 if now >= st.next_sweep {
                     blocking(|| arq::sweep_surbs(&self.store))?;
@@ -325,21 +399,28 @@ impl Worker {
             };
             all &= got;
             if got {
-                self.set_status(|s| {
-                    s.document_epoch = Some(s.document_epoch.unwrap_or(0).max(epoch))
-                });
+                self.document_obtained(docs, epoch);
             }
         }
         Ok(all)
     }
 
-    /// Bounces every entry past its deadline.
-    fn bounce_due(&mut self) -> Result<(), EngineError> {
+    /// Announces entries not seen before and bounces every entry past its
+    /// deadline.
+    fn scan_queue(&mut self) -> Result<(), EngineError> {
         let now = unix_now();
-        for id in self.store.queue_ids()? {
+        let ids = self.store.queue_ids()?;
+        for &id in &ids {
             let Some(e) = self.store.queue_get(id)? else {
                 continue;
             };
+            if self.seen.insert(id) {
+                self.emit(EventKind::Queued {
+                    id,
+                    to: e.recipient.clone(),
+                    size: e.message.len,
+                });
+            }
             if e.bounce_at == 0 || e.bounce_at > now {
                 continue;
             }
@@ -347,9 +428,23 @@ impl Worker {
                 arq::finish(&self.store, &e)?;
                 continue;
             }
-            arq::bounce(&self.store, &self.account, &e, now)?;
+            let why = "not acknowledged before the queue lifetime ran out";
+            arq::bounce(&self.store, &self.account, &e, now, why)?;
             self.set_status(|s| s.bounced += 1);
             tracing::info!(account = %self.account, entry = id, "queue entry bounced");
+            self.emit(EventKind::Bounced {
+                id,
+                to: e.recipient.clone(),
+                reason: why.into(),
+            });
+            self.emit(EventKind::Report {
+                subject: reports::BOUNCE_SUBJECT.into(),
+            });
+        }
+        // Forget entries that left the queue.
+        if self.seen.len() > ids.len() {
+            let live: HashSet<u64> = ids.into_iter().collect();
+            self.seen.retain(|id| live.contains(id));
         }
         Ok(())
     }
@@ -438,6 +533,7 @@ impl Worker {
                     blocking(|| self.store.kv_put(KvTable::Surb, &surb_id, &rec.encode()))?;
                 }
                 let b = &mut e.blocks[idx];
+                let first_send = b.attempts == 0;
                 b.attempts = b.attempts.saturating_add(1);
                 b.retransmit_at =
                     send::retransmit_at(now, built.eta, self.cfg.timings.retransmit_slack);
@@ -460,6 +556,17 @@ impl Worker {
                         s.retransmissions += 1;
                     }
                 });
+                if first_send && e.blocks.iter().all(|b| b.attempts > 0) {
+                    self.emit(EventKind::Sent {
+                        id: e.id,
+                        blocks: e.blocks.len() as u32,
+                    });
+                }
+                if complete {
+                    // Unreliable: nothing more will happen to it.
+                    self.seen.remove(&e.id);
+                    self.emit(EventKind::Acknowledged { id: e.id });
+                }
                 tracing::debug!(entry = e.id, block = idx, retransmission, "block sent");
             }
             None if self.cfg.send_decoy_traffic => {
@@ -516,8 +623,23 @@ impl Worker {
                             &self.account,
                         )
                     })?;
+                    self.emit(EventKind::Fetched {
+                        remaining: queue_size_hint.into(),
+                    });
                     match r {
-                        Received::Delivered => self.set_status(|s| s.delivered += 1),
+                        Received::Delivered(d) => {
+                            self.set_status(|s| s.delivered += 1);
+                            self.emit(EventKind::Delivered {
+                                id: d.inbox_id,
+                                size: d.size,
+                                sender: Some(
+                                    base64::engine::general_purpose::STANDARD.encode(d.sender),
+                                ),
+                            });
+                        }
+                        Received::Reported => self.emit(EventKind::Report {
+                            subject: reports::UNREADABLE_SUBJECT.into(),
+                        }),
                         r => tracing::trace!(outcome = ?r, "block retrieved"),
                     }
                     queue_size_hint
@@ -529,10 +651,22 @@ impl Worker {
                     payload,
                 } if sequence == st.seq => {
                     match blocking(|| arq::handle_ack(&self.store, &surb_id, &payload))? {
-                        AckOutcome::Acked { complete } => {
-                            self.set_status(|s| s.acks += 1);
-                            if complete {
-                                tracing::info!(account = %self.account, "queue entry delivered");
+                        AckOutcome::Acked(p) => {
+                            self.set_status(|s| {
+                                s.acks += 1;
+                                if p.complete {
+                                    s.messages_acked += 1;
+                                }
+                            });
+                            self.emit(EventKind::Progress {
+                                id: p.entry,
+                                acked: p.acked,
+                                blocks: p.total,
+                            });
+                            if p.complete {
+                                tracing::info!(account = %self.account, entry = p.entry, "queue entry delivered");
+                                self.seen.remove(&p.entry);
+                                self.emit(EventKind::Acknowledged { id: p.entry });
                             }
                         }
                         other => tracing::debug!(outcome = ?other, "SURB reply"),
