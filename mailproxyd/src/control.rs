@@ -18,7 +18,8 @@ use mailproxy_proto::{
 };
 use tokio::sync::broadcast;
 
-use crate::engine::EngineStatus;
+use crate::daemon::Engines;
+use crate::engine::{Engine, EngineStatus};
 use crate::events::EventBus;
 use crate::recipients::Recipients;
 use crate::store::{unix_now, QueueEntry, Store, StoreError};
@@ -76,6 +77,47 @@ pub trait EngineHandle: Send + Sync + 'static {
     /// Cancels queue entry `id` (the engine forgets its in-memory state and
     /// removes the entry): `Ok(true)` if removed, `Ok(false)` if unknown.
     fn cancel(&self, id: u64) -> BoxFuture<'_, Result<bool, String>>;
+}
+
+impl EngineHandle for Engine {
+    fn status(&self) -> EngineStatus {
+        Engine::status(self)
+    }
+
+    fn cancel(&self, id: u64) -> BoxFuture<'_, Result<bool, String>> {
+        Box::pin(async move { Engine::cancel(self, id).await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// The engine of one account among the daemon's [`Engines`].
+pub struct EngineOf {
+    engines: Arc<Engines>,
+    account: String,
+}
+
+impl EngineOf {
+    /// The engine of `account` in `engines` (which must hold one).
+    pub fn new(engines: Arc<Engines>, account: String) -> EngineOf {
+        EngineOf { engines, account }
+    }
+}
+
+impl EngineHandle for EngineOf {
+    fn status(&self) -> EngineStatus {
+        self.engines
+            .get(&self.account)
+            .map(Engine::status)
+            .unwrap_or_default()
+    }
+
+    fn cancel(&self, id: u64) -> BoxFuture<'_, Result<bool, String>> {
+        Box::pin(async move {
+            match self.engines.get(&self.account) {
+                Some(engine) => EngineHandle::cancel(engine, id).await,
+                None => Err("no engine".to_owned()),
+            }
+        })
+    }
 }
 
 /// One account as [`DaemonControl`] sees it.
@@ -191,14 +233,10 @@ pub fn queue_item(account: &str, e: &QueueEntry, key_known: bool, now: u64) -> Q
     }
 }
 
-/// The engine's connection state as the protocol shows it.
+/// The engine's connection state as the protocol shows it (down without
+/// an engine).
 fn conn_state(engine: Option<&EngineStatus>) -> ConnState {
-    match engine {
-        None => ConnState::Down,
-        Some(s) if s.connected => ConnState::Up,
-        Some(s) if s.last_error.is_some() => ConnState::Down,
-        Some(_) => ConnState::Connecting,
-    }
+    engine.map_or(ConnState::Down, |s| s.state)
 }
 
 /// The `STATUS` line of an account from its engine status (if an engine
@@ -207,17 +245,18 @@ pub fn account_status(
     account: &str,
     engine: Option<&EngineStatus>,
     counts: &StoreCounts,
+    now: u64,
 ) -> AccountStatus {
     let e = engine.cloned().unwrap_or_default();
     AccountStatus {
         account: account.to_owned(),
         connection: conn_state(engine),
         epoch: e.document_epoch,
-        document_age: None,
+        document_age: e.document_fetched.map(|t| now.saturating_sub(t)),
         clock_skew: e.clock_skew,
         queued: counts.queued,
         in_flight: counts.in_flight,
-        acknowledged: 0,
+        acknowledged: e.messages_acked,
         bounced: e.bounced,
         delivered: e.delivered,
         inbox: counts.inbox,
@@ -303,7 +342,7 @@ impl Control for DaemonControl {
                         StoreCounts::default()
                     }
                 };
-                out.push(account_status(&a.id, engine.as_ref(), &counts));
+                out.push(account_status(&a.id, engine.as_ref(), &counts, unix_now()));
             }
             out
         })
@@ -554,8 +593,11 @@ mod tests {
             .unwrap();
         let engine = Arc::new(FakeEngine {
             status: EngineStatus {
+                state: ConnState::Up,
                 connected: true,
                 document_epoch: Some(7),
+                document_fetched: Some(unix_now() - 30),
+                messages_acked: 4,
                 packets_sent: 12,
                 ..Default::default()
             },
@@ -593,6 +635,9 @@ mod tests {
             assert_eq!((status[0].queued, status[0].in_flight), (2, 0));
             assert_eq!(status[1].connection, ConnState::Up);
             assert_eq!((status[1].epoch, status[1].packets_sent), (Some(7), 12));
+            assert_eq!(status[1].acknowledged, 4);
+            let age = status[1].document_age.unwrap();
+            assert!((30..40).contains(&age), "{age}");
             assert_eq!(status[1].inbox, 2);
             assert_eq!(
                 status[1].inbox_bytes,

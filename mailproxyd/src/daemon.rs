@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{AccountConfig, Config};
-use crate::control::{ControlAccount, DaemonControl};
+use crate::control::{ControlAccount, DaemonControl, EngineHandle, EngineOf};
 use crate::directory::DaemonDirectory;
 use crate::engine::{AuthorityConfig as EngineAuthority, Engine, EngineConfig, Timings};
 use crate::events::EventBus;
@@ -423,14 +423,22 @@ where
         let control_accounts = accounts
             .iter()
             .filter_map(|a| {
+                let id = a.config.id.clone();
+                let engine = engines.get(&id).map(|_| {
+                    Arc::new(EngineOf::new(engines.clone(), id.clone())) as Arc<dyn EngineHandle>
+                });
                 Some(ControlAccount {
-                    id: a.config.id.clone(),
-                    store: directory.store(&a.config.id)?,
-                    engine: None,
+                    store: directory.store(&id)?,
+                    id,
+                    engine,
                 })
             })
             .collect();
-        let control = DaemonControl::new(control_accounts, recipients.clone(), EventBus::default());
+        let control = DaemonControl::new(
+            control_accounts,
+            recipients.clone(),
+            engines.events().clone(),
+        );
         let ctx = MgmtContext {
             recipients: recipients.clone(),
             accounts: infos,
