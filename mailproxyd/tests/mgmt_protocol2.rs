@@ -336,3 +336,35 @@ async fn mgmt_subscriber_that_never_reads_does_not_stall_the_daemon() {
         .unwrap();
     assert_eq!(exit.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mgmt_debug_subscriber_gets_debug_lines_the_log_file_does_not() {
+    let setup = Setup::new();
+    // The log file at NOTICE (tracing info); a subscriber may ask for more.
+    let text = fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("Level = \"DEBUG\"", "Level = \"NOTICE\"");
+    fs::write(&setup.config, text).unwrap();
+    let mut daemon = setup.start();
+    let mut debug = Client::connect(&setup.socket)
+        .await
+        .unwrap()
+        .subscribe(Level::Debug)
+        .await
+        .unwrap();
+    // The server logs each new subscriber at debug: this one sees its own.
+    let line = next_matching(&mut debug, "a DEBUG line", |l| {
+        matches!(l, StreamLine::Log(log) if log.level == Level::Debug)
+    })
+    .await;
+    let StreamLine::Log(line) = line else {
+        unreachable!()
+    };
+    assert!(line.message.contains("event subscriber"), "{line:?}");
+    drop(debug);
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait().code(), Some(0));
+    let log = setup.log();
+    assert!(log.contains("mailproxyd stopped"), "{log}");
+    assert!(!log.contains("DEBUG"), "the file stays at NOTICE:\n{log}");
+}
