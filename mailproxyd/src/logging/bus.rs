@@ -183,6 +183,16 @@ impl LogSubscription {
         }
     }
 
+    /// The next line already received, without waiting.
+    pub fn try_recv(&mut self) -> Result<LogLine, broadcast::error::TryRecvError> {
+        loop {
+            let line = self.rx.try_recv()?;
+            if self.level.admits(line.level) {
+                return Ok(line);
+            }
+        }
+    }
+
     /// The subscribed level.
     pub fn level(&self) -> Level {
         self.level
@@ -360,7 +370,7 @@ mod tests {
             (Level::Warn, "other")
         );
         assert!(matches!(
-            sub.rx.try_recv(),
+            sub.try_recv(),
             Err(broadcast::error::TryRecvError::Empty)
         ));
     }
