@@ -353,9 +353,11 @@ async fn mgmt_debug_subscriber_gets_debug_lines_the_log_file_does_not() {
         .await
         .unwrap();
     // The server logs each new subscriber at debug: this one sees its own.
-    let line = next_matching(&mut debug, "a DEBUG line", |l| {
-        matches!(l, StreamLine::Log(log) if log.level == Level::Debug)
-    })
+    let line = next_matching(
+        &mut debug,
+        "a DEBUG line",
+        |l| matches!(l, StreamLine::Log(log) if log.level == Level::Debug),
+    )
     .await;
     let StreamLine::Log(line) = line else {
         unreachable!()
