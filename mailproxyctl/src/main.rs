@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
-use mailproxy_proto::{decode_key, encode_key, locate, Client, ClientError};
+use mailproxy_proto::{decode_key, encode_key, locate, Client, ClientError, Level};
 use serde_json::json;
+
+mod table;
 
 /// Exit code: the daemon answered with an error.
 const EXIT_SERVER: u8 = 1;
@@ -31,8 +33,17 @@ Keys are 32-byte X25519 public keys in hex or base64; output uses base64.
 Exit codes: 0 ok, 1 the daemon refused (its message is printed), 2 usage
 error, 3 the daemon is not running, 4 other errors (config, I/O, timeout).
 
+`logs` streams what happens from now on (the daemon keeps no history):
+events (message queued, sent, acknowledged, delivered, bounced, connection
+up/down...) and log lines at --level or more severe. Give --follow to stream
+until Ctrl-C, or --for SECONDS to stop after that long; with --json each line
+is one JSON object.
+
 Examples:
   mailproxyctl --config ~/.mailproxy/mailproxy.toml accounts
+  mailproxyctl status
+  mailproxyctl queue && mailproxyctl cancel alice@provider.example 12
+  mailproxyctl logs --level debug --follow
   mailproxyctl set-recipient bob@provider.example 0d1c...e9
   mailproxyctl --json list-recipients | jq .
   mailproxyctl completions bash > ~/.local/share/bash-completion/completions/mailproxyctl";
@@ -41,7 +52,7 @@ Examples:
 #[command(
     name = "mailproxyctl",
     version,
-    about = "Control a running mailproxyd: recipient keys, accounts, version",
+    about = "Control a running mailproxyd: status, queue, inbox, logs, recipient keys, accounts",
     after_help = AFTER_HELP
 )]
 struct Cli {
@@ -101,6 +112,33 @@ enum Command {
     Rescan,
     /// Print the daemon's version and protocol revision.
     Version,
+    /// Per account: connection, PKI document, queue and inbox figures, last error.
+    Status,
+    /// List the outgoing messages with their progress and deadlines.
+    Queue,
+    /// Drop an outgoing message (the account and id as `queue` shows them).
+    Cancel {
+        /// The sending account, user@provider.
+        account: String,
+        /// The queue id.
+        id: u64,
+    },
+    /// List the received messages (size, arrival, sender key; never contents).
+    Inbox,
+    /// Stream events and log lines as they happen (needs --follow or --for).
+    Logs {
+        /// Log level: off (events only), error, warn, info, debug or trace.
+        #[arg(long, short = 'l', default_value = "info", value_parser = parse_level)]
+        level: Level,
+        /// Stream until interrupted (Ctrl-C) or the daemon stops.
+        #[arg(long, short = 'f', conflicts_with = "for_secs")]
+        follow: bool,
+        /// Stream for this many seconds, then stop.
+        #[arg(long = "for", value_name = "SECONDS", id = "for_secs")]
+        for_secs: Option<u64>,
+    },
+    /// Shut the daemon down gracefully.
+    Shutdown,
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -185,6 +223,11 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_level(s: &str) -> Result<Level, String> {
+    Level::parse(s)
+        .ok_or_else(|| format!("unknown level '{s}' (off, error, warn, info, debug or trace)"))
+}
+
 fn socket_path(cli: &Cli) -> Result<PathBuf, Failure> {
     if let Some(path) = &cli.socket {
         return Ok(path.clone());
@@ -216,8 +259,25 @@ async fn run(cli: Cli) -> Result<String, Failure> {
         ),
         _ => None,
     };
+    if let Command::Logs {
+        follow: false,
+        for_secs: None,
+        ..
+    } = &cli.command
+    {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            "logs streams from now on (the daemon keeps no history): give --follow to stream until Ctrl-C, or --for SECONDS",
+        ));
+    }
     let path = socket_path(&cli)?;
     let json = cli.json;
+    if let Command::Logs {
+        level, for_secs, ..
+    } = &cli.command
+    {
+        return logs(&path, *level, for_secs.map(Duration::from_secs), json).await;
+    }
     let work = async {
         let mut client = Client::connect(&path).await?;
         let out = match &cli.command {
@@ -293,7 +353,43 @@ async fn run(cli: Cli) -> Result<String, Failure> {
                     version
                 }
             }
-            Command::Completions { .. } => String::new(),
+            Command::Status => {
+                let list = client.status().await?;
+                if json {
+                    to_json(&list)
+                } else {
+                    table::status(&list)
+                }
+            }
+            Command::Queue => {
+                let items = client.queue().await?;
+                if json {
+                    to_json(&items)
+                } else {
+                    table::queue(&items)
+                }
+            }
+            Command::Inbox => {
+                let items = client.inbox().await?;
+                if json {
+                    to_json(&items)
+                } else {
+                    table::inbox(&items)
+                }
+            }
+            Command::Cancel { account, id } => {
+                client.cancel(account, *id).await?;
+                ok_output(json)
+            }
+            Command::Shutdown => {
+                client.shutdown().await?;
+                if json {
+                    ok_output(json)
+                } else {
+                    "mailproxyd is shutting down".to_owned()
+                }
+            }
+            Command::Completions { .. } | Command::Logs { .. } => String::new(),
         };
         let _ = client.quit().await;
         Ok::<String, ClientError>(out)
@@ -305,6 +401,60 @@ async fn run(cli: Cli) -> Result<String, Failure> {
             format!("mailproxyd did not answer within {}s", TIMEOUT.as_secs()),
         )),
     }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| json!({ "error": e.to_string() }).to_string())
+}
+
+/// `logs`: prints stream lines as they arrive, until `limit` passes (or
+/// forever), Ctrl-C, or the daemon closes the stream.
+async fn logs(
+    path: &std::path::Path,
+    level: Level,
+    limit: Option<Duration>,
+    json: bool,
+) -> Result<String, Failure> {
+    let client = tokio::time::timeout(TIMEOUT, Client::connect(path))
+        .await
+        .map_err(|_| Failure::new(EXIT_OTHER, "mailproxyd did not answer"))??;
+    let mut stream = tokio::time::timeout(TIMEOUT, client.subscribe(level))
+        .await
+        .map_err(|_| Failure::new(EXIT_OTHER, "mailproxyd did not answer"))??;
+    eprintln!(
+        "mailproxyctl: streaming events and log lines at {level} ({})",
+        match limit {
+            Some(d) => format!("for {}s", d.as_secs()),
+            None => "Ctrl-C to stop".to_owned(),
+        }
+    );
+    let deadline = async {
+        match limit {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    loop {
+        let next = tokio::select! {
+            _ = &mut deadline => break,
+            _ = tokio::signal::ctrl_c() => break,
+            next = stream.next() => next?,
+        };
+        let Some(line) = next else {
+            return Err(Failure::new(
+                EXIT_NOT_RUNNING,
+                "mailproxyd closed the stream (it stopped)",
+            ));
+        };
+        if json {
+            println!("{}", to_json(&line));
+        } else {
+            println!("{}", table::stream_line(&line));
+        }
+    }
+    let _ = stream.quit().await;
+    Ok(String::new())
 }
 
 fn ok_output(json: bool) -> String {

@@ -37,17 +37,26 @@ struct Running {
 impl Running {
     fn start() -> Running {
         let tmp = tempfile::Builder::new().prefix("ctl").tempdir().unwrap();
+        Running::start_in(tmp, "NoLaunchListeners = true\n", "")
+    }
+
+    /// Starts the daemon in `tmp` with `proxy` lines in [Proxy] and `extra`
+    /// sections appended.
+    fn start_in(tmp: tempfile::TempDir, proxy: &str, extra: &str) -> Running {
         let data_dir = tmp.path().join("data");
         let text = format!(
-            "[Proxy]\nDataDir = \"{}\"\nNoLaunchListeners = true\n[Logging]\nDisable = true\n\
+            "[Proxy]\nDataDir = \"{}\"\n{proxy}[Logging]\nDisable = true\n\
              [NonvotingAuthority.Test]\nAddress = \"127.0.0.1:1\"\nPublicKey = \"{AUTHORITY_KEY}\"\n\
-             [[Account]]\nUser = \"alice\"\nProvider = \"provider-0\"\n[Management]\nEnable = true\n",
+             [[Account]]\nUser = \"alice\"\nProvider = \"provider-0\"\n[Management]\nEnable = true\n{extra}",
             data_dir.display()
         );
         let config_file = tmp.path().join("mailproxyd.toml");
         std::fs::write(&config_file, &text).unwrap();
         let config = Config::parse(&text).unwrap();
         let socket = config.management.path.clone();
+        // Logging is disabled in the config: this installs only the log bus
+        // that `logs` reads.
+        mailproxyd::logging::init(&config.logging).unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Runtime::new().unwrap();
@@ -221,6 +230,13 @@ fn completions_and_help() {
         "remove-recipient",
         "list-recipients",
         "accounts",
+        "status",
+        "queue",
+        "cancel",
+        "inbox",
+        "logs",
+        "--follow",
+        "shutdown",
         "--json",
         "--socket",
         "--config",
@@ -228,4 +244,200 @@ fn completions_and_help() {
     ] {
         assert!(help.contains(word), "--help lacks {word}");
     }
+}
+
+/// Submits a message from alice to `to` over SMTP with swaks.
+fn submit(port: u16, to: &str) {
+    let out = Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--from", "alice@provider-0", "--to", to])
+        .args(["--header", "Subject: ctl test", "--body", "hello"])
+        .output()
+        .expect("swaks is installed (scripts/install-test-deps)");
+    assert!(
+        out.status.success(),
+        "swaks: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Reads a child's output lines on a thread.
+fn lines_of(r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    what: &str,
+    pred: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if pred(&line) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("no {what}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn status_queue_cancel_inbox_logs_and_shutdown() {
+    let tmp = tempfile::Builder::new().prefix("ctl").tempdir().unwrap();
+    // A message in alice's inbox before the daemon starts.
+    let sender = mailproxy_proto::encode_key(&[6; 32]);
+    let account_dir = tmp.path().join("data/alice@provider-0");
+    mailproxyd::keys::ensure_private_dir(&tmp.path().join("data")).unwrap();
+    mailproxyd::keys::ensure_private_dir(&account_dir).unwrap();
+    {
+        let store =
+            mailproxyd::store::Store::open(&account_dir, &mailproxyd::store::KeySource::KeyFile)
+                .unwrap();
+        let msg = format!("X-Katzenpost-Sender: {sender}\r\nSubject: private\r\n\r\nprivate\r\n");
+        store.deliver(msg.as_bytes(), 1_795_000_000).unwrap();
+    }
+    let smtp = testnet::ports::reserve().unwrap().port();
+    let pop3 = testnet::ports::reserve().unwrap().port();
+    let d = Running::start_in(
+        tmp,
+        &format!("SMTPAddress = \"127.0.0.1:{smtp}\"\nPOP3Address = \"127.0.0.1:{pop3}\"\n"),
+        &format!(
+            "[Recipients]\n\"bob@provider-1\" = \"{}\"\n",
+            "42".repeat(32)
+        ),
+    );
+    let s = d.socket();
+
+    // status: a table, and JSON with the account and its connection.
+    let o = ctl(&["--socket", s, "status"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("ACCOUNT "), "{out}");
+    assert!(out.contains("alice@provider-0"), "{out}");
+    let o = ctl(&["--socket", s, "--json", "status"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v[0]["account"], "alice@provider-0");
+    assert!(
+        ["connecting", "down"].contains(&v[0]["connection"].as_str().unwrap()),
+        "{v}"
+    );
+    assert_eq!(v[0]["inbox"], 1);
+
+    // logs: without --follow or --for it explains itself.
+    let o = ctl(&["--socket", s, "logs"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--follow"), "{}", stderr(&o));
+    // A follower in JSON, started before anything happens.
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_mailproxyctl"))
+        .args([
+            "--socket", s, "--json", "logs", "--follow", "--level", "info",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let follow_out = lines_of(follower.stdout.take().unwrap());
+    let follow_err = lines_of(follower.stderr.take().unwrap());
+    wait_line(&follow_err, "subscription notice", |l| {
+        l.contains("streaming")
+    });
+
+    // queue: the submitted message with its recipient.
+    submit(smtp, "bob@provider-1");
+    let o = ctl(&["--socket", s, "queue"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("bob@provider-1") && out.contains("queued"),
+        "{out}"
+    );
+    let o = ctl(&["--socket", s, "--json", "queue"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v[0]["recipient"], "bob@provider-1");
+    assert!(v[0]["size"].as_u64().unwrap() > 5);
+    let id = v[0]["id"].as_u64().unwrap().to_string();
+
+    // cancel: removed; again, the daemon refuses (exit 1, code 554).
+    let o = ctl(&["--socket", s, "cancel", "alice@provider-0", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    let o = ctl(&["--socket", s, "--json", "cancel", "alice@provider-0", &id]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["code"], 554);
+    assert!(stderr(&o).contains("no queue entry"), "{}", stderr(&o));
+    let o = ctl(&["--socket", s, "queue"]);
+    assert_eq!(stdout(&o), "the send queue is empty");
+    assert_eq!(ctl(&["--socket", s, "--json", "queue"]).stdout, b"[]\n");
+
+    // The follower printed the cancellation event and the log line as JSON.
+    let event = wait_line(&follow_out, "the cancelled event", |l| {
+        l.contains("\"cancelled\"")
+    });
+    let v: serde_json::Value = serde_json::from_str(&event).unwrap();
+    assert_eq!(
+        (v["type"].as_str(), v["account"].as_str()),
+        (Some("event"), Some("alice@provider-0"))
+    );
+    assert_eq!(v["id"].to_string(), id);
+    let log = wait_line(&follow_out, "the cancel log line", |l| {
+        l.contains("queue entry cancelled")
+    });
+    let v: serde_json::Value = serde_json::from_str(&log).unwrap();
+    assert_eq!(
+        (v["type"].as_str(), v["level"].as_str()),
+        (Some("log"), Some("info"))
+    );
+    // Ctrl-C ends it cleanly.
+    let killed = Command::new("kill")
+        .args(["-INT", &follower.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(follower.wait().unwrap().code(), Some(0));
+
+    // logs --for: human lines, ends by itself.
+    let o = ctl(&["--socket", s, "logs", "--level", "off", "--for", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // inbox: the sender key, never the contents.
+    let o = ctl(&["--socket", s, "inbox"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains(&sender) && out.contains("2026-11-18 11:06:40"),
+        "{out}"
+    );
+    assert!(!out.contains("private"), "{out}");
+    let o = ctl(&["--socket", s, "--json", "inbox"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (v[0]["sender"].as_str(), v[0]["arrived"].as_u64()),
+        (Some(sender.as_str()), Some(1_795_000_000))
+    );
+
+    // shutdown: the daemon stops (Running's drop checks it exited cleanly).
+    let o = ctl(&["--socket", s, "shutdown"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "mailproxyd is shutting down");
+    let start = Instant::now();
+    while d.socket.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "daemon did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = ctl(&["--socket", s, "status"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{AccountConfig, Config};
+use crate::control::{ControlAccount, DaemonControl, EngineHandle, EngineOf};
 use crate::directory::DaemonDirectory;
 use crate::engine::{AuthorityConfig as EngineAuthority, Engine, EngineConfig, Timings};
 use crate::events::EventBus;
@@ -361,25 +362,14 @@ where
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(DaemonError::Signal)?;
 
-    if config.management.enable {
+    // The management socket is bound now (a live one is a fatal error before
+    // anything else starts) and served once the engines run.
+    let management = if config.management.enable {
         let path = config.management.path.clone();
-        let listener = mgmt::bind(&path)?;
-        let mut infos: Vec<AccountInfo> = accounts.iter().map(Account::info).collect();
-        infos.sort_by(|a, b| a.account.cmp(&b.account));
-        let ctx = MgmtContext {
-            recipients: recipients.clone(),
-            accounts: infos,
-            shutdown: stop.clone(),
-        };
-        services.spawn(async move {
-            (
-                "management",
-                mgmt::serve(listener, path, ctx)
-                    .await
-                    .map_err(DaemonError::from),
-            )
-        });
-    }
+        Some((mgmt::bind(&path)?, path))
+    } else {
+        None
+    };
     // The mail front: every account's store, then SMTP and POP3 over them.
     let directory = {
         let (config, recipients) = (config.clone(), recipients.clone());
@@ -432,6 +422,45 @@ where
             s.wait().await;
             engines.stop_all().await;
             ("engine", Ok(()))
+        });
+    }
+
+    if let Some((listener, path)) = management {
+        let mut infos: Vec<AccountInfo> = accounts.iter().map(Account::info).collect();
+        infos.sort_by(|a, b| a.account.cmp(&b.account));
+        let control_accounts = accounts
+            .iter()
+            .filter_map(|a| {
+                let id = a.config.id.clone();
+                let engine = engines.get(&id).map(|_| {
+                    Arc::new(EngineOf::new(engines.clone(), id.clone())) as Arc<dyn EngineHandle>
+                });
+                Some(ControlAccount {
+                    store: directory.store(&id)?,
+                    id,
+                    engine,
+                })
+            })
+            .collect();
+        let control = DaemonControl::new(
+            control_accounts,
+            recipients.clone(),
+            engines.events().clone(),
+        );
+        let ctx = MgmtContext {
+            recipients: recipients.clone(),
+            accounts: infos,
+            shutdown: stop.clone(),
+            control: Arc::new(control),
+            logs: crate::logging::bus(),
+        };
+        services.spawn(async move {
+            (
+                "management",
+                mgmt::serve(listener, path, ctx)
+                    .await
+                    .map_err(DaemonError::from),
+            )
         });
     }
 

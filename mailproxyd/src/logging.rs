@@ -9,6 +9,9 @@
 //! | `DEBUG` | everything, trace included |
 //!
 //! Nothing in mailproxyd logs message contents or private keys at any level.
+//!
+//! Besides the log output, every record goes to the [`LogBus`] (when someone
+//! listens at its level), which management clients read with `EVENTS`.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -19,6 +22,10 @@ use std::sync::Mutex;
 use tracing::level_filters::LevelFilter;
 
 use crate::config::LoggingConfig;
+
+mod bus;
+
+pub use bus::{bus, BusLayer, LogBus, LogSubscription};
 
 /// A configured log level (the original daemon's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,8 +84,9 @@ pub enum LoggingError {
     },
 }
 
-/// Installs the global subscriber for the daemon. Does nothing if logging is
-/// disabled or a subscriber is already installed (as in tests).
+/// Installs the global subscriber for the daemon: the log output (unless
+/// disabled) and the [`LogBus`] feeding `EVENTS` subscribers (always). Does
+/// nothing if a subscriber is already installed (as in tests).
 pub fn init(config: &LoggingConfig) -> Result<(), LoggingError> {
     init_with(config, false)
 }
@@ -86,33 +94,40 @@ pub fn init(config: &LoggingConfig) -> Result<(), LoggingError> {
 /// As [`init`]; with `stderr`, logs that would go to stdout go to stderr
 /// (for commands whose stdout is their output, such as `mailproxyd -g`).
 pub fn init_with(config: &LoggingConfig, stderr: bool) -> Result<(), LoggingError> {
-    if config.disable {
-        return Ok(());
-    }
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(config.level.filter())
-        .with_target(true);
-    let result = match &config.file {
-        None if stderr => builder.with_writer(std::io::stderr).try_init(),
-        None => builder.with_writer(std::io::stdout).try_init(),
-        Some(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|source| LoggingError::File {
-                    path: path.clone(),
-                    source,
-                })?;
-            builder
-                .with_ansi(false)
-                .with_writer(Mutex::new(file))
-                .try_init()
-        }
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer as _;
+
+    let output = if config.disable {
+        None
+    } else {
+        let layer = tracing_subscriber::fmt::layer().with_target(true);
+        let layer = match &config.file {
+            None if stderr => layer.with_writer(BoxMakeWriter::new(std::io::stderr)),
+            None => layer.with_writer(BoxMakeWriter::new(std::io::stdout)),
+            Some(path) => {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(|source| LoggingError::File {
+                        path: path.clone(),
+                        source,
+                    })?;
+                layer
+                    .with_ansi(false)
+                    .with_writer(BoxMakeWriter::new(Mutex::new(file)))
+            }
+        };
+        Some(layer.with_filter(config.level.filter()))
     };
     // An already installed subscriber is fine (library use, tests).
-    let _ = result;
+    let _ = tracing_subscriber::registry()
+        .with(output)
+        .with(bus().layer())
+        .try_init();
     Ok(())
 }
 

@@ -4,9 +4,18 @@
 //! socket file (nothing listening) is replaced; a live one makes start-up fail.
 //! Each client is served by its own task; bad lines get an error reply and
 //! affect no one else. The socket file is removed when the server stops.
+//!
+//! Protocol 2 requests (`STATUS`, `QUEUE`, `INBOX`, `CANCEL`) go to the
+//! daemon's [`Control`]; `EVENTS` turns the connection into a stream of the
+//! event bus and the [`LogBus`] (see [`stream`]). A subscriber that reads too
+//! slowly only ever blocks its own task: the buses drop its oldest lines and
+//! it gets `LAGGED n`.
+
+mod stream;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use mailproxy_proto::reply::{format_body, format_recipient_line};
 use mailproxy_proto::{
@@ -16,7 +25,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 
+use crate::control::{Control, ControlError};
 use crate::daemon::Shutdown;
+use crate::logging::LogBus;
 use crate::recipients::{RecipientError, Recipients};
 
 /// Most clients served at once; more are told so and disconnected.
@@ -45,7 +56,7 @@ pub enum MgmtError {
 }
 
 /// What the management server needs from the daemon.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MgmtContext {
     /// The recipient table.
     pub recipients: Recipients,
@@ -53,6 +64,19 @@ pub struct MgmtContext {
     pub accounts: Vec<AccountInfo>,
     /// Triggered by `SHUTDOWN`; ends every connection when triggered.
     pub shutdown: Shutdown,
+    /// Status, queues, inboxes, cancelling, events.
+    pub control: Arc<dyn Control>,
+    /// Log lines for `EVENTS` subscribers.
+    pub logs: LogBus,
+}
+
+impl std::fmt::Debug for MgmtContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MgmtContext")
+            .field("accounts", &self.accounts.len())
+            .field("shutdown", &self.shutdown)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Binds the socket at `path`, replacing a stale socket file and refusing a
@@ -178,6 +202,11 @@ async fn handle_client(mut stream: UnixStream, ctx: MgmtContext) {
                     buf.drain(..used);
                     e.status_code().map(|_| error_status(&e))
                 }
+                Ok(Request::Events { level }) => {
+                    buf.drain(..used);
+                    stream::run(stream, buf, level, &ctx).await;
+                    return;
+                }
                 Ok(request) => {
                     buf.drain(..used);
                     let (out, next) = dispatch(request, &ctx).await;
@@ -291,6 +320,29 @@ async fn dispatch(request: Request, ctx: &MgmtContext) -> (String, Next) {
             return (ok(), Next::Close);
         }
         Request::Quit => return (ok(), Next::Close),
+        Request::Status => format_body(ctx.control.status().await.iter().map(|s| s.to_line())),
+        Request::Queue => match ctx.control.queue().await {
+            Ok(items) => format_body(items.iter().map(|i| i.to_line())),
+            Err(e) => failed(e),
+        },
+        Request::Inbox => match ctx.control.inbox().await {
+            Ok(items) => format_body(items.iter().map(|i| i.to_line())),
+            Err(e) => failed(e),
+        },
+        Request::Cancel { account, id } => match ctx.control.cancel(&account, id).await {
+            Ok(true) => {
+                tracing::info!(%account, id, "management: queue entry cancelled");
+                ok()
+            }
+            Ok(false) => failed(format!("no queue entry {id} in account '{account}'")),
+            Err(e @ ControlError::NoAccount(_)) => failed(e),
+            Err(e) => {
+                tracing::warn!(%account, id, error = %e, "management: cancel failed");
+                failed(e)
+            }
+        },
+        // Handled in `handle_client` (the connection becomes a stream).
+        Request::Events { .. } => Status::standard(StatusCode::UNRECOGNISED).to_string(),
         // Requests added to the protocol later than this server.
         _ => Status::standard(StatusCode::UNRECOGNISED).to_string(),
     };

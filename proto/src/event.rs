@@ -9,6 +9,12 @@
 //! lagged = "LAGGED" SP <n>            ; n lines were dropped: the client read too slowly
 //! ```
 //!
+//! After `EVENTS` the server ignores every input line but `QUIT`, which it
+//! does not answer: it closes the connection (so does daemon shutdown).
+//! `LAGGED n` replaces lines the server dropped because the client read too
+//! slowly (for log lines, `n` may count lines below the subscribed level:
+//! it is an upper bound). A client that never reads never slows the daemon.
+//!
 //! `<level>` is `off` (events only), `error`, `warn`, `info` (the default),
 //! `debug` or `trace`. Fields are as in [`crate::fields`]. Events and logs
 //! never hold message contents or keys other than public identity keys.

@@ -39,7 +39,7 @@
 //! | `QUEUE` | body of [`QueueItem`] lines, sorted by account and id | 501, 554 |
 //! | `INBOX` | body of [`InboxItem`] lines (no contents), sorted by account and id | 501, 554 |
 //! | `CANCEL <account> <id>` | `250 Requested action ok, completed` | 501, 554 unknown account or id |
-//! | `EVENTS [<level>]` | `250 ...`, then a stream of [`StreamLine`]s until `QUIT` or close | 501 |
+//! | `EVENTS [<level>]` | `250 ...`, then a stream of [`StreamLine`]s until `QUIT` (not answered: the server closes) or close | 501 |
 //! | `QUIT` | `250 Requested action ok, completed`, then the server closes the connection | 501 |
 //!
 //! Keys are 32-byte X25519 public keys, given in hex (tried first) or
