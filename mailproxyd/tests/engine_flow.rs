@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
+use mailproxy_proto::EventKind;
 use mailproxyd::engine::{AuthorityConfig, Engine, EngineConfig, Timings};
 use mailproxyd::store::{unix_now, KeySource, NewQueueEntry, StorageKey, Store};
 use rand::rngs::OsRng;
@@ -414,11 +415,14 @@ async fn small_and_multi_block_messages_arrive_and_complete_by_ack() {
 async fn packet_loss_at_a_mix_is_repaired_by_retransmission() {
     let p = pair(20).await;
     for m in ["mix1", "mix2"] {
-        p.net.node(m).unwrap().set_drop_fraction(0.2);
+        p.net.node(m).unwrap().set_drop_fraction(0.25);
     }
     let a_store = p.alice.open();
     let b_store = p.bob.open();
-    let big = message(500 * 1024, 3);
+    // About 20 blocks plus their ACKs cross layer 0: the chance that a 25%
+    // loss drops none of them (which would fail the test below) is ~1e-5.
+    // (With 10 blocks at 20% it was ~1% and did happen.)
+    let big = message(1024 * 1024, 3);
     enqueue(&a_store, "bob@provider2", &big, 3600);
     let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
     let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
@@ -529,6 +533,52 @@ async fn a_message_bounces_when_the_recipient_provider_is_down() {
         a.status().bounced == 1
     })
     .await;
+    a.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_is_announced_and_bounces_while_the_own_provider_is_unreachable() {
+    let mut p = pair(20).await;
+    // Alice's own provider is down: the engine never gets a session.
+    p.net.stop_node("provider1").await;
+    let a_store = p.alice.open();
+    let cfg = p.alice.config(&p.net, &p.keys);
+    let mut events = cfg.events.subscribe();
+    let a = Engine::start(a_store.clone(), cfg);
+    let msg = message(500, 9);
+    let id = enqueue(&a_store, "bob@provider2", &msg, 3);
+    a.wake();
+    let mut kinds = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !kinds.iter().any(|k| matches!(k, EventKind::Bounced { .. })) {
+        let ev = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("timed out waiting for the bounce event")
+            .unwrap();
+        kinds.push(ev.kind);
+    }
+    let queued = kinds
+        .iter()
+        .position(|k| matches!(k, EventKind::Queued { id: q, .. } if *q == id))
+        .expect("a Queued event without a session");
+    let bounced = kinds
+        .iter()
+        .position(|k| matches!(k, EventKind::Bounced { id: b, .. } if *b == id))
+        .unwrap();
+    assert!(queued < bounced, "{kinds:?}");
+    assert!(
+        !kinds.iter().any(|k| matches!(k, EventKind::ConnectionUp)),
+        "{kinds:?}"
+    );
+    wait_for("the report", Duration::from_secs(10), || {
+        a_store.inbox_len().unwrap() == 1 && a_store.queue_len().unwrap() == 0
+    })
+    .await;
+    let report = String::from_utf8(inbox(&a_store).remove(0)).unwrap();
+    assert!(report.contains("Final-Recipient: rfc822; bob@provider2"));
+    assert!(report.contains(std::str::from_utf8(&msg).unwrap()));
+    assert_ne!(a.status().state, mailproxyd::engine::ConnState::Up);
     a.stop().await;
     p.net.shutdown().await;
 }

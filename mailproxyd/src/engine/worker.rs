@@ -147,6 +147,29 @@ impl Worker {
         }
     }
 
+    /// Waits `d` between provider sessions. Deadlines do not wait for the
+    /// provider: the queue is scanned now and whenever new mail is submitted,
+    /// so entries are announced, bounce when their lifetime runs out, and
+    /// key lookups past UrgentQueueLifetime fail, even while there is no
+    /// session. False if stopped.
+    async fn offline_pause(&mut self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        loop {
+            if let Err(e) = blocking(|| self.scan_queue()) {
+                self.record_error(&e);
+            }
+            if self.stopped() {
+                return false;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return !self.stopped(),
+                _ = self.stop.changed() => return false,
+                Some(c) = self.control.recv() => self.handle_control(c),
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+
     /// Runs until stopped.
     pub(super) async fn run(mut self) {
         let mut docs = match Documents::new(&self.cfg.authority, self.cfg.timings.epoch_period) {
@@ -217,7 +240,7 @@ impl Worker {
             if std::mem::take(&mut self.had_session) {
                 backoff = t.reconnect_min;
             }
-            if !self.pause(backoff).await {
+            if !self.offline_pause(backoff).await {
                 break;
             }
             backoff = (backoff * 2).min(t.reconnect_max);
