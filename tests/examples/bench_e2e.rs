@@ -69,6 +69,11 @@ fn mean_residual_tick(lambda: f64, max: u64) -> f64 {
     e2 / (2.0 * e1)
 }
 
+fn clock_ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
 fn proc_stat_cpu_ticks(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/pid/stat");
     // Fields after the ")" of the command name; utime and stime are 14 and 15.
@@ -208,7 +213,7 @@ fn main() {
     if args.only.contains('c') {
         std::thread::sleep(Duration::from_secs(3));
         // SAFETY: sysconf only reads a system constant.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let hz = clock_ticks_per_sec();
         let pids: Vec<u32> = [a, b]
             .iter()
             .map(|&i| world.daemons[i].pid().expect("running"))
@@ -245,7 +250,9 @@ fn main() {
         }
         let _ = smtp.quit();
         let queued = t0.elapsed();
+        let ticks0 = proc_stat_cpu_ticks(pid);
         std::thread::sleep(Duration::from_secs(15));
+        let cpu = (proc_stat_cpu_ticks(pid) - ticks0) as f64 / clock_ticks_per_sec();
         let rss = proc_status_kib(pid, "VmRSS:");
         let hwm = proc_status_kib(pid, "VmHWM:");
         println!(
@@ -258,6 +265,10 @@ fn main() {
             rss as i64 - rss0 as i64,
             (rss as f64 - rss0 as f64) / args.in_flight as f64,
             rss as f64 / rss0 as f64
+        );
+        println!(
+            "    CPU over those 15 s (sending, retransmitting, scanning the queue): {cpu:.2} s = {:.1}% of a core",
+            cpu / 15.0 * 100.0
         );
     }
 }
