@@ -16,11 +16,8 @@ use tokio::net::TcpStream;
 const PERIOD: u64 = 600;
 
 async fn start_network(dir: &std::path::Path) -> Network {
-    // Do not start in the last seconds of an epoch (see engine_flow.rs).
-    let clock = katzenpost::epoch::EpochClock::new(Duration::from_secs(PERIOD));
-    let till = clock.now().till;
-    if till < Duration::from_secs(90) {
-        tokio::time::sleep(till + Duration::from_secs(2)).await;
+    if let Some(d) = testnet::network::wait_before_start(Duration::from_secs(PERIOD)) {
+        tokio::time::sleep(d).await;
     }
     let mut params = Params::demo();
     params.epoch_period_secs = PERIOD;

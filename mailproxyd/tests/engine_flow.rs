@@ -19,13 +19,8 @@ const PERIOD: u64 = 600;
 
 /// A network whose clients send one packet per `send_ms` on average.
 async fn start_network(dir: &Path, send_ms: u64) -> Network {
-    // A testnet started in the last seconds of an epoch can publish the next
-    // epoch's document without a provider whose descriptor was not uploaded
-    // in time (seen at 16:49:54 with a 16:50:00 boundary). Start afterwards.
-    let clock = katzenpost::epoch::EpochClock::new(Duration::from_secs(PERIOD));
-    let till = clock.now().till;
-    if till < Duration::from_secs(90) {
-        tokio::time::sleep(till + Duration::from_secs(2)).await;
+    if let Some(d) = testnet::network::wait_before_start(Duration::from_secs(PERIOD)) {
+        tokio::time::sleep(d).await;
     }
     let mut params = Params::demo();
     params.epoch_period_secs = PERIOD;

@@ -29,12 +29,8 @@ impl Drop for Killed {
 async fn start_network(dir: &std::path::Path) -> Network {
     // The daemon's engine assumes the profile's epoch length.
     let period = katzenpost::epoch::DEFAULT_PERIOD;
-    let clock = katzenpost::epoch::EpochClock::new(period);
-    let till = clock.now().till;
-    if till < Duration::from_secs(90) {
-        // A testnet started at the very end of an epoch can miss a provider
-        // in the next document.
-        tokio::time::sleep(till + Duration::from_secs(2)).await;
+    if let Some(d) = testnet::network::wait_before_start(period) {
+        tokio::time::sleep(d).await;
     }
     let mut params = Params::demo();
     params.epoch_period_secs = period.as_secs();

@@ -59,6 +59,22 @@ fn signing_key(dir: &Path, name: &str) -> Result<SigningKey, NetworkError> {
     )?))
 }
 
+/// How long to wait before starting a network with epochs of `period` so
+/// that it does not start in the last 90 seconds of an epoch (`None`: start
+/// now). A network started just before a boundary can publish the next
+/// epoch's document before every node has uploaded its descriptor for it, and
+/// that epoch then runs without the node. Test harnesses sleep for this first.
+/// Networks with epochs under three minutes (tests of epoch changes) get no
+/// wait: every moment of theirs is near a boundary.
+pub fn wait_before_start(period: std::time::Duration) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    if period < Duration::from_secs(180) {
+        return None;
+    }
+    let till = katzenpost::epoch::EpochClock::new(period).now().till;
+    (till < Duration::from_secs(90)).then(|| till + Duration::from_secs(2))
+}
+
 /// Writes a new network into `dir` (keys and `network.toml`), or returns the
 /// one already there.
 pub fn init(dir: &Path, shape: &Shape) -> Result<NetworkSpec, NetworkError> {

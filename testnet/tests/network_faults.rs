@@ -29,6 +29,11 @@ async fn start(rate_limit: bool, mixes_per_layer: usize) -> (tempfile::TempDir, 
     params.mu_max_delay = 10;
     params.send_rate_per_minute = 60;
     params.send_burst = 3;
+    if let Some(d) =
+        testnet::network::wait_before_start(Duration::from_secs(params.epoch_period_secs))
+    {
+        tokio::time::sleep(d).await;
+    }
     init(
         dir.path(),
         &Shape {

@@ -34,14 +34,10 @@ impl Net {
     /// Creates a network in `dir` and starts it (rate limiter off), waiting
     /// until every node holds the current document.
     pub fn start(dir: &Path, params: Params) -> Net {
-        // A network started in the last moments of an epoch can publish the
-        // next document without a node: start after the boundary.
-        let till =
-            katzenpost::epoch::EpochClock::new(Duration::from_secs(params.epoch_period_secs))
-                .now()
-                .till;
-        if till < Duration::from_secs(90) {
-            std::thread::sleep(till + Duration::from_secs(2));
+        if let Some(d) =
+            testnet::network::wait_before_start(Duration::from_secs(params.epoch_period_secs))
+        {
+            std::thread::sleep(d);
         }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
