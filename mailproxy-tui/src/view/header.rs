@@ -36,10 +36,15 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
                 ),
             ];
             if !state.unsupported.is_empty() {
-                spans.push(Span::styled(
-                    "   (older daemon)",
-                    Style::new().fg(Color::Yellow),
-                ));
+                // A daemon that says it speaks our protocol yet refuses a
+                // command is not "older": say what is true.
+                let note = match protocol_of(version) {
+                    Some(p) if p >= mailproxy_proto::PROTOCOL_VERSION => {
+                        "   (some commands refused)"
+                    }
+                    _ => "   (older daemon)",
+                };
+                spans.push(Span::styled(note, Style::new().fg(Color::Yellow)));
             }
             Line::from(spans)
         }
@@ -59,4 +64,25 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
         }
     };
     frame.render_widget(Paragraph::new(line), area);
+}
+
+/// The protocol revision in a `VERSION` reply such as
+/// `mailproxyd 0.1.0 protocol 2`.
+fn protocol_of(version: &str) -> Option<u32> {
+    let rest = &version[version.find("protocol ")? + "protocol ".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::protocol_of;
+
+    #[test]
+    fn protocol_revision_is_read_from_the_version_line() {
+        assert_eq!(protocol_of("mailproxyd 0.1.0 protocol 2"), Some(2));
+        assert_eq!(protocol_of("mailproxyd 0.1.0 protocol 12 extra"), Some(12));
+        assert_eq!(protocol_of("mailproxy 0.0.6"), None);
+        assert_eq!(protocol_of("protocol x"), None);
+    }
 }
