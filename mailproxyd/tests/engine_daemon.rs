@@ -9,33 +9,26 @@ use base64::Engine as _;
 use mailproxyd::config::Config;
 use mailproxyd::daemon;
 use testnet::config::Params;
-use testnet::network::{init, Network, Shape};
+use testnet::network::{Network, Shape};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 const PERIOD: u64 = 600;
 
 async fn start_network(dir: &std::path::Path) -> Network {
-    if let Some(d) = testnet::network::wait_before_start(Duration::from_secs(PERIOD)) {
-        tokio::time::sleep(d).await;
-    }
     let mut params = Params::demo();
     params.epoch_period_secs = PERIOD;
     params.mu = 1.0 / 5.0;
     params.mu_max_delay = 20;
     params.lambda_p = 1.0 / 20.0;
     params.lambda_p_max_delay = 100;
-    init(
-        dir,
-        &Shape {
-            params,
-            ..Shape::default()
-        },
-    )
-    .unwrap();
-    let net = Network::start(dir, false).await.unwrap();
-    net.wait_ready(Duration::from_secs(30)).await.unwrap();
-    net
+    let shape = Shape {
+        params,
+        ..Shape::default()
+    };
+    Network::launch(dir, &shape, false, Duration::from_secs(30))
+        .await
+        .unwrap()
 }
 
 /// A line-oriented client for SMTP and POP3.

@@ -13,32 +13,25 @@ use mailproxyd::store::{unix_now, KeySource, NewQueueEntry, StorageKey, Store};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use testnet::config::Params;
-use testnet::network::{init, Network, Shape};
+use testnet::network::{Network, Shape};
 
 const PERIOD: u64 = 600;
 
 /// A network whose clients send one packet per `send_ms` on average.
 async fn start_network(dir: &Path, send_ms: u64) -> Network {
-    if let Some(d) = testnet::network::wait_before_start(Duration::from_secs(PERIOD)) {
-        tokio::time::sleep(d).await;
-    }
     let mut params = Params::demo();
     params.epoch_period_secs = PERIOD;
     params.mu = 1.0 / 5.0;
     params.mu_max_delay = 20;
     params.lambda_p = 1.0 / send_ms as f64;
     params.lambda_p_max_delay = 5 * send_ms;
-    init(
-        dir,
-        &Shape {
-            params,
-            ..Shape::default()
-        },
-    )
-    .unwrap();
-    let net = Network::start(dir, false).await.unwrap();
-    net.wait_ready(Duration::from_secs(30)).await.unwrap();
-    net
+    let shape = Shape {
+        params,
+        ..Shape::default()
+    };
+    Network::launch(dir, &shape, false, Duration::from_secs(30))
+        .await
+        .unwrap()
 }
 
 fn key() -> [u8; 32] {
@@ -312,7 +305,11 @@ async fn small_and_multi_block_messages_arrive_and_complete_by_ack() {
         fetched <= unix_now() && fetched + 300 > unix_now(),
         "{st:?}"
     );
-    assert_eq!(b.status().delivered, 2);
+    // Bob's counters (and events) follow his store write.
+    wait_for("bob's delivered count", Duration::from_secs(5), || {
+        b.status().delivered == 2
+    })
+    .await;
     // The events tell the same story, without contents.
     use mailproxy_proto::EventKind as K;
     let mut seen = Vec::new();
@@ -881,7 +878,11 @@ async fn key_discovery_failures_bounce_the_parked_mail() {
         1,
         "one query for nobody, none for provider9"
     );
-    assert_eq!(a.status().bounced, 3);
+    // The status counter follows the store write that removed the entry.
+    wait_for("the bounce count", Duration::from_secs(5), || {
+        a.status().bounced == 3
+    })
+    .await;
     assert!(p.keys.lock().unwrap().get("nobody@provider2").is_none());
     wait_for("the SURB record to go", Duration::from_secs(5), || {
         a_store

@@ -12,7 +12,7 @@ use lifecycle_support::{wait_until, TIMEOUT};
 use mailproxy_proto::{Client, ConnState, EventKind, Level, StreamLine};
 use mailproxyd::keys::{read_pem_file, PUBLIC_PEM};
 use testnet::config::Params;
-use testnet::network::{init, Network, Shape};
+use testnet::network::{Network, Shape};
 
 /// Kills the daemon if the test fails before stopping it.
 struct Killed(std::process::Child);
@@ -28,23 +28,15 @@ impl Drop for Killed {
 
 async fn start_network(dir: &std::path::Path) -> Network {
     // The daemon's engine assumes the profile's epoch length.
-    let period = katzenpost::epoch::DEFAULT_PERIOD;
-    if let Some(d) = testnet::network::wait_before_start(period) {
-        tokio::time::sleep(d).await;
-    }
     let mut params = Params::demo();
-    params.epoch_period_secs = period.as_secs();
-    init(
-        dir,
-        &Shape {
-            params,
-            ..Shape::default()
-        },
-    )
-    .unwrap();
-    let net = Network::start(dir, false).await.unwrap();
-    net.wait_ready(Duration::from_secs(60)).await.unwrap();
-    net
+    params.epoch_period_secs = katzenpost::epoch::DEFAULT_PERIOD.as_secs();
+    let shape = Shape {
+        params,
+        ..Shape::default()
+    };
+    Network::launch(dir, &shape, false, Duration::from_secs(60))
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

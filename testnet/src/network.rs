@@ -141,6 +141,26 @@ pub struct Network {
 }
 
 impl Network {
+    /// The way tests and harnesses bring a network up: waits out the end of
+    /// an epoch ([`wait_before_start`]), writes a network of `shape` into
+    /// `dir` (or reuses the one there), starts it and waits up to `ready`
+    /// until every node holds the current document.
+    pub async fn launch(
+        dir: &Path,
+        shape: &Shape,
+        rate_limit: bool,
+        ready: std::time::Duration,
+    ) -> Result<Network, NetworkError> {
+        let period = std::time::Duration::from_secs(shape.params.epoch_period_secs);
+        if let Some(d) = wait_before_start(period) {
+            tokio::time::sleep(d).await;
+        }
+        init(dir, shape)?;
+        let net = Network::start(dir, rate_limit).await?;
+        net.wait_ready(ready).await?;
+        Ok(net)
+    }
+
     /// Starts the authority and every node described in `dir`.
     pub async fn start(dir: &Path, rate_limit: bool) -> Result<Network, NetworkError> {
         let spec = NetworkSpec::load(dir)?;

@@ -16,7 +16,7 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use testnet::config::Params;
 use testnet::link::{dial, recv, send, session_config};
-use testnet::network::{init, Network, Shape};
+use testnet::network::{Network, Shape};
 
 fn now() -> Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
@@ -29,22 +29,14 @@ async fn start(rate_limit: bool, mixes_per_layer: usize) -> (tempfile::TempDir, 
     params.mu_max_delay = 10;
     params.send_rate_per_minute = 60;
     params.send_burst = 3;
-    if let Some(d) =
-        testnet::network::wait_before_start(Duration::from_secs(params.epoch_period_secs))
-    {
-        tokio::time::sleep(d).await;
-    }
-    init(
-        dir.path(),
-        &Shape {
-            params,
-            mixes_per_layer,
-            ..Shape::default()
-        },
-    )
-    .unwrap();
-    let net = Network::start(dir.path(), rate_limit).await.unwrap();
-    net.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let shape = Shape {
+        params,
+        mixes_per_layer,
+        ..Shape::default()
+    };
+    let net = Network::launch(dir.path(), &shape, rate_limit, Duration::from_secs(30))
+        .await
+        .unwrap();
     (dir, net)
 }
 

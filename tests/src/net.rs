@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use testnet::config::Params;
-use testnet::network::{init, Network, Shape};
+use testnet::network::{Network, Shape};
 
 /// The 2019 profile's epoch period: the daemon's engine assumes it.
 pub const EPOCH_SECS: u64 = 10_800;
@@ -34,34 +34,24 @@ impl Net {
     /// Creates a network in `dir` and starts it (rate limiter off), waiting
     /// until every node holds the current document.
     pub fn start(dir: &Path, params: Params) -> Net {
-        if let Some(d) =
-            testnet::network::wait_before_start(Duration::from_secs(params.epoch_period_secs))
-        {
-            std::thread::sleep(d);
-        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .thread_name("testnet")
             .build()
             .expect("tokio runtime");
-        init(
-            dir,
-            &Shape {
-                params,
-                ..Shape::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("creating the testnet in {}: {e}", dir.display()));
-        let net = rt.block_on(async {
-            let net = Network::start(dir, false)
-                .await
-                .unwrap_or_else(|e| panic!("starting the testnet: {e}"));
-            net.wait_ready(Duration::from_secs(120))
-                .await
-                .unwrap_or_else(|e| panic!("testnet: {e}"));
-            net
-        });
+        let shape = Shape {
+            params,
+            ..Shape::default()
+        };
+        let net = rt
+            .block_on(Network::launch(
+                dir,
+                &shape,
+                false,
+                Duration::from_secs(120),
+            ))
+            .unwrap_or_else(|e| panic!("starting the testnet in {}: {e}", dir.display()));
         Net {
             net: Some(net),
             rt,

@@ -134,17 +134,7 @@ impl Worker {
     /// Sleeps for `d` (answering control requests) unless stopped first;
     /// false if stopped.
     async fn pause(&mut self, d: Duration) -> bool {
-        let until = Instant::now() + d;
-        loop {
-            if self.stopped() {
-                return false;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(until) => return !self.stopped(),
-                _ = self.stop.changed() => return false,
-                Some(c) = self.control.recv() => self.handle_control(c),
-            }
-        }
+        self.wait(d, false).await
     }
 
     /// Waits `d` between provider sessions. Deadlines do not wait for the
@@ -153,10 +143,18 @@ impl Worker {
     /// key lookups past UrgentQueueLifetime fail, even while there is no
     /// session. False if stopped.
     async fn offline_pause(&mut self, d: Duration) -> bool {
+        self.wait(d, true).await
+    }
+
+    /// [`pause`](Self::pause), scanning the queue first and on every wake-up
+    /// when `scan` is set.
+    async fn wait(&mut self, d: Duration, scan: bool) -> bool {
         let until = Instant::now() + d;
         loop {
-            if let Err(e) = blocking(|| self.scan_queue()) {
-                self.record_error(&e);
+            if scan {
+                if let Err(e) = blocking(|| self.scan_queue()) {
+                    self.record_error(&e);
+                }
             }
             if self.stopped() {
                 return false;
@@ -165,7 +163,7 @@ impl Worker {
                 _ = tokio::time::sleep_until(until) => return !self.stopped(),
                 _ = self.stop.changed() => return false,
                 Some(c) = self.control.recv() => self.handle_control(c),
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified(), if scan => {}
             }
         }
     }
