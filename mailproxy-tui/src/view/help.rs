@@ -1,12 +1,12 @@
 //! The help overlay (`?`).
 
 use ratatui::layout::Rect;
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::centered;
+use super::{centered, dialog_block};
 
 const KEYS: &[(&str, &str)] = &[
     ("Tab / Shift-Tab", "next / previous pane"),
@@ -39,12 +39,7 @@ pub fn render(frame: &mut Frame, area: Rect) {
         " any key closes this help",
         Style::new().fg(Color::DarkGray),
     )));
-    let block = Block::bordered()
-        .border_type(BorderType::Double)
-        .title(Span::styled(
-            " Help ",
-            Style::new().add_modifier(Modifier::BOLD),
-        ));
+    let block = dialog_block(" Help ", Style::new());
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines)

@@ -215,6 +215,18 @@ fn highlight(state: &State, pane: Pane) -> Style {
     }
 }
 
+/// The frame of a dialog drawn over the panes: a double border in `border`
+/// with a bold title.
+fn dialog_block(title: &str, border: Style) -> Block<'_> {
+    Block::bordered()
+        .border_type(BorderType::Double)
+        .border_style(border)
+        .title(Span::styled(
+            title,
+            Style::new().add_modifier(Modifier::BOLD),
+        ))
+}
+
 /// A centred rectangle of at most `width` x `height` inside `area`.
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let width = width.min(area.width);

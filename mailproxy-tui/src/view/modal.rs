@@ -3,10 +3,10 @@
 use ratatui::layout::{Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::{centered, fmt};
+use super::{centered, dialog_block, fmt};
 use crate::app::{Confirm, Field, RecipientEditor};
 
 const LABEL: usize = 10;
@@ -66,13 +66,7 @@ pub fn render_editor(frame: &mut Frame, area: Rect, editor: &RecipientEditor) {
     } else {
         " Add recipient "
     };
-    let block = Block::bordered()
-        .border_type(BorderType::Double)
-        .border_style(Style::new().fg(Color::Cyan))
-        .title(Span::styled(
-            title,
-            Style::new().add_modifier(Modifier::BOLD),
-        ));
+    let block = dialog_block(title, Style::new().fg(Color::Cyan));
     frame.render_widget(Clear, popup);
     frame.render_widget(Paragraph::new(lines).block(block), popup);
 
@@ -117,13 +111,7 @@ pub fn render_confirm(frame: &mut Frame, area: Rect, confirm: &Confirm) {
             Span::raw(" no"),
         ]),
     ];
-    let block = Block::bordered()
-        .border_type(BorderType::Double)
-        .border_style(Style::new().fg(Color::Yellow))
-        .title(Span::styled(
-            " Confirm ",
-            Style::new().add_modifier(Modifier::BOLD),
-        ));
+    let block = dialog_block(" Confirm ", Style::new().fg(Color::Yellow));
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines)
