@@ -479,18 +479,11 @@ impl Worker {
                 arq::finish(&self.store, &e)?;
                 continue;
             }
-            let why = "not acknowledged before the queue lifetime ran out";
-            arq::bounce(&self.store, &self.account, &e, now, why)?;
-            self.set_status(|s| s.bounced += 1);
-            tracing::info!(account = %self.account, entry = id, "queue entry bounced");
-            self.emit(EventKind::Bounced {
-                id,
-                to: e.recipient.clone(),
-                reason: why.into(),
-            });
-            self.emit(EventKind::Report {
-                subject: reports::BOUNCE_SUBJECT.into(),
-            });
+            self.bounce(
+                &e,
+                now,
+                "not acknowledged before the queue lifetime ran out",
+            )?;
         }
         // Forget entries that left the queue.
         if self.seen.len() > ids.len() {
@@ -545,6 +538,25 @@ impl Worker {
         Ok(())
     }
 
+    /// Bounces queue entry `e` (a report with the original attached goes into
+    /// the account's inbox and the entry leaves the queue), counts it and
+    /// announces it.
+    fn bounce(&mut self, e: &QueueEntry, now: u64, reason: &str) -> Result<(), EngineError> {
+        arq::bounce(&self.store, &self.account, e, now, reason)?;
+        self.seen.remove(&e.id);
+        self.set_status(|s| s.bounced += 1);
+        tracing::info!(account = %self.account, entry = e.id, "queue entry bounced");
+        self.emit(EventKind::Bounced {
+            id: e.id,
+            to: e.recipient.clone(),
+            reason: reason.to_owned(),
+        });
+        self.emit(EventKind::Report {
+            subject: reports::BOUNCE_SUBJECT.into(),
+        });
+        Ok(())
+    }
+
     /// Gives up discovering `recipient`'s key: every entry waiting for it
     /// bounces (a report with the original attached), then the query goes.
     fn discovery_failed(&mut self, recipient: &str, why: &str) -> Result<(), EngineError> {
@@ -557,17 +569,7 @@ impl Worker {
             if send::is_prepared(&e) || e.recipient.to_ascii_lowercase() != recipient {
                 continue;
             }
-            arq::bounce(&self.store, &self.account, &e, now, &reason)?;
-            self.seen.remove(&id);
-            self.set_status(|s| s.bounced += 1);
-            self.emit(EventKind::Bounced {
-                id,
-                to: e.recipient.clone(),
-                reason: reason.clone(),
-            });
-            self.emit(EventKind::Report {
-                subject: reports::BOUNCE_SUBJECT.into(),
-            });
+            self.bounce(&e, now, &reason)?;
         }
         if let Some(q) = self.discovery.remove(recipient) {
             if q.attempts > 0 {
