@@ -49,39 +49,21 @@ pub fn header_value<'a>(msg: &'a [u8], name: &str) -> Option<&'a [u8]> {
     None
 }
 
+/// (year, month, day, hour, minute, second) of a Unix time, UTC.
+fn civil(unix: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let c = mailproxy_proto::civil::Civil::from_unix(unix);
+    (c.year, c.month, c.day, c.hour, c.minute, c.second)
+}
+
 /// Formats a Unix time as an RFC 5322 date in UTC: `Tue, 24 Nov 2026 14:48:35 +0000`.
 pub fn rfc5322_date(unix: u64) -> String {
     let (y, mo, d, h, mi, s) = civil(unix);
-    let days = unix / 86400;
+    let days = unix / 86_400;
     let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
     let mon = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ][(mo - 1) as usize];
     format!("{wd}, {d:02} {mon} {y} {h:02}:{mi:02}:{s:02} +0000")
-}
-
-/// (year, month, day, hour, minute, second) of a Unix time, UTC.
-pub fn civil(unix: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = (unix / 86400) as i64;
-    let secs = unix % 86400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z.rem_euclid(146097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    (
-        y,
-        m,
-        d,
-        (secs / 3600) as u32,
-        (secs % 3600 / 60) as u32,
-        (secs % 60) as u32,
-    )
 }
 
 /// A new Message-ID value `<YYYYmmddHHMMSS.random@katzenpost.localhost>`.

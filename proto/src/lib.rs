@@ -64,6 +64,7 @@
 //! `LOG` and `LAGGED`, never a status line; the server reads further input
 //! only to see `QUIT` or the close.
 
+pub mod civil;
 pub mod client;
 pub mod event;
 pub mod fields;

@@ -29,20 +29,6 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
-/// `(year, month, day)` of a day count since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// `HH:MM:SS` (UTC) of a unix time in seconds.
 pub fn clock(unix_secs: u64) -> String {
     let s = unix_secs % 86_400;
@@ -55,8 +41,7 @@ pub fn when(unix_secs: u64, now_secs: u64) -> String {
     if unix_secs / 86_400 == now_secs / 86_400 {
         clock(unix_secs)
     } else {
-        let (y, m, d) = civil_from_days((unix_secs / 86_400) as i64);
-        format!("{y:04}-{m:02}-{d:02}")
+        mailproxy_proto::civil::Civil::from_unix(unix_secs).date()
     }
 }
 
@@ -115,8 +100,6 @@ mod tests {
         assert_eq!(size(50 << 20), "50 MiB");
         assert_eq!(size(u64::MAX), "16777216 TiB");
         assert_eq!(clock(1_790_000_000), "14:13:20");
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_716), (2026, 9, 20));
         assert_eq!(when(1_790_000_000, 1_790_000_100), "14:13:20");
         assert_eq!(when(1_790_000_000, 1_790_200_000), "2026-09-21");
         assert_eq!(short_key("abcdefgh", 5), "abcd…");
