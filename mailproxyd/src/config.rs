@@ -84,6 +84,8 @@ pub struct Config {
     pub recipients: BTreeMap<String, [u8; KEY_LEN]>,
     /// `[Storage]`.
     pub storage: StorageConfig,
+    /// `[Limits]`.
+    pub limits: LimitsConfig,
 }
 
 /// `[Proxy]`.
@@ -191,6 +193,35 @@ impl Default for DebugConfig {
             send_decoy_traffic: false,
             generate_only: false,
             epoch_period: Duration::from_secs(10_800),
+        }
+    }
+}
+
+/// `[Limits]`: bounds on what peers can make an account hold. Incomplete
+/// incoming messages can be started by anyone who knows the account's
+/// identity key (the keyserver hands it out); past these bounds the oldest are
+/// dropped, with one report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Most incomplete incoming messages held (`PartialMessages`).
+    pub partial_messages: u64,
+    /// Most bytes of incomplete incoming messages held (`PartialBytes`).
+    pub partial_bytes: u64,
+    /// Most incomplete incoming messages held from one sender
+    /// (`PartialMessagesPerSender`).
+    pub partial_messages_per_sender: u64,
+    /// Most bytes of incomplete incoming messages held from one sender
+    /// (`PartialBytesPerSender`).
+    pub partial_bytes_per_sender: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            partial_messages: 1000,
+            partial_bytes: 256 << 20,
+            partial_messages_per_sender: 16,
+            partial_bytes_per_sender: 64 << 20,
         }
     }
 }
@@ -418,7 +449,7 @@ fn absolute(f: &Fields<'_>, name: &str, text: &str) -> Result<PathBuf, ConfigErr
 }
 
 fn from_table(root: &Table) -> Result<Config, ConfigError> {
-    const SECTIONS: [&str; 8] = [
+    const SECTIONS: [&str; 9] = [
         "Proxy",
         "Logging",
         "NonvotingAuthority",
@@ -427,6 +458,7 @@ fn from_table(root: &Table) -> Result<Config, ConfigError> {
         "Debug",
         "Recipients",
         "Storage",
+        "Limits",
     ];
     let mut sections: BTreeMap<&str, &Value> = BTreeMap::new();
     for (k, v) in root {
@@ -474,6 +506,7 @@ fn from_table(root: &Table) -> Result<Config, ConfigError> {
     let management = parse_management(get("Management"), &proxy.data_dir)?;
     let recipients = parse_recipients(get("Recipients"), &debug)?;
     let storage = parse_storage(get("Storage"), &proxy.data_dir)?;
+    let limits = parse_limits(get("Limits"), &proxy)?;
     Ok(Config {
         proxy,
         logging,
@@ -483,6 +516,7 @@ fn from_table(root: &Table) -> Result<Config, ConfigError> {
         debug,
         recipients,
         storage,
+        limits,
     })
 }
 
@@ -699,6 +733,57 @@ fn parse_management(value: &Value, data_dir: &Path) -> Result<ManagementConfig, 
     }
     f.finish()?;
     Ok(ManagementConfig { enable, path })
+}
+
+fn parse_limits(value: &Value, proxy: &ProxyConfig) -> Result<LimitsConfig, ConfigError> {
+    use katzenpost::geometry::{BLOCK_LENGTH, BLOCK_PAYLOAD_LENGTH};
+    // What one largest message takes while it is being reassembled: it must
+    // fit within the per-sender bound, or it could never arrive.
+    let largest =
+        (proxy.max_message_size / BLOCK_PAYLOAD_LENGTH as u64 + 1) * (8 + BLOCK_LENGTH as u64);
+    let d = LimitsConfig::default();
+    let per_sender_default = d.partial_bytes_per_sender.max(largest.saturating_mul(2));
+    let mut f = Fields::new("Limits", value)?;
+    let mut positive = |name: &str, default: u64| -> Result<u64, ConfigError> {
+        match f.int(name)? {
+            None => Ok(default),
+            Some(n) if n > 0 => Ok(n as u64),
+            Some(_) => Err(f.err(name, "must be a positive integer")),
+        }
+    };
+    let partial_messages = positive("PartialMessages", d.partial_messages)?;
+    let partial_messages_per_sender =
+        positive("PartialMessagesPerSender", d.partial_messages_per_sender)?;
+    let partial_bytes_per_sender = positive("PartialBytesPerSender", per_sender_default)?;
+    let partial_bytes = positive(
+        "PartialBytes",
+        d.partial_bytes.max(partial_bytes_per_sender),
+    )?;
+    if partial_bytes_per_sender < largest {
+        return Err(f.err(
+            "PartialBytesPerSender",
+            format!(
+                "{partial_bytes_per_sender} is too small: one message of MaxMessageSize ({}) takes {largest} bytes while it arrives",
+                proxy.max_message_size
+            ),
+        ));
+    }
+    if partial_bytes < partial_bytes_per_sender {
+        return Err(f.err("PartialBytes", "must be at least PartialBytesPerSender"));
+    }
+    if partial_messages < partial_messages_per_sender {
+        return Err(f.err(
+            "PartialMessages",
+            "must be at least PartialMessagesPerSender",
+        ));
+    }
+    f.finish()?;
+    Ok(LimitsConfig {
+        partial_messages,
+        partial_bytes,
+        partial_messages_per_sender,
+        partial_bytes_per_sender,
+    })
 }
 
 fn parse_debug(value: &Value) -> Result<DebugConfig, ConfigError> {

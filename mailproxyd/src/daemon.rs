@@ -21,7 +21,9 @@ use tokio::task::JoinSet;
 use crate::config::{AccountConfig, Config};
 use crate::control::{ControlAccount, DaemonControl, EngineHandle, EngineOf};
 use crate::directory::DaemonDirectory;
-use crate::engine::{AuthorityConfig as EngineAuthority, Engine, EngineConfig, Timings};
+use crate::engine::{
+    AuthorityConfig as EngineAuthority, Engine, EngineConfig, PartialLimits, Timings,
+};
 use crate::events::EventBus;
 use crate::keys::{ensure_private_dir, AccountKeys, KeyError};
 use crate::lock::{DataDirLock, LockError};
@@ -287,6 +289,13 @@ fn engine_config(
         provider_key_pin: a.provider_key_pin,
         send_decoy_traffic: config.debug.send_decoy_traffic,
         max_incoming_blocks: u16::try_from(max_blocks).unwrap_or(u16::MAX),
+        partial_limits: PartialLimits {
+            messages: usize::try_from(config.limits.partial_messages).unwrap_or(usize::MAX),
+            bytes: config.limits.partial_bytes,
+            messages_per_sender: usize::try_from(config.limits.partial_messages_per_sender)
+                .unwrap_or(usize::MAX),
+            bytes_per_sender: config.limits.partial_bytes_per_sender,
+        },
         recipient_keys: Arc::new(move |addr| recipients.get(addr).ok().flatten()),
         key_discovery: a.insecure_key_discovery,
         // As SET_RECIPIENT: writes <RecipientDir>/<address>.pem.

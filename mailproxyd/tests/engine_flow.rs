@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use mailproxy_proto::EventKind;
-use mailproxyd::engine::{AuthorityConfig, Engine, EngineConfig, Timings};
+use mailproxyd::engine::{AuthorityConfig, Engine, EngineConfig, PartialLimits, Timings};
 use mailproxyd::store::{unix_now, KeySource, NewQueueEntry, StorageKey, Store};
 use rand::rngs::OsRng;
 use rand::RngCore;
@@ -109,6 +109,7 @@ impl Account {
             provider_key_pin: None,
             send_decoy_traffic: false,
             max_incoming_blocks: 1000,
+            partial_limits: PartialLimits::default(),
             recipient_keys: Arc::new(move |a: &str| keys.lock().unwrap().get(a).copied()),
             key_discovery: false,
             store_key: Arc::new(move |a: &str, k: &[u8; 32]| {

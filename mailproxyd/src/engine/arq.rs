@@ -156,10 +156,13 @@ pub(super) fn cancel(store: &Store, id: u64) -> Result<bool, EngineError> {
 
 /// Removes a finished (or bounced) entry and its stored ciphertexts.
 pub(super) fn finish(store: &Store, e: &QueueEntry) -> Result<(), EngineError> {
+    // The entry first: if removing its ciphertexts then fails, they are only
+    // unused records, never an entry whose blocks are missing.
     store.queue_remove(e.id)?;
-    for i in 0..e.blocks.len() {
-        store.kv_remove(KvTable::Meta, &ciphertext_key(e.id, i))?;
-    }
+    let keys: Vec<Vec<u8>> = (0..e.blocks.len())
+        .map(|i| ciphertext_key(e.id, i))
+        .collect();
+    store.kv_remove_many(KvTable::Meta, &keys)?;
     Ok(())
 }
 

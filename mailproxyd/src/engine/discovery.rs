@@ -76,7 +76,7 @@ impl Query {
 }
 
 /// Every outstanding query, mirrored in the store.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Discoveries {
     queries: Vec<Query>,
 }

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use error::EngineError;
+pub use receive::PartialLimits;
 pub use status::{ConnState, EngineStatus};
 
 use crate::events::EventBus;
@@ -142,6 +143,8 @@ pub struct EngineConfig {
     pub send_decoy_traffic: bool,
     /// Largest incoming message accepted, in blocks.
     pub max_incoming_blocks: u16,
+    /// Bounds on incomplete incoming messages, per sender and in total.
+    pub partial_limits: PartialLimits,
     /// Recipient key lookup.
     pub recipient_keys: RecipientKeys,
     /// Ask the recipient's provider's keyserver for unknown recipient keys

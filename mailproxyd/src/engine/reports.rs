@@ -16,6 +16,8 @@ pub(super) const BOUNCE_SUBJECT: &str = "Undelivered Mail Returned to Sender";
 pub(super) const KEY_DISCOVERY_SUBJECT: &str = "Key Discovery";
 /// Subject of a notice about an unreadable incoming message.
 pub(super) const UNREADABLE_SUBJECT: &str = "Unreadable incoming message";
+/// Subject of the report on incomplete messages dropped at the limits.
+pub(super) const PARTIALS_DROPPED_SUBJECT: &str = "Incomplete incoming messages dropped";
 
 fn boundary() -> String {
     let mut b = [0u8; 12];
@@ -103,6 +105,23 @@ pub(super) fn unreadable(
     );
     out.push_str(&format!(
         "An incoming message could not be read and was dropped: {what}.\r\n{from}"
+    ));
+    out.into_bytes()
+}
+
+/// The report on `count` incomplete incoming messages dropped because the
+/// limits on incomplete messages (per sender or in total) were reached.
+pub(super) fn partials_dropped(account: &str, count: u64, now: u64) -> Vec<u8> {
+    let mut out = head(
+        account,
+        PARTIALS_DROPPED_SUBJECT,
+        now,
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\n",
+    );
+    out.push_str(&format!(
+        "{count} incomplete incoming message(s) were dropped, oldest first, because the limits on \
+         incomplete messages (per sender or in total, [Limits] in the configuration) were reached.\r\n\
+         Someone may be sending many fragments that never complete. Their senders may retransmit.\r\n"
     ));
     out.into_bytes()
 }

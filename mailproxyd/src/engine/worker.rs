@@ -111,6 +111,19 @@ impl Worker {
         }
     }
 
+    /// Changes the key-discovery state: a changed copy is saved first and
+    /// becomes current only once it is durable (memory follows the disk).
+    fn update_discovery<T>(
+        &mut self,
+        f: impl FnOnce(&mut Discoveries) -> T,
+    ) -> Result<T, EngineError> {
+        let mut next = self.discovery.clone();
+        let out = f(&mut next);
+        next.save(&self.store)?;
+        self.discovery = next;
+        Ok(out)
+    }
+
     /// Records a newly obtained document in the status and as an event.
     fn document_obtained(&self, docs: &Documents, epoch: u64) {
         let fetched = docs.newest_obtained();
@@ -119,6 +132,29 @@ impl Worker {
             s.document_fetched = fetched;
         });
         self.emit(EventKind::Document { epoch });
+    }
+
+    /// A store failure stops only the step that met it: nothing it would
+    /// have acknowledged was acknowledged, and the step runs again later
+    /// (the store recovers by itself). Other errors end the session.
+    fn tolerate_store<T>(&self, r: Result<T, EngineError>) -> Result<Option<T>, EngineError> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(e @ EngineError::Store(_)) => {
+                self.record_error(&e);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Announces the reports the receiver put in the inbox.
+    fn emit_reports(&self, incoming: &mut Incoming) {
+        for _ in 0..incoming.take_reports() {
+            self.emit(EventKind::Report {
+                subject: reports::UNREADABLE_SUBJECT.into(),
+            });
+        }
     }
 
     fn record_error(&self, e: &EngineError) {
@@ -183,6 +219,7 @@ impl Worker {
                     &self.store,
                     self.cfg.max_incoming_blocks,
                     self.cfg.timings.report_coalesce,
+                    self.cfg.partial_limits,
                     &self.account,
                 )
             }) {
@@ -364,27 +401,29 @@ impl Worker {
                     // provider and authority with handshakes and requests.
                     st.next_pki_attempt = now + t.pki_retry;
                 }
-                blocking(|| self.scan_queue())?;
+                let r = blocking(|| self.scan_queue());
+                self.tolerate_store(r)?;
                 let limit = t.partial_limit();
-                let dropped = blocking(|| incoming.sweep(&self.store, limit, &self.account))?;
-                for _ in 0..dropped {
-                    self.emit(EventKind::Report {
-                        subject: reports::UNREADABLE_SUBJECT.into(),
-                    });
-                }
+                let r = blocking(|| incoming.sweep(&self.store, limit, &self.account));
+                self.emit_reports(incoming);
+                self.tolerate_store(r)?;
                 if now >= st.next_sweep {
                     let live: HashSet<[u8; 16]> = self.discovery.live_surbs().collect();
-                    blocking(|| {
-                        arq::sweep_surbs(&self.store, unix_now(), t.retransmit_slack, &live)
-                    })?;
-                    blocking(|| incoming.expire_dedup(&self.store, t.dedup_ttl()))?;
-                    blocking(|| Incoming::expire_reports(&self.store, t.dedup_ttl()))?;
-                    st.next_sweep = now + SURB_SWEEP_EVERY;
+                    let r = blocking(|| -> Result<(), EngineError> {
+                        arq::sweep_surbs(&self.store, unix_now(), t.retransmit_slack, &live)?;
+                        incoming.expire_dedup(&self.store, t.dedup_ttl())?;
+                        Incoming::expire_reports(&self.store, t.dedup_ttl())?;
+                        Ok(())
+                    });
+                    if self.tolerate_store(r)?.is_some() {
+                        st.next_sweep = now + SURB_SWEEP_EVERY;
+                    }
                 }
                 st.next_housekeeping = now + t.housekeeping_interval;
             }
             if now >= st.next_send {
-                self.send_tick(st, docs).await?;
+                let r = self.send_tick(st, docs).await;
+                self.tolerate_store(r)?;
             }
             if now >= st.next_poll {
                 let more = self.retrieve_batch(st, docs, incoming).await?;
@@ -497,30 +536,34 @@ impl Worker {
     /// waits for any more (key set by hand, entries cancelled or bounced),
     /// and gives up on those past their lifetime or attempts.
     fn scan_discoveries(&mut self, waiting: &HashSet<String>, now: u64) -> Result<(), EngineError> {
-        let mut changed = false;
-        for r in waiting {
-            if self.discovery.ensure(r, now) {
-                tracing::info!(account = %self.account, recipient = %r, "key discovery started");
-                changed = true;
-            }
-        }
-        let orphans: Vec<String> = self
+        let orphans: Vec<(String, Option<[u8; 16]>)> = self
             .discovery
             .queries()
             .iter()
             .filter(|q| !waiting.contains(&q.recipient))
-            .map(|q| q.recipient.clone())
+            .map(|q| (q.recipient.clone(), (q.attempts > 0).then_some(q.surb_id)))
             .collect();
-        for r in orphans {
-            if let Some(q) = self.discovery.remove(&r) {
-                if q.attempts > 0 {
-                    self.store.kv_remove(KvTable::Surb, &q.surb_id)?;
+        let started: Vec<&String> = waiting
+            .iter()
+            .filter(|r| self.discovery.get(r).is_none())
+            .collect();
+        if !orphans.is_empty() || !started.is_empty() {
+            for (_, surb) in &orphans {
+                if let Some(surb) = surb {
+                    self.store.kv_remove(KvTable::Surb, surb)?;
                 }
-                changed = true;
             }
-        }
-        if changed {
-            self.discovery.save(&self.store)?;
+            self.update_discovery(|d| {
+                for (r, _) in &orphans {
+                    d.remove(r);
+                }
+                for r in &started {
+                    d.ensure(r, now);
+                }
+            })?;
+            for r in started {
+                tracing::info!(account = %self.account, recipient = %r, "key discovery started");
+            }
         }
         let lifetime = self.cfg.timings.urgent_queue_lifetime.as_secs();
         let failed: Vec<(String, String)> = self
@@ -571,12 +614,12 @@ impl Worker {
             }
             self.bounce(&e, now, &reason)?;
         }
-        if let Some(q) = self.discovery.remove(recipient) {
+        if let Some(q) = self.discovery.get(recipient) {
             if q.attempts > 0 {
                 self.store.kv_remove(KvTable::Surb, &q.surb_id)?;
             }
         }
-        self.discovery.save(&self.store)?;
+        self.update_discovery(|d| d.remove(recipient))?;
         tracing::info!(account = %self.account, recipient, reason = why, "key discovery failed");
         self.emit(EventKind::KeyDiscoveryFailed {
             to: recipient.to_owned(),
@@ -614,8 +657,7 @@ impl Worker {
         let now = unix_now();
         let notice = reports::key_discovered(&self.account, &recipient, &key, now);
         self.store.deliver(&notice, now)?;
-        self.discovery.remove(&recipient);
-        self.discovery.save(&self.store)?;
+        self.update_discovery(|d| d.remove(&recipient))?;
         tracing::info!(account = %self.account, recipient = %recipient, "key discovery stored a key");
         self.emit(EventKind::KeyDiscovered {
             to: recipient.clone(),
@@ -678,20 +720,23 @@ impl Worker {
             keys: keys.as_bytes().to_vec(),
         };
         let overdue = now + built.eta + self.cfg.timings.retransmit_slack;
-        let Some(q) = self.discovery.get_mut(recipient) else {
+        let Some(q) = self.discovery.get(recipient) else {
             return Ok(false);
         };
-        let (old, resend) = (q.surb_id, q.attempts > 0);
-        q.attempts = q.attempts.saturating_add(1);
-        q.surb_id = surb_id;
-        q.overdue_at = overdue.as_secs_f64().ceil() as u64;
-        let attempt = q.attempts;
+        let (old, resend, attempt) = (q.surb_id, q.attempts > 0, q.attempts.saturating_add(1));
         blocking(|| -> Result<(), EngineError> {
             self.store.kv_put(KvTable::Surb, &surb_id, &rec.encode())?;
+            self.update_discovery(|d| {
+                if let Some(q) = d.get_mut(recipient) {
+                    q.attempts = attempt;
+                    q.surb_id = surb_id;
+                    q.overdue_at = overdue.as_secs_f64().ceil() as u64;
+                }
+            })?;
             if resend {
                 self.store.kv_remove(KvTable::Surb, &old)?;
             }
-            self.discovery.save(&self.store)
+            Ok(())
         })?;
         connection::send(&mut st.link, &Command::SendPacket(built.packet)).await?;
         self.set_status(|s| {
@@ -812,9 +857,10 @@ impl Worker {
                 } else {
                     false
                 };
-                if !complete {
-                    blocking(|| self.store.queue_update(&e))?;
-                }
+                // Durable before the packet leaves, even for the last
+                // unreliable block: were `finish` to fail after the send, the
+                // stored state must not say the block is still unsent.
+                blocking(|| self.store.queue_update(&e))?;
                 connection::send(&mut st.link, &Command::SendPacket(built.packet)).await?;
                 if complete {
                     blocking(|| arq::finish(&self.store, &e))?;
@@ -891,7 +937,13 @@ impl Worker {
                             &payload,
                             &self.account,
                         )
-                    })?;
+                    });
+                    self.emit_reports(incoming);
+                    // Not stored: the sequence stays, the provider keeps the
+                    // block and hands it over again at the next poll.
+                    let Some(r) = self.tolerate_store(r)? else {
+                        return Ok(false);
+                    };
                     self.emit(EventKind::Fetched {
                         remaining: queue_size_hint.into(),
                     });
@@ -906,9 +958,6 @@ impl Worker {
                                 ),
                             });
                         }
-                        Received::Reported => self.emit(EventKind::Report {
-                            subject: reports::UNREADABLE_SUBJECT.into(),
-                        }),
                         r => tracing::trace!(outcome = ?r, "block retrieved"),
                     }
                     queue_size_hint
@@ -919,7 +968,11 @@ impl Worker {
                     surb_id,
                     payload,
                 } if sequence == st.seq => {
-                    match blocking(|| arq::handle_ack(&self.store, &surb_id, &payload))? {
+                    let r = blocking(|| arq::handle_ack(&self.store, &surb_id, &payload));
+                    let Some(outcome) = self.tolerate_store(r)? else {
+                        return Ok(false);
+                    };
+                    match outcome {
                         AckOutcome::Acked(p) => {
                             self.set_status(|s| {
                                 s.acks += 1;
@@ -939,7 +992,10 @@ impl Worker {
                             }
                         }
                         AckOutcome::KaetzchenReply(response) => {
-                            blocking(|| self.key_reply(&surb_id, &response))?;
+                            // The SURB record is gone: a reply not acted on
+                            // now is lost, and the query is sent again.
+                            let r = blocking(|| self.key_reply(&surb_id, &response));
+                            self.tolerate_store(r)?;
                         }
                         other => tracing::debug!(outcome = ?other, "SURB reply"),
                     }

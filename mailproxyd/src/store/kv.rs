@@ -116,6 +116,51 @@ impl Store {
         Ok(found.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// Removes every key in `keys` in one durable transaction; how many existed.
+    pub fn kv_remove_many(&self, t: KvTable, keys: &[Vec<u8>]) -> Result<usize, StoreError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let blind: Vec<_> = keys
+            .iter()
+            .map(|k| self.inner.sealer.blind(t.name(), k))
+            .collect();
+        let found = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let f = found.clone();
+        self.inner.writer.write(
+            64 * blind.len(),
+            Box::new(move |tx| {
+                let mut table = tx.open_table(t.definition())?;
+                let mut n = 0;
+                for bk in &blind {
+                    n += usize::from(table.remove(&bk[..])?.is_some());
+                }
+                // The closure may run again (group retry): store, not add.
+                f.store(n, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }),
+        )?;
+        Ok(found.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Calls `f` with each (key, value) pair in the table, one at a time, so
+    /// a large table is never held in memory whole.
+    pub fn kv_for_each(
+        &self,
+        t: KvTable,
+        mut f: impl FnMut(Vec<u8>, Vec<u8>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let s = &self.inner.sealer;
+        let rx = self.inner.db.begin_read()?;
+        let table = rx.open_table(t.definition())?;
+        for item in table.iter()? {
+            let (k, v) = item?;
+            let (key, value) = decode(t, &s.open(t.name(), k.value(), v.value())?)?;
+            f(key, value)?;
+        }
+        Ok(())
+    }
+
     /// Every (key, value) pair in the table.
     pub fn kv_list(&self, t: KvTable) -> Result<Vec<KvPair>, StoreError> {
         let s = &self.inner.sealer;

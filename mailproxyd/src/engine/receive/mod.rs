@@ -2,12 +2,24 @@
 //! before the provider is told to drop it, reassembling by (sender key,
 //! message id), deduplicating completed messages under the same key
 //! (KvTable::Dedup) and delivering to the inbox.
+//!
+//! Durable before visible: every change is committed to the store first and
+//! only then recorded in memory, so a failed write leaves memory as the disk
+//! is and the block is fetched again (the caller does not advance the
+//! provider's retrieval sequence after an error). The blocks of partial
+//! messages stay on disk; memory holds only their index ([`partials`]),
+//! bounded per sender and in total.
+
+mod partials;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use katzenpost::block::{open_block, AddOutcome, Block, PartialMessage, ReassemblyKey};
+use katzenpost::block::{assemble, open_block, Block, ReassemblyKey};
 use sha2::{Digest, Sha256};
+
+pub use partials::PartialLimits;
+use partials::Partials;
 
 use super::reports;
 use super::EngineError;
@@ -28,7 +40,7 @@ pub(super) enum Received {
     Duplicate,
     /// A report was put in the inbox.
     Reported,
-    /// Unreadable, and already reported.
+    /// Unreadable and already reported, or refused at a limit.
     Dropped,
 }
 
@@ -43,22 +55,41 @@ pub(super) struct Delivery {
     pub sender: [u8; 32],
 }
 
-/// Incoming reassembly state, mirrored in the store.
+/// Incoming reassembly state; memory mirrors the store and never leads it.
 pub(super) struct Incoming {
-    partial: HashMap<ReassemblyKey, PartialMessage>,
+    partials: Partials,
     /// Delivered messages and when (Unix seconds); expired by `expire_dedup`.
     delivered: HashMap<ReassemblyKey, u64>,
     max_blocks: u16,
-    /// Undecryptable blocks within this window of the last such report are
-    /// recorded without a new report (a multi-block message makes one).
+    /// Within this window of the last such report, undecryptable blocks and
+    /// partial messages dropped at a limit make no new report.
     coalesce: Duration,
     last_undecryptable: Option<Instant>,
+    /// Partial messages dropped at a limit and not reported yet.
+    dropped_unreported: u64,
+    last_drop_report: Option<Instant>,
+    /// Reports put in the inbox since [`Incoming::take_reports`].
+    reports: usize,
 }
 
 fn partial_key(k: &ReassemblyKey, block_id: u16) -> Vec<u8> {
     let mut v = k.to_bytes().to_vec();
     v.extend_from_slice(&block_id.to_be_bytes());
     v
+}
+
+/// A stored partial record: (message, block id, first seen, block).
+fn parse_partial(k: &[u8], v: &[u8]) -> Option<(ReassemblyKey, u16, u64, Block)> {
+    if k.len() != PARTIAL_KEY_LEN || v.len() <= 8 {
+        return None;
+    }
+    let rk: [u8; ReassemblyKey::LENGTH] = k[..ReassemblyKey::LENGTH].try_into().ok()?;
+    let block_id = u16::from_be_bytes(k[ReassemblyKey::LENGTH..].try_into().ok()?);
+    let first_seen = u64::from_be_bytes(v[..8].try_into().ok()?);
+    let block = Block::decode(&v[8..]).ok()?;
+    let key = ReassemblyKey::from_bytes(&rk);
+    (block.block_id == block_id && block.message_id == key.message_id)
+        .then_some((key, block_id, first_seen, block))
 }
 
 fn report_key(prefix: &[u8], id: &[u8]) -> Vec<u8> {
@@ -68,20 +99,24 @@ fn report_key(prefix: &[u8], id: &[u8]) -> Vec<u8> {
 }
 
 impl Incoming {
-    /// Loads partial messages and dedup records from the store and delivers
-    /// any message whose blocks were all stored before a crash.
+    /// Loads the partial-message index and dedup records from the store and
+    /// delivers any message whose blocks were all stored before a crash.
     pub(super) fn load(
         store: &Store,
         max_blocks: u16,
         coalesce: Duration,
+        limits: PartialLimits,
         account: &str,
     ) -> Result<Self, EngineError> {
         let mut me = Incoming {
-            partial: HashMap::new(),
+            partials: Partials::new(limits),
             delivered: HashMap::new(),
             max_blocks,
             coalesce,
             last_undecryptable: None,
+            dropped_unreported: 0,
+            last_drop_report: None,
+            reports: 0,
         };
         // Dedup values: `time` once delivered; `time ‖ SHA-256 of the
         // delivered bytes` while a delivery is in progress (see `complete`).
@@ -101,55 +136,47 @@ impl Incoming {
                 }
             }
         }
-        for (k, v) in store.kv_list(KvTable::Partial)? {
-            let parsed = (k.len() == PARTIAL_KEY_LEN && v.len() > 8)
-                .then(|| {
-                    let rk: [u8; ReassemblyKey::LENGTH] =
-                        k[..ReassemblyKey::LENGTH].try_into().ok()?;
-                    let first_seen = u64::from_be_bytes(v[..8].try_into().ok()?);
-                    Some((
-                        ReassemblyKey::from_bytes(&rk),
-                        first_seen,
-                        Block::decode(&v[8..]).ok()?,
-                    ))
-                })
-                .flatten();
-            let Some((rk, first_seen, block)) = parsed else {
-                store.kv_remove(KvTable::Partial, &k)?;
-                continue;
-            };
-            if me.delivered.contains_key(&rk) {
-                store.kv_remove(KvTable::Partial, &k)?;
-                continue;
-            }
-            match me.partial.get_mut(&rk) {
-                Some(p) => {
-                    let _ = p.add(block);
+        // One record at a time: the blocks are never all in memory.
+        let mut stale = Vec::new();
+        store.kv_for_each(KvTable::Partial, |k, v| {
+            match parse_partial(&k, &v) {
+                Some((rk, _, _, _)) if me.delivered.contains_key(&rk) => stale.push(k),
+                Some((rk, _, _, b))
+                    if me
+                        .partials
+                        .get(&rk)
+                        .is_some_and(|e| e.total != b.total_blocks) =>
+                {
+                    stale.push(k)
                 }
-                None => {
-                    if let Ok(p) = PartialMessage::new(block, first_seen) {
-                        me.partial.insert(rk, p);
-                    }
+                Some((rk, id, first_seen, b)) => {
+                    me.partials.insert(rk, id, b.total_blocks, first_seen)
                 }
+                None => stale.push(k),
             }
-        }
+            Ok(())
+        })?;
+        store.kv_remove_many(KvTable::Partial, &stale)?;
         if !pending.is_empty() {
             me.resolve_pending(store, &pending)?;
         }
-        let complete: Vec<ReassemblyKey> = me
-            .partial
-            .iter()
-            .filter(|(_, p)| p.is_complete())
-            .map(|(k, _)| *k)
-            .collect();
-        for k in complete {
-            me.complete(store, k, account)?;
-        }
+        me.retry_deliveries(store, account)?;
         Ok(me)
     }
 
+    /// Reports put in the inbox since the last call (for events).
+    pub(super) fn take_reports(&mut self) -> usize {
+        std::mem::take(&mut self.reports)
+    }
+
+    /// How many partial messages are held, and their stored bytes.
+    pub(super) fn partial_usage(&self) -> (usize, u64) {
+        (self.partials.len(), self.partials.bytes())
+    }
+
     /// Handles one retrieved user payload. Returns only after everything it
-    /// implies is durable.
+    /// implies is durable; after an error nothing of it is in memory that is
+    /// not on disk, and the same payload may be handed in again.
     pub(super) fn accept(
         &mut self,
         store: &Store,
@@ -170,8 +197,10 @@ impl Incoming {
                     store.kv_put(KvTable::Reports, &key, &unix_now().to_be_bytes())?;
                     return Ok(Received::Dropped);
                 }
+                let r =
+                    self.report_once(store, &key, account, "it could not be decrypted", None)?;
                 self.last_undecryptable = Some(Instant::now());
-                return self.report_once(store, &key, account, "it could not be decrypted", None);
+                return Ok(r);
             }
         };
         let block = match Block::decode(&plain) {
@@ -204,85 +233,88 @@ impl Incoming {
         if self.delivered.contains_key(&key) {
             return Ok(Received::Duplicate);
         }
-        if self
-            .partial
-            .get(&key)
-            .is_some_and(|p| p.contains(block.block_id))
-        {
-            return Ok(Received::Duplicate);
-        }
-        let now = unix_now();
-        let first_seen = self.partial.get(&key).map_or(now, |p| p.first_seen());
-        let encoded = block
-            .encode()
-            .map_err(|e| EngineError::Protocol(format!("block: {e}")))?;
-        let mut v = first_seen.to_be_bytes().to_vec();
-        v.extend_from_slice(&encoded);
-        let block_id = block.block_id;
-        let outcome = match self.partial.get_mut(&key) {
-            Some(p) => p.add(block),
-            None => PartialMessage::new(block, now).map(|p| {
-                let s = if p.is_complete() {
-                    AddOutcome::Complete
-                } else {
-                    AddOutcome::Stored {
-                        have: 1,
-                        total: p.total_blocks(),
-                    }
-                };
-                self.partial.insert(key, p);
-                s
-            }),
-        };
-        match outcome {
-            Err(_) => {
+        if let Some(e) = self.partials.get(&key) {
+            if e.total != block.total_blocks {
                 let id = [&sender[..], &key.message_id[..]].concat();
-                self.report_once(
+                return self.report_once(
                     store,
                     &report_key(b"inconsistent/", &id),
                     account,
                     "its blocks are inconsistent",
                     Some(&sender),
-                )
+                );
             }
-            Ok(AddOutcome::Duplicate) => Ok(Received::Duplicate),
-            Ok(AddOutcome::Stored { .. }) => {
-                store.kv_put(KvTable::Partial, &partial_key(&key, block_id), &v)?;
-                Ok(Received::Stored)
-            }
-            Ok(AddOutcome::Complete) => {
-                store.kv_put(KvTable::Partial, &partial_key(&key, block_id), &v)?;
-                match self.complete(store, key, account)? {
-                    Some(d) => Ok(Received::Delivered(d)),
-                    None => Ok(Received::Duplicate),
+            if e.have.contains(&block.block_id) {
+                // Held already. If it completed its message but the delivery
+                // failed, deliver now.
+                if e.is_complete() {
+                    return Ok(match self.complete(store, key, account)? {
+                        Some(d) => Received::Delivered(d),
+                        None => Received::Duplicate,
+                    });
                 }
+                return Ok(Received::Duplicate);
             }
         }
+        // Make room within the limits: drop the oldest partial messages.
+        let victims = self.partials.victims(&key);
+        let refused = victims.contains(&key);
+        for v in &victims {
+            self.drop_partial(store, v)?;
+            self.dropped_unreported += 1;
+        }
+        if refused {
+            self.flush_drop_report(store, account)?;
+            return Ok(Received::Dropped);
+        }
+        let now = unix_now();
+        let first_seen = self.partials.get(&key).map_or(now, |e| e.first_seen);
+        let encoded = block
+            .encode()
+            .map_err(|e| EngineError::Protocol(format!("block: {e}")))?;
+        let mut v = first_seen.to_be_bytes().to_vec();
+        v.extend_from_slice(&encoded);
+        store.kv_put(KvTable::Partial, &partial_key(&key, block.block_id), &v)?;
+        self.partials
+            .insert(key, block.block_id, block.total_blocks, first_seen);
+        if !victims.is_empty() {
+            self.flush_drop_report(store, account)?;
+        }
+        if self.partials.get(&key).is_some_and(|e| e.is_complete()) {
+            return Ok(match self.complete(store, key, account)? {
+                Some(d) => Received::Delivered(d),
+                None => Received::Duplicate,
+            });
+        }
+        Ok(Received::Stored)
     }
 
     /// Drops incomplete messages whose first block arrived more than `limit`
-    /// ago, with one report each. Returns how many were dropped.
+    /// ago, with one report each; reports partial messages dropped at a limit
+    /// once the coalescing window allows; retries deliveries that failed.
+    /// Returns how many messages timed out.
     pub(super) fn sweep(
         &mut self,
         store: &Store,
         limit: Duration,
         account: &str,
     ) -> Result<usize, EngineError> {
-        let now = unix_now();
-        let old: Vec<ReassemblyKey> = self
-            .partial
-            .iter()
-            .filter(|(_, p)| now.saturating_sub(p.first_seen()) >= limit.as_secs())
-            .map(|(k, _)| *k)
-            .collect();
+        let old = self
+            .partials
+            .first_seen_by(unix_now().saturating_sub(limit.as_secs()));
+        let mut timed_out = 0;
         for k in &old {
-            let Some(p) = self.partial.remove(k) else {
+            let Some(e) = self.partials.get(k) else {
                 continue;
             };
+            if e.is_complete() {
+                continue;
+            }
+            timed_out += 1;
             let what = format!(
                 "only {} of its {} blocks arrived in time",
-                p.have(),
-                p.total_blocks()
+                e.have.len(),
+                e.total
             );
             let id = [&k.sender[..], &k.message_id[..]].concat();
             self.report_once(
@@ -292,11 +324,11 @@ impl Incoming {
                 &what,
                 Some(&k.sender),
             )?;
-            for i in 0..p.total_blocks() {
-                store.kv_remove(KvTable::Partial, &partial_key(k, i))?;
-            }
+            self.drop_partial(store, k)?;
         }
-        Ok(old.len())
+        self.flush_drop_report(store, account)?;
+        self.retry_deliveries(store, account)?;
+        Ok(timed_out)
     }
 
     /// Forgets "delivered" records older than `ttl` (see
@@ -326,34 +358,107 @@ impl Incoming {
     /// could grow the store without bound with distinct garbage blocks.
     pub(super) fn expire_reports(store: &Store, ttl: Duration) -> Result<usize, EngineError> {
         let now = unix_now();
-        let mut removed = 0;
-        for (k, v) in store.kv_list(KvTable::Reports)? {
+        let mut old = Vec::new();
+        store.kv_for_each(KvTable::Reports, |k, v| {
             let at = v
                 .get(..8)
                 .and_then(|t| t.try_into().ok())
                 .map_or(0, u64::from_be_bytes);
             if now.saturating_sub(at) >= ttl.as_secs() {
-                store.kv_remove(KvTable::Reports, &k)?;
-                removed += 1;
+                old.push(k);
             }
-        }
-        Ok(removed)
+            Ok(())
+        })?;
+        Ok(store.kv_remove_many(KvTable::Reports, &old)?)
     }
 
-    /// Delivers a complete message, records it as delivered, drops its blocks.
+    /// Removes a partial message's blocks from the store, then from the index.
+    fn drop_partial(&mut self, store: &Store, key: &ReassemblyKey) -> Result<(), EngineError> {
+        let Some(e) = self.partials.get(key) else {
+            return Ok(());
+        };
+        let keys: Vec<Vec<u8>> = e.have.iter().map(|&i| partial_key(key, i)).collect();
+        store.kv_remove_many(KvTable::Partial, &keys)?;
+        self.partials.remove(key);
+        Ok(())
+    }
+
+    /// Delivers every complete message still held (its delivery failed).
+    fn retry_deliveries(&mut self, store: &Store, account: &str) -> Result<(), EngineError> {
+        for k in self.partials.complete() {
+            self.complete(store, k, account)?;
+        }
+        Ok(())
+    }
+
+    /// One report for the partial messages dropped at a limit since the last
+    /// one, unless one was made within the coalescing window.
+    fn flush_drop_report(&mut self, store: &Store, account: &str) -> Result<(), EngineError> {
+        if self.dropped_unreported == 0
+            || self
+                .last_drop_report
+                .is_some_and(|t| t.elapsed() < self.coalesce)
+        {
+            return Ok(());
+        }
+        let n = self.dropped_unreported;
+        let now = unix_now();
+        store.deliver(&reports::partials_dropped(account, n, now), now)?;
+        self.dropped_unreported = 0;
+        self.last_drop_report = Some(Instant::now());
+        self.reports += 1;
+        tracing::warn!(
+            account,
+            dropped = n,
+            "incomplete incoming messages dropped at the limits, report delivered"
+        );
+        Ok(())
+    }
+
+    /// Delivers a complete message, records it as delivered, drops its
+    /// blocks. `None` if it was delivered already or could not be assembled
+    /// (then it is dropped with a report).
     fn complete(
         &mut self,
         store: &Store,
         key: ReassemblyKey,
         account: &str,
     ) -> Result<Option<Delivery>, EngineError> {
-        let Some(p) = self.partial.remove(&key) else {
+        let Some(e) = self.partials.get(&key) else {
             return Ok(None);
         };
-        let total = p.total_blocks();
-        let message = p
-            .assemble()
-            .map_err(|e| EngineError::Protocol(format!("reassembly: {e}")))?;
+        if self.delivered.contains_key(&key) {
+            // Delivered, but dropping the blocks failed: drop them now.
+            self.drop_partial(store, &key)?;
+            return Ok(None);
+        }
+        let ids: Vec<u16> = e.have.iter().copied().collect();
+        let mut blocks = Vec::with_capacity(ids.len());
+        for &i in &ids {
+            let stored = store.kv_get(KvTable::Partial, &partial_key(&key, i))?;
+            if let Some((_, _, _, b)) =
+                stored.and_then(|v| parse_partial(&partial_key(&key, i), &v))
+            {
+                blocks.push(b);
+            }
+        }
+        let message = match assemble(&blocks) {
+            Ok(m) => m,
+            Err(err) => {
+                tracing::warn!(error = %err, "stored blocks do not assemble");
+                let id = [&key.sender[..], &key.message_id[..]].concat();
+                self.report_once(
+                    store,
+                    &report_key(b"inconsistent/", &id),
+                    account,
+                    "its blocks are inconsistent",
+                    Some(&key.sender),
+                )?;
+                self.drop_partial(store, &key)?;
+                return Ok(None);
+            }
+        };
+        drop(blocks);
         let now = unix_now();
         let bytes = reports::with_delivery_headers(&message, &key.sender, account, now);
         // Crash safety without a multi-record transaction: mark the delivery
@@ -363,8 +468,8 @@ impl Incoming {
         pending.extend_from_slice(&Sha256::digest(&bytes));
         store.kv_put(KvTable::Dedup, &key.to_bytes(), &pending)?;
         let entry = store.deliver(&bytes, now)?;
-        self.mark_delivered(store, key, total)?;
-        tracing::info!(blocks = total, "incoming message delivered");
+        self.mark_delivered(store, key)?;
+        tracing::info!(blocks = ids.len(), "incoming message delivered");
         Ok(Some(Delivery {
             inbox_id: entry.id,
             size: bytes.len() as u64,
@@ -373,19 +478,11 @@ impl Incoming {
     }
 
     /// Records `key` as delivered and drops its stored blocks.
-    fn mark_delivered(
-        &mut self,
-        store: &Store,
-        key: ReassemblyKey,
-        total: u16,
-    ) -> Result<(), EngineError> {
+    fn mark_delivered(&mut self, store: &Store, key: ReassemblyKey) -> Result<(), EngineError> {
         let now = unix_now();
         store.kv_put(KvTable::Dedup, &key.to_bytes(), &now.to_be_bytes())?;
         self.delivered.insert(key, now);
-        for i in 0..total {
-            store.kv_remove(KvTable::Partial, &partial_key(&key, i))?;
-        }
-        Ok(())
+        self.drop_partial(store, &key)
     }
 
     /// Deliveries interrupted by a crash: done if the inbox holds the bytes,
@@ -402,8 +499,7 @@ impl Incoming {
         }
         for (key, hash) in pending {
             if in_inbox.contains(hash) {
-                let total = self.partial.remove(key).map_or(0, |p| p.total_blocks());
-                self.mark_delivered(store, *key, total)?;
+                self.mark_delivered(store, *key)?;
             } else {
                 store.kv_remove(KvTable::Dedup, &key.to_bytes())?;
             }
@@ -424,6 +520,8 @@ impl Incoming {
         }
         let now = unix_now();
         store.deliver(&reports::unreadable(account, what, sender, now), now)?;
+        self.reports += 1;
+        // A failure here only means the same block may be reported again.
         store.kv_put(KvTable::Reports, key, &now.to_be_bytes())?;
         tracing::warn!(reason = what, "incoming block dropped, report delivered");
         Ok(Received::Reported)
@@ -446,16 +544,168 @@ mod tests {
     }
 
     fn load(store: &Store) -> Incoming {
-        Incoming::load(store, 1000, Duration::from_secs(60), ACCOUNT).unwrap()
+        Incoming::load(
+            store,
+            1000,
+            Duration::from_secs(60),
+            PartialLimits::default(),
+            ACCOUNT,
+        )
+        .unwrap()
     }
 
     fn ciphertexts(msg: &[u8], id: u8) -> Vec<Vec<u8>> {
+        ciphertexts_from(&ALICE, msg, id)
+    }
+
+    fn ciphertexts_from(sender: &[u8; 32], msg: &[u8], id: u8) -> Vec<Vec<u8>> {
         let bob_pub = katzenpost::sphinx::public_key(&BOB);
         fragment([id; 16], msg)
             .unwrap()
             .iter()
-            .map(|b| encrypt_block(&ALICE, &bob_pub, b).unwrap())
+            .map(|b| encrypt_block(sender, &bob_pub, b).unwrap())
             .collect()
+    }
+
+    fn load_with(store: &Store, limits: PartialLimits) -> Incoming {
+        Incoming::load(store, 1000, Duration::from_secs(3600), limits, ACCOUNT).unwrap()
+    }
+
+    fn subjects(store: &Store) -> Vec<String> {
+        inbox(store)
+            .iter()
+            .filter_map(|m| {
+                String::from_utf8_lossy(m)
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Subject: ").map(str::to_owned))
+            })
+            .collect()
+    }
+
+    const TWO_BLOCKS: usize = BLOCK_PAYLOAD_LENGTH + 1;
+
+    #[test]
+    fn a_flood_from_one_sender_drops_its_oldest_with_one_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let limits = PartialLimits {
+            messages: 100,
+            bytes: u64::MAX,
+            messages_per_sender: 3,
+            bytes_per_sender: u64::MAX,
+        };
+        let mut inc = load_with(&store, limits);
+        // An honest sender's incomplete message is not touched by another's flood.
+        let honest = ciphertexts_from(&[0x77; 32], &vec![b'h'; TWO_BLOCKS], 200);
+        assert_eq!(
+            inc.accept(&store, &BOB, &honest[0], ACCOUNT).unwrap(),
+            Received::Stored
+        );
+        let flood: Vec<Vec<Vec<u8>>> = (0..10)
+            .map(|i| ciphertexts(&vec![b'f'; TWO_BLOCKS], i))
+            .collect();
+        for f in &flood {
+            assert_eq!(
+                inc.accept(&store, &BOB, &f[0], ACCOUNT).unwrap(),
+                Received::Stored
+            );
+        }
+        assert_eq!(
+            inc.partial_usage().0,
+            4,
+            "3 of the flood and the honest one"
+        );
+        assert_eq!(store.kv_list(KvTable::Partial).unwrap().len(), 4);
+        // One report, however many were dropped (coalesced for an hour).
+        assert_eq!(subjects(&store), vec![reports::PARTIALS_DROPPED_SUBJECT]);
+        assert!(String::from_utf8_lossy(&inbox(&store)[0]).contains("1 incomplete"));
+        assert_eq!(inc.take_reports(), 1);
+        // The newest of the flood and the honest message complete normally.
+        for c in [&flood[9][1], &honest[1]] {
+            assert!(matches!(
+                inc.accept(&store, &BOB, c, ACCOUNT).unwrap(),
+                Received::Delivered(_)
+            ));
+        }
+        // A dropped message's late block starts it again (a new partial), it
+        // is not mistaken for delivered.
+        assert_eq!(
+            inc.accept(&store, &BOB, &flood[0][1], ACCOUNT).unwrap(),
+            Received::Stored
+        );
+        // After a restart the index is rebuilt from disk, within the bounds.
+        drop(inc);
+        let inc = load_with(&store, limits);
+        assert_eq!(
+            inc.partial_usage().0,
+            store.kv_list(KvTable::Partial).unwrap().len()
+        );
+        assert!(inc.partial_usage().0 <= 3);
+    }
+
+    #[test]
+    fn random_senders_cannot_grow_the_store_past_the_total_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let limits = PartialLimits {
+            messages: 5,
+            bytes: 4 * partials::STORED_BLOCK_BYTES,
+            messages_per_sender: 5,
+            bytes_per_sender: u64::MAX,
+        };
+        let mut inc = load_with(&store, limits);
+        for i in 0..20u8 {
+            let ct = ciphertexts_from(&[i + 1; 32], &vec![b'r'; TWO_BLOCKS], i);
+            assert_eq!(
+                inc.accept(&store, &BOB, &ct[0], ACCOUNT).unwrap(),
+                Received::Stored
+            );
+            let (n, bytes) = inc.partial_usage();
+            assert!(n <= 4 && bytes <= limits.bytes, "{n} {bytes}");
+            assert_eq!(store.kv_list(KvTable::Partial).unwrap().len(), n);
+        }
+        assert_eq!(subjects(&store), vec![reports::PARTIALS_DROPPED_SUBJECT]);
+        assert!(String::from_utf8_lossy(&inbox(&store)[0]).contains("1 incomplete"));
+        // Reports beyond the first wait for the coalescing window; a sweep
+        // after it reports the rest in one.
+        let mut inc = Incoming {
+            coalesce: Duration::ZERO,
+            ..inc
+        };
+        inc.sweep(&store, Duration::from_secs(3600), ACCOUNT)
+            .unwrap();
+        let texts: Vec<String> = inbox(&store)
+            .iter()
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .collect();
+        assert_eq!(texts.len(), 2);
+        assert!(texts[1].contains("15 incomplete"), "{}", texts[1]);
+    }
+
+    #[test]
+    fn a_message_larger_than_the_sender_bound_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let limits = PartialLimits {
+            messages: 10,
+            bytes: u64::MAX,
+            messages_per_sender: 10,
+            bytes_per_sender: 2 * partials::STORED_BLOCK_BYTES,
+        };
+        let mut inc = load_with(&store, limits);
+        let cts = ciphertexts(&vec![b'x'; 3 * BLOCK_PAYLOAD_LENGTH], 1);
+        for c in &cts[..2] {
+            assert_eq!(
+                inc.accept(&store, &BOB, c, ACCOUNT).unwrap(),
+                Received::Stored
+            );
+        }
+        assert_eq!(
+            inc.accept(&store, &BOB, &cts[2], ACCOUNT).unwrap(),
+            Received::Dropped
+        );
+        assert!(store.kv_list(KvTable::Partial).unwrap().is_empty());
+        assert_eq!(subjects(&store), vec![reports::PARTIALS_DROPPED_SUBJECT]);
     }
 
     /// The delivered bytes after our `Received:` field (which must be first).
@@ -638,7 +888,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         // Coalescing off, so every distinct bad ciphertext reports once.
-        let mut inc = Incoming::load(&store, 1000, Duration::ZERO, ACCOUNT).unwrap();
+        let mut inc = Incoming::load(
+            &store,
+            1000,
+            Duration::ZERO,
+            PartialLimits::default(),
+            ACCOUNT,
+        )
+        .unwrap();
         let (old, fresh) = (vec![1u8; BLOCK_LENGTH], vec![2u8; BLOCK_LENGTH]);
         for bad in [&old, &fresh] {
             assert_eq!(
@@ -774,7 +1031,14 @@ mod tests {
     fn oversized_messages_are_refused_with_a_report() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        let mut inc = Incoming::load(&store, 2, Duration::from_secs(60), ACCOUNT).unwrap();
+        let mut inc = Incoming::load(
+            &store,
+            2,
+            Duration::from_secs(60),
+            PartialLimits::default(),
+            ACCOUNT,
+        )
+        .unwrap();
         let cts = ciphertexts(&vec![1u8; 3 * BLOCK_PAYLOAD_LENGTH], 3);
         assert_eq!(
             inc.accept(&store, &BOB, &cts[0], ACCOUNT).unwrap(),
