@@ -3,7 +3,7 @@
 
 use mailproxy_proto::{
     encode_key, AccountStatus, ConnState, Event, EventKind, InboxItem, Level, QueueItem,
-    QueueState, StreamLine, KEY_LEN,
+    QueueState, StoreState, StreamLine, KEY_LEN,
 };
 use ratatui::crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind,
@@ -485,6 +485,7 @@ fn event_level(kind: &EventKind) -> Level {
         EventKind::ConnectionDown { .. }
         | EventKind::Bounced { .. }
         | EventKind::KeyDiscoveryFailed { .. } => Level::Warn,
+        EventKind::StoreFailing { .. } => Level::Error,
         EventKind::Fetched { .. } => Level::Debug,
         _ => Level::Info,
     }
@@ -512,6 +513,11 @@ pub fn describe(kind: &EventKind) -> String {
         EventKind::Fetched { remaining } => format!("fetched a block, {remaining} waiting"),
         EventKind::Delivered { id, size, .. } => format!("message #{id} received ({size} bytes)"),
         EventKind::Report { subject } => format!("report: {subject}"),
+        EventKind::StoreFailing { error, full } => format!(
+            "store {}, retrying (retrieval paused, SMTP refuses): {error}",
+            if *full { "full" } else { "failing" }
+        ),
+        EventKind::StoreRecovered => "store writes again".into(),
         EventKind::Other { name } => format!("event {name}"),
     }
 }
@@ -623,6 +629,20 @@ fn apply_event(state: &mut State, event: Event) {
                     },
                 );
             }
+        }
+        EventKind::StoreFailing { error, full } => {
+            let status = status_mut(state, &account);
+            status.store = if full {
+                StoreState::Full
+            } else {
+                StoreState::Failing
+            };
+            status.store_error = Some(error);
+        }
+        EventKind::StoreRecovered => {
+            let status = status_mut(state, &account);
+            status.store = StoreState::Ok;
+            status.store_error = None;
         }
         EventKind::KeyDiscovered { .. }
         | EventKind::KeyDiscoveryFailed { .. }

@@ -338,3 +338,38 @@ fn extreme_values_do_not_panic() {
         "{text}"
     );
 }
+
+/// A failing store is what the account row shows (it stops mail both
+/// ways), and the log says so; a recovery clears it.
+#[test]
+fn store_failing_then_recovered() {
+    use mailproxy_proto::{Event, EventKind, StreamLine};
+    use mailproxy_tui::event::Msg;
+    use mailproxy_tui::update::update;
+    let mut state = populated();
+    let event = |kind| {
+        Msg::Stream(StreamLine::Event(Event {
+            time_ms: 1_000,
+            account: "bob@provider2".into(),
+            kind,
+        }))
+    };
+    update(
+        &mut state,
+        event(EventKind::StoreFailing {
+            error: "No space left on device (os error 28)".into(),
+            full: true,
+        }),
+    );
+    let wide = text(&render(&state, 140, 40));
+    let row = wide.lines().find(|l| l.contains("bob@provider2")).unwrap();
+    assert!(
+        row.contains("store full: No space left on device (os error 28)"),
+        "{wide}"
+    );
+    assert!(wide.contains("store full, retrying"), "log line: {wide}");
+    update(&mut state, event(EventKind::StoreRecovered));
+    let wide = text(&render(&state, 140, 40));
+    assert!(!wide.contains("store full: No space"), "{wide}");
+    assert!(wide.contains("store writes again"), "{wide}");
+}

@@ -1,6 +1,6 @@
 //! Human-readable output: aligned tables, sizes, durations, times.
 
-use mailproxy_proto::{AccountStatus, InboxItem, QueueItem, StreamLine};
+use mailproxy_proto::{AccountStatus, InboxItem, QueueItem, StoreState, StreamLine};
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -74,6 +74,7 @@ pub fn status(list: &[AccountStatus]) -> String {
             vec![
                 s.account.clone(),
                 s.connection.as_str().to_owned(),
+                s.store.as_str().to_owned(),
                 opt(s.epoch),
                 opt(s.document_age.map(duration)),
                 opt(s.clock_skew.map(|v| format!("{v}s"))),
@@ -91,6 +92,7 @@ pub fn status(list: &[AccountStatus]) -> String {
         &[
             "ACCOUNT",
             "CONN",
+            "STORE",
             "EPOCH",
             "DOC AGE",
             "SKEW",
@@ -105,6 +107,14 @@ pub fn status(list: &[AccountStatus]) -> String {
         &rows,
     );
     for s in list {
+        if s.store != StoreState::Ok {
+            let e = s.store_error.as_deref().unwrap_or("unknown error");
+            out.push_str(&format!(
+                "\n{}: store {} (retrying by itself): {e}",
+                s.account,
+                s.store.as_str()
+            ));
+        }
         if let Some(e) = &s.last_error {
             out.push_str(&format!("\n{}: last error: {e}", s.account));
         }
@@ -255,8 +265,21 @@ mod tests {
             last_error: Some("refused".into()),
             ..Default::default()
         }]);
-        assert!(s.contains("a@p      connecting"), "{s}");
+        assert!(s.contains("a@p      connecting  ok"), "{s}");
         assert!(s.ends_with("a@p: last error: refused"), "{s}");
+        let full = status(&[AccountStatus {
+            account: "a@p".into(),
+            store: StoreState::Full,
+            store_error: Some("No space left on device (os error 28)".into()),
+            ..Default::default()
+        }]);
+        assert!(full.contains("a@p      connecting  full"), "{full}");
+        assert!(
+            full.ends_with(
+                "a@p: store full (retrying by itself): No space left on device (os error 28)"
+            ),
+            "{full}"
+        );
         let log = stream_line(&StreamLine::Log(LogLine {
             time_ms: 1_500,
             level: Level::Warn,

@@ -267,6 +267,9 @@ pub fn account_status(
             None => Some("no network engine (no authority configured)".to_owned()),
             Some(_) => e.last_error,
         },
+        partials: e.partials,
+        partial_bytes: e.partial_bytes,
+        ..Default::default()
     }
 }
 

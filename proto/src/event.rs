@@ -191,6 +191,16 @@ pub enum EventKind {
         /// The report's subject.
         subject: String,
     },
+    /// The account's store cannot write (retrieval pauses, SMTP answers
+    /// 452/451); it retries by itself.
+    StoreFailing {
+        /// The error, with the operating system's words.
+        error: String,
+        /// The disk (or quota) is full.
+        full: bool,
+    },
+    /// The account's store writes again.
+    StoreRecovered,
     /// A kind this version does not know (from a newer server).
     Other {
         /// The kind word.
@@ -216,13 +226,15 @@ impl EventKind {
             EventKind::Fetched { .. } => "fetched",
             EventKind::Delivered { .. } => "delivered",
             EventKind::Report { .. } => "report",
+            EventKind::StoreFailing { .. } => "store_failing",
+            EventKind::StoreRecovered => "store_recovered",
             EventKind::Other { name } => name,
         }
     }
 
     fn write_fields(&self, w: &mut FieldWriter) {
         match self {
-            EventKind::ConnectionUp | EventKind::Other { .. } => {}
+            EventKind::ConnectionUp | EventKind::StoreRecovered | EventKind::Other { .. } => {}
             EventKind::ConnectionDown { error } => {
                 w.opt_text("error", error.as_deref());
             }
@@ -260,6 +272,10 @@ impl EventKind {
             }
             EventKind::Report { subject } => {
                 w.text("subject", subject);
+            }
+            EventKind::StoreFailing { error, full } => {
+                w.text("error", error)
+                    .text("full", if *full { "yes" } else { "no" });
             }
         }
     }
@@ -310,6 +326,11 @@ impl EventKind {
             "report" => EventKind::Report {
                 subject: f.opt_text("subject").unwrap_or_default(),
             },
+            "store_failing" => EventKind::StoreFailing {
+                error: f.opt_text("error").unwrap_or_default(),
+                full: f.opt_text("full").as_deref() == Some("yes"),
+            },
+            "store_recovered" => EventKind::StoreRecovered,
             other => EventKind::Other {
                 name: other.to_owned(),
             },
@@ -440,6 +461,15 @@ mod tests {
     fn every_kind() -> Vec<EventKind> {
         vec![
             EventKind::ConnectionUp,
+            EventKind::StoreFailing {
+                error: "No space left on device (os error 28)".into(),
+                full: true,
+            },
+            EventKind::StoreFailing {
+                error: "Input/output error (os error 5)".into(),
+                full: false,
+            },
+            EventKind::StoreRecovered,
             EventKind::ConnectionDown {
                 error: Some("connection refused".into()),
             },

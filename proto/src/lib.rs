@@ -84,7 +84,7 @@ pub use key::{decode_key, encode_key, KeyError, KEY_LEN};
 pub use queue::{QueueItem, QueueState};
 pub use reply::{AccountInfo, Body, BodyError, Status, StatusCode};
 pub use request::{parse, parse_frame, ParseError, Request, MAX_LINE};
-pub use status::{AccountStatus, ConnState};
+pub use status::{AccountStatus, ConnState, StoreState};
 
 /// The management protocol revision implemented by this crate, reported by `VERSION`.
 pub const PROTOCOL_VERSION: u32 = 2;

@@ -4,7 +4,14 @@
 //! <account> conn=<connecting|up|down> epoch=<n|-> doc_age=<s|-> skew=<s|->
 //!     queued=<n> in_flight=<n> acked=<n> bounced=<n> delivered=<n>
 //!     inbox=<n> inbox_bytes=<n> packets=<n> retransmits=<n> error=<text|->
+//!     store=<ok|failing|full> store_error=<text|-> partials=<n> partial_bytes=<n>
 //! ```
+//!
+//! `store` is `failing` while the account's store cannot write (`full` when
+//! the disk or quota is full), with the operating system's error in
+//! `store_error`; the daemon retries by itself. `partials` and
+//! `partial_bytes` are the incomplete incoming messages held. A line from an
+//! older daemon has none of these: `store` reads as `ok`.
 //!
 //! `queued` and `in_flight` count the send queue now (entries not started,
 //! entries with blocks out); `acked`, `bounced`, `delivered`, `packets` and
@@ -48,6 +55,40 @@ impl ConnState {
     }
 }
 
+/// Whether an account's store can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreState {
+    /// Writes succeed.
+    #[default]
+    Ok,
+    /// Writes fail (an I/O error); the daemon retries.
+    Failing,
+    /// Writes fail because the disk or quota is full.
+    Full,
+}
+
+impl StoreState {
+    /// The wire word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreState::Ok => "ok",
+            StoreState::Failing => "failing",
+            StoreState::Full => "full",
+        }
+    }
+
+    /// Parses the wire word.
+    pub fn parse(word: &str) -> Option<StoreState> {
+        match word {
+            "ok" => Some(StoreState::Ok),
+            "failing" => Some(StoreState::Failing),
+            "full" => Some(StoreState::Full),
+            _ => None,
+        }
+    }
+}
+
 /// One account's status.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AccountStatus {
@@ -81,6 +122,18 @@ pub struct AccountStatus {
     pub retransmissions: u64,
     /// The last error (connection, PKI or protocol), if any.
     pub last_error: Option<String>,
+    /// Whether the account's store can write.
+    #[serde(default)]
+    pub store: StoreState,
+    /// The store's error while it cannot write.
+    #[serde(default)]
+    pub store_error: Option<String>,
+    /// Incomplete incoming messages held.
+    #[serde(default)]
+    pub partials: u64,
+    /// Their stored bytes.
+    #[serde(default)]
+    pub partial_bytes: u64,
 }
 
 impl AccountStatus {
@@ -101,6 +154,10 @@ impl AccountStatus {
             .num("packets", self.packets_sent)
             .num("retransmits", self.retransmissions)
             .opt_text("error", self.last_error.as_deref())
+            .text("store", self.store.as_str())
+            .opt_text("store_error", self.store_error.as_deref())
+            .num("partials", self.partials)
+            .num("partial_bytes", self.partial_bytes)
             .finish()
     }
 
@@ -127,6 +184,16 @@ impl AccountStatus {
             packets_sent: f.count("packets")?,
             retransmissions: f.count("retransmits")?,
             last_error: f.opt_text("error"),
+            store: match f.opt_text("store") {
+                None => StoreState::Ok,
+                Some(w) => StoreState::parse(&w).ok_or(FieldError::BadValue {
+                    key: "store",
+                    value: w,
+                })?,
+            },
+            store_error: f.opt_text("store_error"),
+            partials: f.opt_num("partials")?.unwrap_or(0),
+            partial_bytes: f.opt_num("partial_bytes")?.unwrap_or(0),
         })
     }
 }
@@ -153,6 +220,10 @@ mod tests {
             packets_sent: 80,
             retransmissions: 9,
             last_error: Some("provider refused: bad key".into()),
+            store: StoreState::Full,
+            store_error: Some("No space left on device (os error 28)".into()),
+            partials: 3,
+            partial_bytes: 151_662,
         };
         let line = s.to_line();
         assert!(
@@ -178,5 +249,12 @@ mod tests {
         assert!(AccountStatus::parse_line("a@p conn=sideways").is_err());
         assert!(AccountStatus::parse_line("a@p queued=3").is_err());
         assert!(AccountStatus::parse_line("a@p conn=up queued=x").is_err());
+        assert!(AccountStatus::parse_line("a@p conn=up store=melting").is_err());
+        // An older daemon's line: the store reads as ok.
+        let old = AccountStatus::parse_line("a@p conn=up queued=1").unwrap();
+        assert_eq!(
+            (old.store, old.store_error, old.partials),
+            (StoreState::Ok, None, 0)
+        );
     }
 }

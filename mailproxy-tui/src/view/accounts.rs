@@ -1,6 +1,6 @@
 //! Accounts: provider link, PKI epoch and document age, message counts, last error.
 
-use mailproxy_proto::ConnState;
+use mailproxy_proto::{ConnState, StoreState};
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Span;
@@ -13,8 +13,15 @@ use crate::app::{Pane, State};
 /// Inner width from which the last error has its own column.
 const ERROR_COLUMN: u16 = 100;
 
-fn error_of(row: &crate::app::AccountRow) -> Option<&str> {
-    row.status.as_ref().and_then(|s| s.last_error.as_deref())
+/// What the account's error column shows: a failing store first (it stops
+/// mail in both directions), else the last engine error.
+fn error_of(row: &crate::app::AccountRow) -> Option<String> {
+    let s = row.status.as_ref()?;
+    if s.store != StoreState::Ok {
+        let e = s.store_error.as_deref().unwrap_or("unknown error");
+        return Some(format!("store {}: {e}", s.store.as_str()));
+    }
+    s.last_error.clone()
 }
 
 /// Renders the Accounts pane.
@@ -82,7 +89,7 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
             Cell::from(s.bounced.to_string()),
             Cell::from(s.inbox.to_string()),
             Cell::from(Span::styled(
-                s.last_error.clone().unwrap_or_default(),
+                error_of(row).unwrap_or_default(),
                 tint(state, Style::new().fg(Color::Red)),
             )),
         ])

@@ -32,6 +32,10 @@ pub struct EngineStatus {
     pub delivered: u64,
     /// Queue entries bounced.
     pub bounced: u64,
+    /// Incomplete incoming messages held.
+    pub partials: u64,
+    /// Their stored bytes.
+    pub partial_bytes: u64,
 }
 
 impl EngineStatus {

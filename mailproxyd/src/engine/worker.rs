@@ -148,8 +148,14 @@ impl Worker {
         }
     }
 
-    /// Announces the reports the receiver put in the inbox.
+    /// Announces the reports the receiver put in the inbox and records how
+    /// much it holds.
     fn emit_reports(&self, incoming: &mut Incoming) {
+        let (n, bytes) = incoming.partial_usage();
+        self.set_status(|s| {
+            s.partials = n as u64;
+            s.partial_bytes = bytes;
+        });
         for _ in 0..incoming.take_reports() {
             self.emit(EventKind::Report {
                 subject: reports::UNREADABLE_SUBJECT.into(),
@@ -223,7 +229,10 @@ impl Worker {
                     &self.account,
                 )
             }) {
-                Ok(i) => break i,
+                Ok(mut i) => {
+                    self.emit_reports(&mut i);
+                    break i;
+                }
                 Err(e) => {
                     self.record_error(&e);
                     if !self.pause(self.cfg.timings.reconnect_max).await {
