@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 
 use super::codec::{Reader, Writer};
 use super::seal::Sealer;
@@ -136,14 +136,15 @@ pub(crate) fn release(tx: &WriteTransaction, s: &Arc<Sealer>, blob: u64) -> Resu
 impl Store {
     /// Size and chunk count of a stored message.
     pub fn message_ref(&self, blob: u64) -> Result<MessageRef, StoreError> {
-        let rx = self.inner.db.begin_read()?;
-        let t = rx.open_table(BLOB_HEAD)?;
-        let v = t.get(blob)?.ok_or(StoreError::NotFound("message"))?;
-        let h = open_head(&self.inner.sealer, blob, v.value())?;
-        Ok(MessageRef {
-            blob,
-            len: h.len,
-            chunks: h.chunks,
+        self.read(|rx| {
+            let t = rx.open_table(BLOB_HEAD)?;
+            let v = t.get(blob)?.ok_or(StoreError::NotFound("message"))?;
+            let h = open_head(&self.inner.sealer, blob, v.value())?;
+            Ok(MessageRef {
+                blob,
+                len: h.len,
+                chunks: h.chunks,
+            })
         })
     }
 
@@ -152,15 +153,16 @@ impl Store {
         if idx >= m.chunks {
             return Err(StoreError::NotFound("message chunk"));
         }
-        let rx = self.inner.db.begin_read()?;
-        let t = rx.open_table(BLOB_CHUNK)?;
-        let v = t
-            .get((m.blob, idx))?
-            .ok_or(StoreError::NotFound("message chunk"))?;
-        let plain = self
-            .inner
-            .sealer
-            .open(CHUNK_TABLE, &chunk_key(m.blob, idx), v.value())?;
+        let plain = self.read(|rx| {
+            let t = rx.open_table(BLOB_CHUNK)?;
+            let v = t
+                .get((m.blob, idx))?
+                .ok_or(StoreError::NotFound("message chunk"))?;
+            Ok(self
+                .inner
+                .sealer
+                .open(CHUNK_TABLE, &chunk_key(m.blob, idx), v.value())?)
+        })?;
         let expect = if idx + 1 < m.chunks {
             CHUNK_SIZE as u64
         } else {

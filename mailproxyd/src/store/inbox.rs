@@ -1,7 +1,7 @@
 //! The inbox: the POP3 maildrop of received messages and local reports.
 
 use rand::RngCore;
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::blob::{self, MessageRef, PreparedBlob};
 use super::codec::{Reader, Writer};
@@ -77,26 +77,26 @@ impl Store {
 
     /// All inbox entries in arrival order (a consistent snapshot).
     pub fn inbox_list(&self) -> Result<Vec<InboxEntry>, StoreError> {
-        let rx = self.inner.db.begin_read()?;
-        let t = rx.open_table(INBOX)?;
-        let mut out = Vec::new();
-        for item in t.iter()? {
-            let (k, v) = item?;
-            let id = k.value();
-            let plain = self
-                .inner
-                .sealer
-                .open(TABLE, &id.to_be_bytes(), v.value())?;
-            out.push(decode(id, &plain)?);
-        }
-        Ok(out)
+        self.read(|rx| {
+            let t = rx.open_table(INBOX)?;
+            let mut out = Vec::new();
+            for item in t.iter()? {
+                let (k, v) = item?;
+                let id = k.value();
+                let plain = self
+                    .inner
+                    .sealer
+                    .open(TABLE, &id.to_be_bytes(), v.value())?;
+                out.push(decode(id, &plain)?);
+            }
+            Ok(out)
+        })
     }
 
     /// Number of messages in the inbox.
     pub fn inbox_len(&self) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;
-        let rx = self.inner.db.begin_read()?;
-        Ok(rx.open_table(INBOX)?.len()?)
+        self.read(|rx| Ok(rx.open_table(INBOX)?.len()?))
     }
 
     /// Deletes inbox entries (and their messages) in one durable transaction.

@@ -3,7 +3,7 @@
 //! Keys are stored as a keyed blind index; the original key is kept inside
 //! the sealed value so that listing returns it.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 
 use super::codec::{Reader, Writer};
 use super::{Store, StoreError};
@@ -88,16 +88,17 @@ impl Store {
     pub fn kv_get(&self, t: KvTable, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let s = &self.inner.sealer;
         let bk = s.blind(t.name(), key);
-        let rx = self.inner.db.begin_read()?;
-        let table = rx.open_table(t.definition())?;
-        let Some(v) = table.get(&bk[..])? else {
-            return Ok(None);
-        };
-        let (k, v) = decode(t, &s.open(t.name(), &bk, v.value())?)?;
-        if k != key {
-            return Err(StoreError::Malformed(t.name()));
-        }
-        Ok(Some(v))
+        self.read(|rx| {
+            let table = rx.open_table(t.definition())?;
+            let Some(v) = table.get(&bk[..])? else {
+                return Ok(None);
+            };
+            let (k, v) = decode(t, &s.open(t.name(), &bk, v.value())?)?;
+            if k != key {
+                return Err(StoreError::Malformed(t.name()));
+            }
+            Ok(Some(v))
+        })
     }
 
     /// Removes `key`; true if it existed.
@@ -164,14 +165,15 @@ impl Store {
     /// Every (key, value) pair in the table.
     pub fn kv_list(&self, t: KvTable) -> Result<Vec<KvPair>, StoreError> {
         let s = &self.inner.sealer;
-        let rx = self.inner.db.begin_read()?;
-        let table = rx.open_table(t.definition())?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            let (k, v) = item?;
-            let plain = s.open(t.name(), k.value(), v.value())?;
-            out.push(decode(t, &plain)?);
-        }
-        Ok(out)
+        self.read(|rx| {
+            let table = rx.open_table(t.definition())?;
+            let mut out = Vec::new();
+            for item in table.iter()? {
+                let (k, v) = item?;
+                let plain = s.open(t.name(), k.value(), v.value())?;
+                out.push(decode(t, &plain)?);
+            }
+            Ok(out)
+        })
     }
 }

@@ -14,10 +14,16 @@
 //! either plain integers or blind indexes. Writes go through one writer
 //! thread that groups concurrent requests into a single durable transaction
 //! (group commit); every call returns only after its commit is durable.
+//!
+//! After a storage failure (disk full, I/O error) the writer reopens the
+//! database by itself and reports the store's [`Health`]; see [`writer`] and
+//! [`health`]. [`faults`] injects such failures in tests.
 
 mod blob;
 pub(crate) mod codec;
 mod directory;
+pub mod faults;
+pub mod health;
 mod inbox;
 pub mod key;
 mod kv;
@@ -29,11 +35,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use blob::{MessageRef, CHUNK_SIZE};
 pub use codec::CodecError;
 pub use directory::{verify_password_hash, AccountInfo, Directory};
+pub use faults::{Fault, FaultBackend, Faults, Op};
+pub use health::Health;
 pub use inbox::InboxEntry;
 pub use key::{KdfParams, KeySource};
 pub use kv::{KvPair, KvTable};
@@ -41,7 +49,7 @@ pub use queue::{BlockState, NewQueueEntry, QueueEntry};
 pub use seal::{OpenError, StorageKey};
 
 use seal::Sealer;
-use writer::Writer;
+use writer::{DbSlot, Opener, Writer};
 
 /// redb page cache per store.
 const CACHE_BYTES: usize = 16 << 20;
@@ -86,9 +94,14 @@ pub enum StoreError {
     /// A record that should exist does not.
     #[error("no such record: {0}")]
     NotFound(&'static str),
-    /// A group commit failed; every request in the group gets this.
+    /// A commit failed (every request of its group gets this); the store
+    /// reopens its database by itself.
     #[error("commit failed: {0}")]
-    Commit(String),
+    Commit(#[source] Arc<redb::Error>),
+    /// The store is failing and reopening its database after this storage
+    /// error; retry once [`Store::health`] is `Ok` again.
+    #[error("store unavailable after a storage error: {0}")]
+    Unavailable(#[source] Arc<redb::Error>),
     /// The writer thread is gone.
     #[error("store is closed")]
     Closed,
@@ -121,9 +134,11 @@ from_redb!(
 );
 
 pub(crate) struct Inner {
-    pub(crate) db: Arc<Database>,
     pub(crate) sealer: Arc<Sealer>,
     pub(crate) writer: Writer,
+    /// The current database (swapped by the writer when it reopens).
+    slot: Arc<DbSlot>,
+    health: tokio::sync::watch::Receiver<Health>,
     next_id: Arc<AtomicU64>,
     dir: PathBuf,
 }
@@ -148,15 +163,26 @@ const KEYCHECK: &[u8] = b"mailproxy storage key check";
 impl Store {
     /// Opens (creating if needed) the store in the account directory `dir`.
     pub fn open(dir: &Path, source: &KeySource) -> Result<Store, StoreError> {
+        Self::open_with_faults(dir, source, Faults::new())
+    }
+
+    /// Like [`Store::open`], with the database file's writes, syncs and
+    /// resizes failing as `faults` arms them (also after reopens).
+    pub fn open_with_faults(
+        dir: &Path,
+        source: &KeySource,
+        faults: Faults,
+    ) -> Result<Store, StoreError> {
         let db_path = dir.join(DB_FILE);
         let fresh = !db_path.exists();
         let key = key::obtain_key(dir, source, fresh)?;
         let sealer = Arc::new(Sealer::new(&key));
         drop(key);
-        // A bounded page cache keeps memory flat however large the store grows.
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&db_path)?;
+        let opener = Opener {
+            path: db_path.clone(),
+            faults,
+        };
+        let db = opener.open()?;
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600))
@@ -176,6 +202,7 @@ impl Store {
             }
         }
         tx.commit()?;
+        let marks = writer::read_marks(&db)?;
         let next = {
             let rx = db.begin_read()?;
             let mut max = 0u64;
@@ -186,20 +213,16 @@ impl Store {
                     max = max.max(k);
                 }
             }
-            let saved = rx
-                .open_table(IDS)?
-                .get("next")?
-                .map(|v| v.value())
-                .unwrap_or(1);
-            (max + 1).max(saved)
+            (max + 1).max(marks.next)
         };
         let next_id = Arc::new(AtomicU64::new(next));
-        let writer = Writer::spawn(db.clone(), next_id.clone());
+        let (writer, slot, health) = Writer::spawn(db, opener, next_id.clone(), marks.commit);
         let store = Store {
             inner: Arc::new(Inner {
-                db,
                 sealer,
                 writer,
+                slot,
+                health,
                 next_id,
                 dir: dir.to_owned(),
             }),
@@ -226,13 +249,34 @@ impl Store {
     }
 
     fn is_empty(&self) -> Result<bool, StoreError> {
-        let rx = self.inner.db.begin_read()?;
-        for def in [BLOB_HEAD, QUEUE, INBOX] {
-            if rx.open_table(def)?.first()?.is_some() {
-                return Ok(false);
+        self.read(|rx| {
+            for def in [BLOB_HEAD, QUEUE, INBOX] {
+                if rx.open_table(def)?.first()?.is_some() {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// Runs `f` in a read transaction of the current database. A storage
+    /// failure met there makes the writer check (and reopen) the database.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let db = self.inner.slot.get()?;
+        let r = db
+            .begin_read()
+            .map_err(StoreError::from)
+            .and_then(|rx| f(&rx));
+        if let Err(e) = &r {
+            // DatabaseClosed means a reopen already replaced this database.
+            if e.needs_reopen() && !matches!(e, StoreError::Database(redb::Error::DatabaseClosed)) {
+                self.inner.writer.check();
             }
         }
-        Ok(true)
+        r
     }
 
     pub(crate) fn alloc_id(&self) -> u64 {

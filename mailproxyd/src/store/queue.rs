@@ -4,7 +4,7 @@
 //! per-block state; the network engine owns the meaning of `engine` (opaque
 //! bytes it may use for anything else it must keep across restarts).
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::blob::{self, MessageRef, PreparedBlob};
 use super::codec::{Reader, Writer};
@@ -187,36 +187,37 @@ impl Store {
 
     /// Ids of all queue entries, oldest first.
     pub fn queue_ids(&self) -> Result<Vec<u64>, StoreError> {
-        let rx = self.inner.db.begin_read()?;
-        let t = rx.open_table(QUEUE)?;
-        let mut ids = Vec::new();
-        for item in t.iter()? {
-            ids.push(item?.0.value());
-        }
-        Ok(ids)
+        self.read(|rx| {
+            let t = rx.open_table(QUEUE)?;
+            let mut ids = Vec::new();
+            for item in t.iter()? {
+                ids.push(item?.0.value());
+            }
+            Ok(ids)
+        })
     }
 
     /// Number of queue entries.
     pub fn queue_len(&self) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;
-        let rx = self.inner.db.begin_read()?;
-        Ok(rx.open_table(QUEUE)?.len()?)
+        self.read(|rx| Ok(rx.open_table(QUEUE)?.len()?))
     }
 
     /// One queue entry.
     pub fn queue_get(&self, id: u64) -> Result<Option<QueueEntry>, StoreError> {
-        let rx = self.inner.db.begin_read()?;
-        let t = rx.open_table(QUEUE)?;
-        match t.get(id)? {
-            None => Ok(None),
-            Some(v) => {
-                let plain = self
-                    .inner
-                    .sealer
-                    .open(TABLE, &id.to_be_bytes(), v.value())?;
-                decode(id, &plain).map(Some)
+        self.read(|rx| {
+            let t = rx.open_table(QUEUE)?;
+            match t.get(id)? {
+                None => Ok(None),
+                Some(v) => {
+                    let plain = self
+                        .inner
+                        .sealer
+                        .open(TABLE, &id.to_be_bytes(), v.value())?;
+                    decode(id, &plain).map(Some)
+                }
             }
-        }
+        })
     }
 
     /// Rewrites a queue entry (block states, deadlines, engine bytes).
