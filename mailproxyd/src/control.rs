@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use mailproxy_proto::{
-    AccountStatus, ConnState, Event, EventKind, InboxItem, QueueItem, QueueState,
+    AccountStatus, ConnState, Event, EventKind, InboxItem, QueueItem, QueueState, StoreState,
 };
 use tokio::sync::broadcast;
 
@@ -22,7 +22,7 @@ use crate::daemon::Engines;
 use crate::engine::{Engine, EngineStatus};
 use crate::events::EventBus;
 use crate::recipients::Recipients;
-use crate::store::{unix_now, QueueEntry, Store, StoreError};
+use crate::store::{unix_now, Health, QueueEntry, Store, StoreError};
 
 /// A boxed `Send` future (the trait is used as `dyn Control`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -273,6 +273,21 @@ pub fn account_status(
     }
 }
 
+/// The `store` and `store_error` fields of `STATUS` from a store's health.
+pub fn store_state(h: &Health) -> (StoreState, Option<String>) {
+    match h {
+        Health::Ok => (StoreState::Ok, None),
+        Health::Failing { error, full, .. } => (
+            if *full {
+                StoreState::Full
+            } else {
+                StoreState::Failing
+            },
+            Some(error.clone()),
+        ),
+    }
+}
+
 /// What `STATUS` reads from an account's store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreCounts {
@@ -345,7 +360,9 @@ impl Control for DaemonControl {
                         StoreCounts::default()
                     }
                 };
-                out.push(account_status(&a.id, engine.as_ref(), &counts, unix_now()));
+                let mut status = account_status(&a.id, engine.as_ref(), &counts, unix_now());
+                (status.store, status.store_error) = store_state(&a.store.health());
+                out.push(status);
             }
             out
         })

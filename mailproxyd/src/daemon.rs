@@ -411,6 +411,18 @@ where
         });
         tracing::info!(smtp = %config.proxy.smtp_address, pop3 = %config.proxy.pop3_address, "mail front listening");
     }
+    // Each store's failures and recoveries, as events.
+    for account in &accounts {
+        if let Some(store) = directory.store(&account.config.id) {
+            let (events, id, s) = (events.clone(), account.config.id.clone(), stop.clone());
+            tokio::spawn(crate::events::follow_store_health(
+                events,
+                id,
+                store.health_watch(),
+                async move { s.wait().await },
+            ));
+        }
+    }
     // The network engine: one per account, over its store.
     let mut engines = Engines::new(events.clone());
     for account in &accounts {

@@ -60,7 +60,10 @@ fn fill(dir: &Path) -> PathBuf {
     }
     // Smaller pieces too, so not even a page is left.
     loop {
-        if f.write_all(&[0u8; 512]).and_then(|_| f.sync_data()).is_err() {
+        if f.write_all(&[0u8; 512])
+            .and_then(|_| f.sync_data())
+            .is_err()
+        {
             return path;
         }
     }
@@ -112,7 +115,10 @@ fn mail_arriving_on_a_full_disk_is_delivered_once_after_space_returns() {
     for i in 0..8 {
         let subject = format!("full disk {i}");
         let body = mail::big_body(60_000, i as u64);
-        sent.insert(subject.clone(), mail::message(ALICE, &[BOB], &subject, &body));
+        sent.insert(
+            subject.clone(),
+            mail::message(ALICE, &[BOB], &subject, &body),
+        );
     }
     let mut smtp = mail::Smtp::connect(world.daemon_of(ALICE).smtp).expect("SMTP to alice");
     for m in sent.values() {
@@ -130,7 +136,10 @@ fn mail_arriving_on_a_full_disk_is_delivered_once_after_space_returns() {
             (s["store"] == "full").then_some(s)
         },
     );
-    let error = status["store_error"].as_str().unwrap_or_default().to_owned();
+    let error = status["store_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(error.contains("No space left on device"), "{status}");
 
     // While full: the blocks wait at the provider, SMTP answers 452 4.3.1.
@@ -140,7 +149,11 @@ fn mail_arriving_on_a_full_disk_is_delivered_once_after_space_returns() {
     );
     let mut bob_smtp = mail::Smtp::connect(world.daemon_of(BOB).smtp).expect("SMTP to bob");
     let refused = bob_smtp
-        .send(BOB, &[ALICE], &mail::message(BOB, &[ALICE], "while full", "x"))
+        .send(
+            BOB,
+            &[ALICE],
+            &mail::message(BOB, &[ALICE], "while full", "x"),
+        )
         .expect_err("a submission on a full disk must be refused");
     assert!(
         refused.to_string().contains("452 4.3.1"),
@@ -180,7 +193,10 @@ fn mail_arriving_on_a_full_disk_is_delivered_once_after_space_returns() {
         *seen.entry(subject).or_default() += 1;
     }
     assert_eq!(seen.len(), sent.len(), "every message arrived: {seen:?}");
-    assert!(seen.values().all(|&n| n == 1), "each exactly once: {seen:?}");
+    assert!(
+        seen.values().all(|&n| n == 1),
+        "each exactly once: {seen:?}"
+    );
     assert_eq!(world.daemons[bob_i].pid(), pid, "no restart");
     assert_eq!(world.daemons[bob_i].starts, 1, "no restart");
     println!(

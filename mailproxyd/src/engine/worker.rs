@@ -20,7 +20,7 @@ use super::receive::{Incoming, Received};
 use super::reports;
 use super::send::{self, Route};
 use super::{Control, EngineConfig, EngineError, EngineStatus};
-use crate::store::{unix_now, KvTable, QueueEntry, Store};
+use crate::store::{unix_now, Health, KvTable, QueueEntry, Store};
 
 /// Runs a store operation (which may wait for a durable commit) without
 /// stalling the runtime's other tasks. Needs the multi-threaded runtime.
@@ -386,11 +386,21 @@ impl Worker {
         incoming: &mut Incoming,
     ) -> Result<(), EngineError> {
         let t = self.cfg.timings.clone();
+        let mut health = self.store.health_watch();
         loop {
             let deadline = st.next_send.min(st.next_poll).min(st.next_housekeeping);
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = self.stop.changed() => return Err(EngineError::Stopped),
+                Ok(()) = health.changed() => {
+                    if *health.borrow_and_update() == Health::Ok {
+                        // Writable again: fetch what waits at the provider now.
+                        tracing::info!(account = %self.account, "store writes again: retrieval resumes");
+                        st.next_poll = Instant::now();
+                        st.next_housekeeping = Instant::now();
+                    }
+                    continue;
+                }
                 _ = self.wake.notified() => {
                     // New work: let housekeeping prepare it promptly.
                     st.next_housekeeping = Instant::now();
@@ -433,6 +443,12 @@ impl Worker {
             if now >= st.next_send {
                 let r = self.send_tick(st, docs).await;
                 self.tolerate_store(r)?;
+            }
+            if now >= st.next_poll && self.store.health() != Health::Ok {
+                // Nothing could be stored: leave every block at the provider
+                // (the retrieval sequence does not move) until the store
+                // writes again (its recovery wakes this loop).
+                st.next_poll = Instant::now() + t.polling_interval;
             }
             if now >= st.next_poll {
                 let more = self.retrieve_batch(st, docs, incoming).await?;

@@ -509,6 +509,11 @@ impl Session {
                 tracing::info!(account = %txn.account.id, recipients = n, size, "message queued");
                 self.reply(&format!("250 2.0.0 OK: queued for {n} recipient(s)"));
             }
+            Ok(Err(e)) if e.is_storage_full() => {
+                // RFC 3463 4.3.1: the client keeps the message and retries.
+                tracing::warn!(error = %e, "message not queued: the disk is full");
+                self.reply("452 4.3.1 Insufficient system storage, message not queued");
+            }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "queueing a message failed");
                 self.reply("451 4.3.0 Local error, message not queued");

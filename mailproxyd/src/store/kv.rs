@@ -152,14 +152,15 @@ impl Store {
         mut f: impl FnMut(Vec<u8>, Vec<u8>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let s = &self.inner.sealer;
-        let rx = self.inner.db.begin_read()?;
-        let table = rx.open_table(t.definition())?;
-        for item in table.iter()? {
-            let (k, v) = item?;
-            let (key, value) = decode(t, &s.open(t.name(), k.value(), v.value())?)?;
-            f(key, value)?;
-        }
-        Ok(())
+        self.read(|rx| {
+            let table = rx.open_table(t.definition())?;
+            for item in table.iter()? {
+                let (k, v) = item?;
+                let (key, value) = decode(t, &s.open(t.name(), k.value(), v.value())?)?;
+                f(key, value)?;
+            }
+            Ok(())
+        })
     }
 
     /// Every (key, value) pair in the table.
