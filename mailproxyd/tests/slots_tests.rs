@@ -55,6 +55,14 @@ fn idle_flood(addr: SocketAddr, n: usize) -> Vec<(Client, String)> {
         .collect()
 }
 
+/// Connects and checks that the server greets rather than refuses.
+fn greeted(addr: SocketAddr, greeting: &str) -> Client {
+    let mut c = Client::connect(addr);
+    let first = c.line();
+    assert!(first.starts_with(greeting), "not served: {first:?}");
+    c
+}
+
 fn auth_plain(user: &str, pass: &str) -> String {
     let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
     format!("AUTH PLAIN {token}\r\n")
@@ -83,12 +91,7 @@ fn smtp_idle_flood_does_not_lock_out_a_client() {
     let mut flood = idle_flood(h.smtp, IDLE);
 
     let start = Instant::now();
-    let mut c = Client::connect(h.smtp);
-    let greeting = c.line();
-    assert!(
-        greeting.starts_with("220 "),
-        "newcomer refused: {greeting:?}"
-    );
+    let mut c = greeted(h.smtp, "220 ");
     c.send(b"EHLO client.example\r\n");
     assert_eq!(c.code(), 250);
     c.send(auth_plain("carol@p", "pw").as_bytes());
@@ -127,12 +130,7 @@ fn pop3_idle_flood_does_not_lock_out_a_client() {
     let mut flood = idle_flood(h.pop3, IDLE);
 
     let start = Instant::now();
-    let mut c = Client::connect(h.pop3);
-    let greeting = c.line();
-    assert!(
-        greeting.starts_with("+OK"),
-        "newcomer refused: {greeting:?}"
-    );
+    let mut c = greeted(h.pop3, "+OK");
     c.send(b"USER carol@p\r\nPASS pw\r\nSTAT\r\n");
     assert!(c.line().starts_with("+OK"));
     let login = c.line();
@@ -165,17 +163,13 @@ fn smtp_authenticated_idle_session_is_not_evicted() {
         assert_eq!(c.code(), 235);
     };
     // The oldest session, authenticated and then idle.
-    let mut proven = Client::connect(h.smtp);
-    assert!(proven.line().starts_with("220 "));
+    let mut proven = greeted(h.smtp, "220 ");
     login(&mut proven);
-    let mut a = Client::connect(h.smtp);
-    assert!(a.line().starts_with("220 "));
-    let mut b = Client::connect(h.smtp);
-    assert!(b.line().starts_with("220 "));
+    let mut a = greeted(h.smtp, "220 ");
+    let mut b = greeted(h.smtp, "220 ");
 
     // Full: the newcomer is served, and the oldest unproven session goes.
-    let mut n = Client::connect(h.smtp);
-    assert!(n.line().starts_with("220 "));
+    let mut n = greeted(h.smtp, "220 ");
     let bye = a.reply();
     assert!(bye[0].starts_with("421 4.7.0"), "{bye:?}");
     assert!(a.is_closed());
@@ -206,28 +200,23 @@ fn pop3_logged_in_idle_session_is_not_evicted() {
         },
         &[],
     );
-    let greeted = |c: &mut Client| assert!(c.line().starts_with("+OK"));
-    let mut proven = Client::connect(h.pop3);
-    greeted(&mut proven);
+    let ok = |c: &mut Client| assert!(c.line().starts_with("+OK"));
+    let mut proven = greeted(h.pop3, "+OK");
     proven.send(b"USER carol@p\r\nPASS pw\r\n");
-    greeted(&mut proven);
-    greeted(&mut proven);
-    let mut talker = Client::connect(h.pop3);
-    greeted(&mut talker);
-    let mut quiet = Client::connect(h.pop3);
-    greeted(&mut quiet);
+    ok(&mut proven);
+    ok(&mut proven);
+    let mut talker = greeted(h.pop3, "+OK");
+    let mut quiet = greeted(h.pop3, "+OK");
     // A command without a login makes the talker the most recently active,
     // but does not protect it.
     talker.send(b"CAPA\r\n");
-    greeted(&mut talker);
+    ok(&mut talker);
     talker.multiline();
 
-    let mut n1 = Client::connect(h.pop3);
-    greeted(&mut n1);
+    let _n1 = greeted(h.pop3, "+OK");
     assert!(quiet.line().starts_with("-ERR [SYS/TEMP]"));
     assert!(quiet.is_closed());
-    let mut n2 = Client::connect(h.pop3);
-    greeted(&mut n2);
+    let _n2 = greeted(h.pop3, "+OK");
     assert!(talker.line().starts_with("-ERR [SYS/TEMP]"));
     assert!(talker.is_closed());
 
@@ -249,23 +238,19 @@ fn silent_connections_get_a_short_first_command_deadline() {
         },
         &[],
     );
-    let mut smtp_talker = Client::connect(h.smtp);
-    assert!(smtp_talker.line().starts_with("220 "));
+    let mut smtp_talker = greeted(h.smtp, "220 ");
     smtp_talker.send(b"EHLO x\r\n");
     assert_eq!(smtp_talker.code(), 250);
-    let mut pop3_talker = Client::connect(h.pop3);
-    assert!(pop3_talker.line().starts_with("+OK"));
+    let mut pop3_talker = greeted(h.pop3, "+OK");
     pop3_talker.send(b"CAPA\r\n");
     assert!(pop3_talker.line().starts_with("+OK"));
     pop3_talker.multiline();
 
-    let mut smtp_quiet = Client::connect(h.smtp);
-    assert!(smtp_quiet.line().starts_with("220 "));
+    let mut smtp_quiet = greeted(h.smtp, "220 ");
     let bye = smtp_quiet.reply();
     assert!(bye[0].starts_with("421 4.4.2"), "{bye:?}");
     assert!(smtp_quiet.is_closed());
-    let mut pop3_quiet = Client::connect(h.pop3);
-    assert!(pop3_quiet.line().starts_with("+OK"));
+    let mut pop3_quiet = greeted(h.pop3, "+OK");
     assert!(pop3_quiet.line().starts_with("-ERR Idle timeout"));
     assert!(pop3_quiet.is_closed());
 
