@@ -1,4 +1,5 @@
-//! The management socket against hostile and concurrent clients (real binary).
+//! The management socket against hostile and concurrent clients (the real
+//! binary; in-process where a test needs limits other than the defaults).
 
 #[path = "lifecycle_support/mod.rs"]
 mod support;
@@ -311,4 +312,52 @@ async fn mgmt_closes_after_too_many_bad_lines() {
     c.get_mut().write_all(b"\nVERSION\n").await.unwrap();
     assert!(raw_line(&mut c).await.unwrap().starts_with("501 "));
     assert!(raw_line(&mut c).await.unwrap().starts_with("250 "));
+}
+
+#[tokio::test]
+async fn mgmt_silent_client_is_closed_after_its_first_request_deadline() {
+    use mailproxyd::mgmt::{self, MgmtContext, MgmtSettings};
+    // The server in-process, for a short deadline.
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("sock").join("management_sock");
+    let recipients = mailproxyd::recipients::Recipients::new(
+        tmp.path().join("recipients"),
+        Default::default(),
+        false,
+    );
+    let events = mailproxyd::events::EventBus::default();
+    let ctx = MgmtContext {
+        recipients: recipients.clone(),
+        accounts: Vec::new(),
+        shutdown: mailproxyd::daemon::Shutdown::new(),
+        control: std::sync::Arc::new(mailproxyd::control::DaemonControl::new(
+            Vec::new(),
+            recipients,
+            events,
+        )),
+        logs: mailproxyd::logging::LogBus::default(),
+    };
+    let shutdown = ctx.shutdown.clone();
+    let listener = mgmt::bind(&socket).unwrap();
+    let settings = MgmtSettings {
+        first_command_timeout: std::time::Duration::from_secs(1),
+        ..MgmtSettings::default()
+    };
+    let server = tokio::spawn(mgmt::serve_with(listener, socket.clone(), ctx, settings));
+
+    let mut talker = Client::connect(&socket).await.unwrap();
+    assert!(talker.version().await.is_ok());
+    let mut quiet = raw_connect(&socket).await;
+    let bye = raw_line(&mut quiet).await.unwrap();
+    assert!(
+        bye.starts_with("554 ") && bye.contains("no request in time"),
+        "{bye:?}"
+    );
+    assert_eq!(raw_line(&mut quiet).await, None);
+    // The talker is past its own deadline: a valid request lifted it.
+    assert!(talker.version().await.is_ok());
+
+    shutdown.trigger();
+    server.await.unwrap().unwrap();
+    assert!(!socket.exists());
 }
