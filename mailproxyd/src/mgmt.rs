@@ -3,7 +3,10 @@
 //! A Unix socket, mode 0600, in a directory no one else may enter. A stale
 //! socket file (nothing listening) is replaced; a live one makes start-up fail.
 //! Each client is served by its own task; bad lines get an error reply and
-//! affect no one else. The socket file is removed when the server stops.
+//! affect no one else, and too many in a row close the connection. Clients
+//! share a bounded set of [`crate::slots`]: one that has not sent a valid
+//! request yet is closed after a short while, or sooner when a newcomer
+//! needs its slot. The socket file is removed when the server stops.
 //!
 //! Protocol 2 requests (`STATUS`, `QUEUE`, `INBOX`, `CANCEL`) go to the
 //! daemon's [`Control`]; `EVENTS` turns the connection into a stream of the
@@ -16,6 +19,7 @@ mod stream;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use mailproxy_proto::reply::{format_body, format_recipient_line};
 use mailproxy_proto::{
@@ -29,12 +33,34 @@ use crate::control::{Control, ControlError};
 use crate::daemon::Shutdown;
 use crate::logging::LogBus;
 use crate::recipients::{RecipientError, Recipients};
+use crate::slots::{Cancelled, Slot, SlotPolicy, Slots};
 
-/// Most clients served at once; more are told so and disconnected.
-pub const MAX_CLIENTS: usize = 64;
+/// Limits of the management server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MgmtSettings {
+    /// Clients served at once. When all slots are taken, the longest-idle
+    /// client without a valid request yet is closed for the newcomer; if
+    /// there is none, the newcomer is told so and disconnected.
+    pub max_clients: usize,
+    /// Time a new client gets to send its first valid request.
+    pub first_command_timeout: Duration,
+    /// Bad lines in a row tolerated; the next one is answered, followed by a
+    /// final error, and the connection is closed.
+    pub max_bad_lines: u32,
+}
+
+impl Default for MgmtSettings {
+    fn default() -> Self {
+        MgmtSettings {
+            max_clients: 64,
+            first_command_timeout: Duration::from_secs(30),
+            max_bad_lines: 10,
+        }
+    }
+}
 
 /// How long connections get to finish after shutdown.
-const CLIENT_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+const CLIENT_DRAIN: Duration = Duration::from_secs(3);
 
 /// Errors starting or running the management server.
 #[derive(Debug, thiserror::Error)]
@@ -111,33 +137,52 @@ pub fn bind(path: &Path) -> Result<UnixListener, MgmtError> {
     UnixListener::from_std(listener).map_err(io)
 }
 
-/// Serves clients until `ctx.shutdown` is triggered, then removes the socket
-/// file and waits for the connections to end.
+/// Serves clients with the default [`MgmtSettings`] until `ctx.shutdown` is
+/// triggered, then removes the socket file and waits for the connections to
+/// end.
 pub async fn serve(
     listener: UnixListener,
     path: PathBuf,
     ctx: MgmtContext,
 ) -> Result<(), MgmtError> {
+    serve_with(listener, path, ctx, MgmtSettings::default()).await
+}
+
+/// [`serve`] with explicit limits.
+pub async fn serve_with(
+    listener: UnixListener,
+    path: PathBuf,
+    ctx: MgmtContext,
+    settings: MgmtSettings,
+) -> Result<(), MgmtError> {
     tracing::info!(path = %path.display(), "management interface listening");
+    let slots = Slots::new(SlotPolicy {
+        name: "management",
+        capacity: settings.max_clients,
+        first_command_timeout: settings.first_command_timeout,
+        // Only a valid request protects a client.
+        recent_activity: Duration::ZERO,
+    });
     let mut clients = JoinSet::new();
     loop {
         tokio::select! {
             _ = ctx.shutdown.wait() => break,
             Some(_) = clients.join_next(), if !clients.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((mut stream, _)) => {
-                    if clients.len() >= MAX_CLIENTS {
+                Ok((mut stream, _)) => match slots.register() {
+                    Some(slot) => {
+                        clients.spawn(handle_client(stream, ctx.clone(), slot, settings.max_bad_lines));
+                    }
+                    None => {
                         tracing::warn!("management: too many clients, refusing one");
                         let busy = Status::with_detail(StatusCode::FAILED, "too many management clients");
                         let _ = stream.write_all(busy.to_string().as_bytes()).await;
-                        continue;
                     }
-                    clients.spawn(handle_client(stream, ctx.clone()));
-                }
+                },
                 Err(e) => {
                     // E.g. out of file descriptors: not fatal, back off briefly.
                     tracing::warn!(error = %e, "management: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
@@ -167,7 +212,9 @@ enum Next {
     Close,
 }
 
-async fn handle_client(mut stream: UnixStream, ctx: MgmtContext) {
+/// Serves one client. `slot` is held until the connection ends (also while
+/// it streams events); a valid request proves it.
+async fn handle_client(mut stream: UnixStream, ctx: MgmtContext, slot: Slot, max_bad_lines: u32) {
     let greeting = Status::standard(StatusCode::READY).to_string();
     if stream.write_all(greeting.as_bytes()).await.is_err() {
         return;
@@ -175,6 +222,8 @@ async fn handle_client(mut stream: UnixStream, ctx: MgmtContext) {
     let mut buf: Vec<u8> = Vec::with_capacity(MAX_LINE);
     let mut chunk = [0u8; 1024];
     let mut discarding = false;
+    // Bad lines since the last valid request.
+    let mut bad = 0u32;
     loop {
         // Answer every complete line already buffered.
         loop {
@@ -192,6 +241,10 @@ async fn handle_client(mut stream: UnixStream, ctx: MgmtContext) {
                 }
             }
             let (used, parsed) = parse_frame(&buf);
+            if parsed.is_ok() {
+                slot.prove();
+                bad = 0;
+            }
             let reply = match parsed {
                 Err(ParseError::Incomplete) => break,
                 Err(ParseError::LineTooLong) => {
@@ -221,17 +274,29 @@ async fn handle_client(mut stream: UnixStream, ctx: MgmtContext) {
                 }
             };
             if let Some(status) = reply {
-                if stream
-                    .write_all(status.to_string().as_bytes())
-                    .await
-                    .is_err()
-                {
+                let mut out = status.to_string();
+                bad += 1;
+                if bad > max_bad_lines {
+                    tracing::debug!(bad, "management: too many bad lines, closing a client");
+                    out.push_str(&failed("too many bad lines, closing connection"));
+                }
+                if stream.write_all(out.as_bytes()).await.is_err() || bad > max_bad_lines {
+                    let _ = stream.shutdown().await;
                     return;
                 }
             }
         }
         tokio::select! {
             _ = ctx.shutdown.wait() => return,
+            why = slot.cancelled() => {
+                let bye = match why {
+                    Cancelled::Evicted => "too many management clients, closing this idle one",
+                    Cancelled::FirstCommandTimeout => "no request in time, closing connection",
+                };
+                let _ = stream.write_all(failed(bye).as_bytes()).await;
+                let _ = stream.shutdown().await;
+                return;
+            }
             read = stream.read(&mut chunk) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),

@@ -21,9 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::slots::{SlotPolicy, Slots};
 use crate::store::Directory;
 
 /// Settings of the POP3 server.
@@ -33,8 +34,12 @@ pub struct Pop3Settings {
     pub idle_timeout: Duration,
     /// Bad commands tolerated before the connection is closed.
     pub max_bad_commands: u32,
-    /// Concurrent sessions; more get `-ERR [SYS/TEMP]`.
+    /// Concurrent sessions. When all are taken, the longest-idle session
+    /// that has not logged in is closed for the newcomer; if there is none,
+    /// the newcomer gets `-ERR [SYS/TEMP]`.
     pub max_sessions: usize,
+    /// Time a new connection gets to send its first valid command.
+    pub first_command_timeout: Duration,
 }
 
 impl Default for Pop3Settings {
@@ -43,6 +48,7 @@ impl Default for Pop3Settings {
             idle_timeout: Duration::from_secs(600),
             max_bad_commands: 20,
             max_sessions: 100,
+            first_command_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -89,9 +95,15 @@ pub async fn serve(
     settings: Pop3Settings,
     shutdown: impl Future<Output = ()>,
 ) {
+    let slots = Slots::new(SlotPolicy {
+        name: "POP3",
+        capacity: settings.max_sessions,
+        first_command_timeout: settings.first_command_timeout,
+        // Only a login protects a session.
+        recent_activity: Duration::ZERO,
+    });
     let settings = Arc::new(settings);
     let locks = MaildropLocks::default();
-    let permits = Arc::new(Semaphore::new(settings.max_sessions));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
@@ -101,14 +113,12 @@ pub async fn serve(
             accepted = listener.accept() => {
                 let Ok((sock, _)) = accepted else { continue };
                 let _ = sock.set_nodelay(true);
-                let permit = permits.clone().try_acquire_owned().ok();
+                let slot = slots.register();
                 let s = session::Session::new(sock, dir.clone(), settings.clone(), locks.clone(), stop_rx.clone());
                 tasks.spawn(async move {
-                    let _permit = permit.as_ref();
-                    if permit.is_none() {
-                        s.refuse_busy().await;
-                    } else {
-                        s.run().await;
+                    match slot {
+                        Some(slot) => s.with_slot(slot).run().await,
+                        None => s.refuse_busy().await,
                     }
                 });
             }

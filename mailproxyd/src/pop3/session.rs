@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use super::parser::{self, Command, ParseError, MAX_AUTH_LINE};
 use super::stuff::{Stuffer, TopFilter};
 use super::{MaildropGuard, MaildropLocks, Pop3Settings};
+use crate::slots::{Cancelled, Slot};
 use crate::smtp::auth;
 use crate::store::{Directory, InboxEntry, Store};
 
@@ -36,6 +37,7 @@ pub struct Session {
     user: Option<String>,
     drop: Option<Maildrop>,
     bad: u32,
+    slot: Slot,
 }
 
 const CAPA: &str = "+OK Capability list follows\r\nUSER\r\nUIDL\r\nTOP\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nSASL PLAIN\r\nIMPLEMENTATION mailproxyd\r\n.";
@@ -60,7 +62,14 @@ impl Session {
             user: None,
             drop: None,
             bad: 0,
+            slot: Slot::default(),
         }
+    }
+
+    /// Holds `slot` (see [`crate::slots`]) for the session's lifetime.
+    pub fn with_slot(mut self, slot: Slot) -> Self {
+        self.slot = slot;
+        self
     }
 
     /// Turns the client away because too many sessions are open.
@@ -91,10 +100,23 @@ impl Session {
             self.settings.idle_timeout,
             self.sock.read_buf(&mut self.buf),
         );
+        let mut cancelled = None;
         let res = tokio::select! {
             r = read => Some(r),
             _ = stop.wait_for(|s| *s) => None,
+            c = self.slot.cancelled() => {
+                cancelled = Some(c);
+                None
+            }
         };
+        if let Some(c) = cancelled {
+            self.reply(match c {
+                Cancelled::Evicted => "-ERR [SYS/TEMP] Too many connections, closing this idle one",
+                Cancelled::FirstCommandTimeout => "-ERR Idle timeout, closing connection",
+            });
+            let _ = self.flush().await;
+            return Err(Closed::Done);
+        }
         match res {
             None => {
                 self.reply("-ERR [SYS/TEMP] Server shutting down");
@@ -124,6 +146,7 @@ impl Session {
             match parser::parse(&self.buf) {
                 Ok((cmd, n)) => {
                     self.buf.drain(..n);
+                    self.slot.touch();
                     self.command(cmd).await?;
                 }
                 Err(ParseError::Incomplete) => self.read_more().await?,
@@ -292,6 +315,7 @@ impl Session {
                     "+OK Maildrop has {} message(s) ({total} octets)",
                     messages.len()
                 ));
+                self.slot.prove();
                 self.drop = Some(Maildrop {
                     store,
                     deleted: vec![false; messages.len()],

@@ -18,9 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::slots::{SlotPolicy, Slots};
 use crate::store::Directory;
 
 /// Settings of the SMTP server (the daemon fills them from its config).
@@ -38,8 +39,13 @@ pub struct SmtpSettings {
     pub data_timeout: Duration,
     /// Bad commands tolerated before the connection is closed.
     pub max_bad_commands: u32,
-    /// Concurrent sessions; more get 421.
+    /// Concurrent sessions. When all are taken, the longest-idle session
+    /// that has not authenticated (nor sent a command within
+    /// `first_command_timeout`) is closed with 421 for the newcomer; if
+    /// there is none, the newcomer gets 421.
     pub max_sessions: usize,
+    /// Time a new connection gets to send its first valid command.
+    pub first_command_timeout: Duration,
     /// Seconds until a queued message bounces (BounceQueueLifetime).
     pub bounce_lifetime: u64,
 }
@@ -54,6 +60,7 @@ impl Default for SmtpSettings {
             data_timeout: Duration::from_secs(180),
             max_bad_commands: 10,
             max_sessions: 100,
+            first_command_timeout: Duration::from_secs(30),
             bounce_lifetime: 432_000,
         }
     }
@@ -97,8 +104,15 @@ pub async fn serve(
     settings: SmtpSettings,
     shutdown: impl Future<Output = ()>,
 ) {
+    let slots = Slots::new(SlotPolicy {
+        name: "SMTP",
+        capacity: settings.max_sessions,
+        first_command_timeout: settings.first_command_timeout,
+        // Without AUTH configured, commands are the only proof a client
+        // gives: one that spoke within the first-command window is kept.
+        recent_activity: settings.first_command_timeout,
+    });
     let settings = Arc::new(settings);
-    let permits = Arc::new(Semaphore::new(settings.max_sessions));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
@@ -108,17 +122,12 @@ pub async fn serve(
             accepted = listener.accept() => {
                 let Ok((sock, _peer)) = accepted else { continue };
                 let _ = sock.set_nodelay(true);
-                let permit = permits.clone().try_acquire_owned().ok();
-                let dir = dir.clone();
-                let settings = settings.clone();
-                let stop = stop_rx.clone();
+                let slot = slots.register();
+                let s = session::Session::new(sock, dir.clone(), settings.clone(), stop_rx.clone());
                 tasks.spawn(async move {
-                    let _permit = permit.as_ref();
-                    let s = session::Session::new(sock, dir, settings, stop);
-                    if permit.is_none() {
-                        s.refuse_busy().await;
-                    } else {
-                        s.run().await;
+                    match slot {
+                        Some(slot) => s.with_slot(slot).run().await,
+                        None => s.refuse_busy().await,
                     }
                 });
             }

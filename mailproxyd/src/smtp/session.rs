@@ -13,6 +13,7 @@ use super::auth::{self, Credentials};
 use super::data::Unstuffer;
 use super::parser::{self, Command, ParseError, MAX_AUTH_LINE};
 use super::SmtpSettings;
+use crate::slots::{Cancelled, Slot};
 use crate::store::{unix_now, AccountInfo, Directory, NewQueueEntry};
 
 /// Why a session ends early.
@@ -40,6 +41,7 @@ pub struct Session {
     authenticated: Option<String>,
     txn: Option<Transaction>,
     bad: u32,
+    slot: Slot,
 }
 
 impl Session {
@@ -61,7 +63,14 @@ impl Session {
             authenticated: None,
             txn: None,
             bad: 0,
+            slot: Slot::default(),
         }
+    }
+
+    /// Holds `slot` (see [`crate::slots`]) for the session's lifetime.
+    pub fn with_slot(mut self, slot: Slot) -> Self {
+        self.slot = slot;
+        self
     }
 
     /// Turns the client away because too many sessions are open.
@@ -90,10 +99,23 @@ impl Session {
         self.buf.reserve(64 * 1024);
         let mut stop = self.stop.clone();
         let read = tokio::time::timeout(timeout, self.sock.read_buf(&mut self.buf));
+        let mut cancelled = None;
         let res = tokio::select! {
             r = read => Some(r),
             _ = stop.wait_for(|s| *s), if stoppable => None,
+            c = self.slot.cancelled() => {
+                cancelled = Some(c);
+                None
+            }
         };
+        if let Some(c) = cancelled {
+            self.reply(match c {
+                Cancelled::Evicted => "421 4.7.0 Too many connections, closing this idle one",
+                Cancelled::FirstCommandTimeout => "421 4.4.2 Timeout, closing connection",
+            });
+            let _ = self.flush().await;
+            return Err(Closed::Done);
+        }
         match res {
             None => {
                 self.reply("421 4.3.2 Service shutting down");
@@ -123,6 +145,9 @@ impl Session {
             match parser::parse(&self.buf) {
                 Ok((cmd, n)) => {
                     self.buf.drain(..n);
+                    if !matches!(cmd, Command::Unknown(_) | Command::StartTls) {
+                        self.slot.touch();
+                    }
                     self.command(cmd).await?;
                 }
                 Err(ParseError::Incomplete) => {
@@ -312,6 +337,7 @@ impl Session {
         if ok {
             tracing::info!(account = %id, "SMTP AUTH succeeded");
             self.authenticated = Some(id);
+            self.slot.prove();
             self.reply("235 2.7.0 Authentication successful");
         } else {
             tracing::info!("SMTP AUTH failed");
