@@ -18,10 +18,12 @@ use mailproxy_proto::AccountInfo;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{AccountConfig, Config};
+use crate::config::{AccountConfig, AuthorityKind, Config};
 use crate::control::{ControlAccount, DaemonControl, EngineHandle, EngineOf};
 use crate::directory::DaemonDirectory;
-use crate::engine::{AuthorityConfig as EngineAuthority, Engine, EngineConfig, Timings};
+use crate::engine::{
+    AuthorityConfig as EngineAuthority, Engine, EngineConfig, Pki, Timings, VotingPeer,
+};
 use crate::events::EventBus;
 use crate::keys::{ensure_private_dir, AccountKeys, KeyError};
 use crate::lock::{DataDirLock, LockError};
@@ -258,6 +260,32 @@ impl Engines {
     }
 }
 
+/// The account's PKI, from the config; `None` if its authority is not defined.
+fn engine_pki(config: &Config, a: &AccountConfig) -> Option<Pki> {
+    Some(match a.authority_kind {
+        AuthorityKind::Nonvoting => {
+            let authority = config.authorities.get(&a.authority)?;
+            Pki::Nonvoting(EngineAuthority {
+                address: authority.address.clone(),
+                public_key: authority.public_key,
+            })
+        }
+        AuthorityKind::Voting => Pki::Voting(
+            config
+                .voting_authorities
+                .get(&a.authority)?
+                .peers
+                .iter()
+                .map(|p| VotingPeer {
+                    identity_key: p.identity_public_key,
+                    link_key: p.link_public_key,
+                    addresses: p.addresses.clone(),
+                })
+                .collect(),
+        ),
+    })
+}
+
 /// The engine settings of one account, from the config; `None` if its
 /// authority is not defined.
 fn engine_config(
@@ -267,11 +295,7 @@ fn engine_config(
     events: &EventBus,
 ) -> Option<EngineConfig> {
     let a = &account.config;
-    let authority = config.authorities.get(&a.authority).or_else(|| {
-        (config.authorities.len() == 1)
-            .then(|| config.authorities.values().next())
-            .flatten()
-    })?;
+    let authority = engine_pki(config, a)?;
     let (recipients, stored) = (recipients.clone(), recipients.clone());
     let max_blocks =
         config.proxy.max_message_size / katzenpost::geometry::BLOCK_PAYLOAD_LENGTH as u64 + 1;
@@ -280,10 +304,7 @@ fn engine_config(
         provider: a.provider.clone(),
         link_private: account.keys.link.to_bytes(),
         identity_private: account.keys.identity.to_bytes(),
-        authority: EngineAuthority {
-            address: authority.address.clone(),
-            public_key: authority.public_key,
-        },
+        authority,
         provider_key_pin: a.provider_key_pin,
         send_decoy_traffic: config.debug.send_decoy_traffic,
         max_incoming_blocks: u16::try_from(max_blocks).unwrap_or(u16::MAX),

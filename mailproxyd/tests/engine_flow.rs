@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use mailproxy_proto::EventKind;
-use mailproxyd::engine::{AuthorityConfig, Engine, EngineConfig, Timings};
+use mailproxyd::engine::{AuthorityConfig, Engine, EngineConfig, Pki, Timings};
 use mailproxyd::store::{unix_now, KeySource, NewQueueEntry, StorageKey, Store};
 use rand::rngs::OsRng;
 use rand::RngCore;
@@ -105,7 +105,8 @@ impl Account {
                     .unwrap()
                     .try_into()
                     .unwrap(),
-            },
+            }
+            .into(),
             provider_key_pin: None,
             send_decoy_traffic: false,
             max_incoming_blocks: 1000,
@@ -587,7 +588,10 @@ async fn a_restart_uses_the_saved_document_without_the_authority() {
     a.stop().await;
     // Point the engine at a dead authority: the saved document must suffice.
     let mut cfg = p.alice.config(&p.net, &p.keys);
-    cfg.authority.address = "127.0.0.1:9".into();
+    let Pki::Nonvoting(a) = &mut cfg.authority else {
+        panic!("a nonvoting network");
+    };
+    a.address = "127.0.0.1:9".into();
     let b_store = p.bob.open();
     let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
     let a = Engine::start(a_store.clone(), cfg);
