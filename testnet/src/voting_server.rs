@@ -39,7 +39,7 @@ impl Committee {
             .zip(&up)
             .map(|(state, p)| Participant {
                 key: &p.key,
-                state: &mut **state,
+                state,
             })
             .collect();
         step(&mut participants, self.peers.len(), now_unix)
