@@ -607,14 +607,15 @@ fn parse_logging(value: &Value, data_dir: &Path) -> Result<LoggingConfig, Config
     })
 }
 
+/// The `[<kind>.<Name>]` tables of an authority section.
+fn named_tables<'a>(value: &'a Value, kind: &str) -> Result<&'a Table, ConfigError> {
+    value
+        .as_table()
+        .ok_or_else(|| invalid(kind, "", format!("expected [{kind}.<Name>] tables")))
+}
+
 fn parse_authorities(value: &Value) -> Result<BTreeMap<String, AuthorityConfig>, ConfigError> {
-    let Some(table) = value.as_table() else {
-        return Err(invalid(
-            "NonvotingAuthority",
-            "",
-            "expected [NonvotingAuthority.<Name>] tables",
-        ));
-    };
+    let table = named_tables(value, "NonvotingAuthority")?;
     let mut out = BTreeMap::new();
     for (name, entry) in table {
         let section = format!("NonvotingAuthority.{name}");
@@ -650,13 +651,7 @@ fn parse_voting_authorities(
     value: &Value,
     nonvoting: &BTreeMap<String, AuthorityConfig>,
 ) -> Result<BTreeMap<String, VotingAuthorityConfig>, ConfigError> {
-    let Some(table) = value.as_table() else {
-        return Err(invalid(
-            "VotingAuthority",
-            "",
-            "expected [VotingAuthority.<Name>] tables",
-        ));
-    };
+    let table = named_tables(value, "VotingAuthority")?;
     let mut out = BTreeMap::new();
     for (name, entry) in table {
         let section = format!("VotingAuthority.{name}");

@@ -285,6 +285,18 @@ fn expected_delivery(sender: &Account, msg: &[u8]) -> Vec<u8> {
     want
 }
 
+/// Alice's engine `a` sends `msg` to bob, whose inbox is empty: it must be
+/// the only message delivered, exactly as sent.
+async fn deliver_one(p: &Pair, a: &Engine, a_store: &Store, b_store: &Store, msg: &[u8]) {
+    enqueue(a_store, "bob@provider2", msg, 3600);
+    a.wake();
+    wait_for("delivery", Duration::from_secs(60), || {
+        b_store.inbox_len().unwrap() == 1
+    })
+    .await;
+    assert_eq!(delivered(b_store), vec![expected_delivery(&p.alice, msg)]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_and_multi_block_messages_arrive_and_complete_by_ack() {
     let p = pair(20).await;
@@ -622,14 +634,7 @@ async fn a_restart_uses_the_saved_document_without_the_authority() {
     let b_store = p.bob.open();
     let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
     let a = Engine::start(a_store.clone(), cfg);
-    let msg = message(100, 6);
-    enqueue(&a_store, "bob@provider2", &msg, 3600);
-    a.wake();
-    wait_for("delivery", Duration::from_secs(60), || {
-        b_store.inbox_len().unwrap() == 1
-    })
-    .await;
-    assert_eq!(delivered(&b_store), vec![expected_delivery(&p.alice, &msg)]);
+    deliver_one(&p, &a, &a_store, &b_store, &message(100, 6)).await;
     a.stop().await;
     b.stop().await;
     p.net.shutdown().await;
@@ -1016,14 +1021,7 @@ async fn voting_authorities_bad_documents_are_refused_and_mail_flows_with_one_pe
             .all(|e| e.status().document_epoch.is_some() && e.status().connected)
     })
     .await;
-    let msg = message(3000, 9);
-    enqueue(&a_store, "bob@provider2", &msg, 3600);
-    a.wake();
-    wait_for("delivery", Duration::from_secs(60), || {
-        b_store.inbox_len().unwrap() == 1
-    })
-    .await;
-    assert_eq!(delivered(&b_store), vec![expected_delivery(&p.alice, &msg)]);
+    deliver_one(&p, &a, &a_store, &b_store, &message(3000, 9)).await;
     a.stop().await;
     b.stop().await;
     p.net.shutdown().await;

@@ -37,10 +37,7 @@ impl Committee {
         let mut participants: Vec<Participant<'_>> = guards
             .iter_mut()
             .zip(&up)
-            .map(|(state, p)| Participant {
-                key: &p.key,
-                state,
-            })
+            .map(|(state, p)| Participant { key: &p.key, state })
             .collect();
         step(&mut participants, self.peers.len(), now_unix)
     }
