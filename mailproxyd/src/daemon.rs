@@ -594,4 +594,35 @@ mod tests {
             .await
             .unwrap();
     }
+    #[test]
+    fn nonvoting_and_voting_accounts_each_get_their_own_pki() {
+        let id = "50cd35ea60945cce23567959945a270e0f6ad127cfe03141aed686d1e5d0bf62";
+        let link = "90c604af91ede9f0de1c0f8894e1ef503db13fbaa3d872d3b08dd110a75d9b27";
+        let text = format!(
+            "[Proxy]\nDataDir = \"/tmp/x\"\n\
+             [NonvotingAuthority.Old]\nAddress = \"127.0.0.1:1\"\nPublicKey = \"{id}\"\n\
+             [VotingAuthority.New]\nPeers = [{{ IdentityPublicKey = \"{id}\", LinkPublicKey = \"{link}\", Addresses = [\"127.0.0.1:2\", \"127.0.0.1:3\"] }}]\n\
+             [[Account]]\nUser = \"a\"\nProvider = \"p\"\nNonvotingAuthority = \"Old\"\n\
+             [[Account]]\nUser = \"b\"\nProvider = \"p\"\nVotingAuthority = \"New\"\n"
+        );
+        let config = Config::parse(&text).unwrap();
+        let key: [u8; 32] = hex::decode(id).unwrap().try_into().unwrap();
+        match engine_pki(&config, &config.accounts[0]) {
+            Some(Pki::Nonvoting(a)) => {
+                assert_eq!((a.address.as_str(), a.public_key), ("127.0.0.1:1", key));
+            }
+            other => panic!("{other:?}"),
+        }
+        match engine_pki(&config, &config.accounts[1]) {
+            Some(Pki::Voting(peers)) => assert_eq!(
+                peers,
+                vec![VotingPeer {
+                    identity_key: key,
+                    link_key: hex::decode(link).unwrap().try_into().unwrap(),
+                    addresses: vec!["127.0.0.1:2".into(), "127.0.0.1:3".into()],
+                }]
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
 }
