@@ -88,6 +88,12 @@ pub fn init(dir: &Path, shape: &Shape) -> Result<NetworkSpec, NetworkError> {
     if dir.join("network.toml").exists() {
         return Ok(NetworkSpec::load(dir)?);
     }
+    if shape.voting_authorities != 0 && shape.voting_authorities < MIN_VOTING_PEERS {
+        return Err(NetworkError::Other(format!(
+            "{} voting authorities: at least {MIN_VOTING_PEERS} are needed",
+            shape.voting_authorities
+        )));
+    }
     std::fs::create_dir_all(dir).map_err(|source| ConfigError::Io {
         path: dir.to_path_buf(),
         source,
@@ -115,12 +121,6 @@ pub fn init(dir: &Path, shape: &Shape) -> Result<NetworkSpec, NetworkError> {
     }
     for p in &shape.providers {
         add(p.clone(), Role::Provider)?;
-    }
-    if shape.voting_authorities != 0 && shape.voting_authorities < MIN_VOTING_PEERS {
-        return Err(NetworkError::Other(format!(
-            "{} voting authorities: at least {MIN_VOTING_PEERS} are needed",
-            shape.voting_authorities
-        )));
     }
     let mut voting = Vec::new();
     for i in 1..=shape.voting_authorities {

@@ -275,5 +275,31 @@ async fn a_voting_network_serves_one_document_from_every_peer() {
         assert!(block.contains(&p.identity_public) && block.contains(&p.link_public));
         assert!(block.contains(&p.address.to_string()));
     }
+    // `testnet info` prints that block for mailproxyd.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_testnet"))
+        .args(["info", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let info = String::from_utf8(out.stdout).unwrap();
+    assert!(info.contains(&block), "{info}");
+    assert!(!info.contains("NonvotingAuthority"), "{info}");
     net.shutdown().await;
+}
+
+#[test]
+fn fewer_than_three_voting_authorities_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = Shape {
+        voting_authorities: 2,
+        ..Shape::default()
+    };
+    let e = testnet::network::init(dir.path(), &shape).unwrap_err();
+    assert!(e.to_string().contains("at least 3"), "{e}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
 }
