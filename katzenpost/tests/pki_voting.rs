@@ -187,6 +187,16 @@ fn two_signatures_removed_or_corrupted_is_refused() {
         peers().verify(&doubled, EPOCH, NOW),
         Err(VotingError::Threshold { valid: 1, .. })
     ));
+    // Only a peer's first signature counts: a bad copy ahead of the good one
+    // makes that peer's signature bad.
+    let bad_first = edit(&bytes, |c| {
+        let mut s = c.signatures[0].clone();
+        s.payload[0] ^= 1;
+        c.signatures.insert(0, s);
+    });
+    let v = peers().verify(&bad_first, EPOCH, NOW).unwrap();
+    assert_eq!(v.signers.len(), 2);
+    assert_eq!(v.bad_signatures.len(), 1);
     // A changed payload breaks every signature.
     let tampered = edit(&bytes, |c| {
         let i = c.certified.len() - 3;

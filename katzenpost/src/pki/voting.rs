@@ -47,7 +47,8 @@ pub enum VotingError {
     Threshold {
         /// Peers whose signature verified.
         valid: usize,
-        /// Peers with only signatures that did not verify.
+        /// Peers whose signature did not verify (only a peer's first
+        /// signature counts).
         invalid: usize,
         /// Signatures needed: `peers / 2 + 1`.
         needed: usize,
@@ -90,7 +91,7 @@ pub struct VerifiedConsensus {
     pub document: Document,
     /// The peers whose signature verified, in configured order.
     pub signers: Vec<[u8; 32]>,
-    /// Configured peers with a signature that did not verify.
+    /// Configured peers whose (first) signature did not verify.
     pub bad_signatures: Vec<[u8; 32]>,
 }
 
@@ -152,16 +153,21 @@ impl VotingPeers {
             let key = self
                 .find(&sig.identity)
                 .ok_or_else(|| VotingError::UnknownSigner(hex::encode(&sig.identity)))?;
+            let id = key.to_bytes();
+            // One verification per peer, however many copies are sent.
+            if good.contains(&id) || bad.contains(&id) {
+                continue;
+            }
             if signature_verifies(key, &message, &sig.payload) {
-                good.insert(key.to_bytes());
+                good.insert(id);
             } else {
-                bad.insert(key.to_bytes());
+                bad.insert(id);
             }
         }
         if good.len() < self.threshold() {
             return Err(VotingError::Threshold {
                 valid: good.len(),
-                invalid: bad.difference(&good).count(),
+                invalid: bad.len(),
                 needed: self.threshold(),
                 peers: self.len(),
             });
@@ -184,7 +190,7 @@ impl VotingPeers {
         Ok(VerifiedConsensus {
             document,
             signers: in_order(&good),
-            bad_signatures: in_order(&bad.difference(&good).copied().collect()),
+            bad_signatures: in_order(&bad),
         })
     }
 }
