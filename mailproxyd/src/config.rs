@@ -74,6 +74,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// `[NonvotingAuthority.<Name>]`, by name.
     pub authorities: BTreeMap<String, AuthorityConfig>,
+    /// `[VotingAuthority.<Name>]`, by name (no name is in both maps).
+    pub voting_authorities: BTreeMap<String, VotingAuthorityConfig>,
     /// `[[Account]]`, in file order, ids unique.
     pub accounts: Vec<AccountConfig>,
     /// `[Management]`.
@@ -129,6 +131,35 @@ pub struct AuthorityConfig {
     pub public_key: [u8; KEY_LEN],
 }
 
+/// `[VotingAuthority.<Name>]`: a set of voting authority peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VotingAuthorityConfig {
+    /// The entry's name.
+    pub name: String,
+    /// `Peers`, in file order, identity keys distinct, at least one.
+    pub peers: Vec<VotingPeerConfig>,
+}
+
+/// One entry of `[VotingAuthority.<Name>] Peers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VotingPeerConfig {
+    /// `IdentityPublicKey`: Ed25519; signs documents, and is the handshake AD.
+    pub identity_public_key: [u8; KEY_LEN],
+    /// `LinkPublicKey`: the peer's X25519 link (handshake static) key.
+    pub link_public_key: [u8; KEY_LEN],
+    /// `Addresses`: `host:port` (not resolved here), at least one.
+    pub addresses: Vec<String>,
+}
+
+/// Which kind of authority an account's `authority` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorityKind {
+    /// A `[NonvotingAuthority.<Name>]`.
+    Nonvoting,
+    /// A `[VotingAuthority.<Name>]`.
+    Voting,
+}
+
 /// `[[Account]]`.
 #[derive(Debug, Clone)]
 pub struct AccountConfig {
@@ -142,6 +173,8 @@ pub struct AccountConfig {
     pub provider_key_pin: Option<[u8; KEY_LEN]>,
     /// Name of the authority entry.
     pub authority: String,
+    /// Which map `authority` is in.
+    pub authority_kind: AuthorityKind,
     /// Ask the recipient's provider for unknown recipient keys.
     pub insecure_key_discovery: bool,
     /// Argon2id PHC string; when set, POP3 and SMTP AUTH require the password.
@@ -453,6 +486,7 @@ fn from_table(root: &Table) -> Result<Config, ConfigError> {
         "Proxy",
         "Logging",
         "NonvotingAuthority",
+        "VotingAuthority",
         "Account",
         "Management",
         "Debug",
@@ -468,13 +502,6 @@ fn from_table(root: &Table) -> Result<Config, ConfigError> {
             }
             Some(s) => {
                 sections.insert(s, v);
-            }
-            None if k.eq_ignore_ascii_case("VotingAuthority") => {
-                return Err(invalid(
-                    k,
-                    "",
-                    "voting authorities are not supported (katzenpost-2019 profile: use NonvotingAuthority)",
-                ))
             }
             None if k.eq_ignore_ascii_case("UpstreamProxy") => {
                 return Err(invalid(k, "", "upstream proxies are not supported yet"))
@@ -497,10 +524,12 @@ fn from_table(root: &Table) -> Result<Config, ConfigError> {
     let proxy = parse_proxy(sections.get("Proxy").copied())?;
     let logging = parse_logging(get("Logging"), &proxy.data_dir)?;
     let authorities = parse_authorities(get("NonvotingAuthority"))?;
+    let voting_authorities = parse_voting_authorities(get("VotingAuthority"), &authorities)?;
     let no_accounts = Value::Array(Vec::new());
     let accounts = parse_accounts(
         sections.get("Account").copied().unwrap_or(&no_accounts),
         &authorities,
+        &voting_authorities,
         &debug,
     )?;
     let management = parse_management(get("Management"), &proxy.data_dir)?;
@@ -511,6 +540,7 @@ fn from_table(root: &Table) -> Result<Config, ConfigError> {
         proxy,
         logging,
         authorities,
+        voting_authorities,
         accounts,
         management,
         debug,
@@ -611,22 +641,21 @@ fn parse_logging(value: &Value, data_dir: &Path) -> Result<LoggingConfig, Config
     })
 }
 
+/// The `[<kind>.<Name>]` tables of an authority section.
+fn named_tables<'a>(value: &'a Value, kind: &str) -> Result<&'a Table, ConfigError> {
+    value
+        .as_table()
+        .ok_or_else(|| invalid(kind, "", format!("expected [{kind}.<Name>] tables")))
+}
+
 fn parse_authorities(value: &Value) -> Result<BTreeMap<String, AuthorityConfig>, ConfigError> {
-    let Some(table) = value.as_table() else {
-        return Err(invalid(
-            "NonvotingAuthority",
-            "",
-            "expected [NonvotingAuthority.<Name>] tables",
-        ));
-    };
+    let table = named_tables(value, "NonvotingAuthority")?;
     let mut out = BTreeMap::new();
     for (name, entry) in table {
         let section = format!("NonvotingAuthority.{name}");
         let mut f = Fields::new(section.clone(), entry)?;
         let address = f.string("Address")?.unwrap_or_default();
-        if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(f.err("Address", format!("{address:?} is not a host:port address")));
-        }
+        check_address(&f, "Address", &address)?;
         let public_key = f
             .ed25519_key("PublicKey")?
             .ok_or_else(|| f.err("PublicKey", "missing"))?;
@@ -643,9 +672,192 @@ fn parse_authorities(value: &Value) -> Result<BTreeMap<String, AuthorityConfig>,
     Ok(out)
 }
 
+/// An authority address is not resolved (it may be an onion name), but it
+/// must be one token.
+fn check_address(f: &Fields<'_>, field: &str, address: &str) -> Result<(), ConfigError> {
+    if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(f.err(field, format!("{address:?} is not a host:port address")));
+    }
+    Ok(())
+}
+
+fn parse_voting_authorities(
+    value: &Value,
+    nonvoting: &BTreeMap<String, AuthorityConfig>,
+) -> Result<BTreeMap<String, VotingAuthorityConfig>, ConfigError> {
+    let table = named_tables(value, "VotingAuthority")?;
+    let mut out = BTreeMap::new();
+    for (name, entry) in table {
+        let section = format!("VotingAuthority.{name}");
+        if nonvoting.contains_key(name) {
+            return Err(invalid(
+                &section,
+                "",
+                format!("'{name}' is also a [NonvotingAuthority.{name}]; authority names must be unique"),
+            ));
+        }
+        let mut f = Fields::new(section.clone(), entry)?;
+        let peers = match f.take("Peers") {
+            None => return Err(f.err("Peers", "missing")),
+            Some(Value::Array(list)) if list.is_empty() => {
+                return Err(f.err("Peers", "is empty (at least one peer is needed)"))
+            }
+            Some(Value::Array(list)) => list,
+            Some(v) => {
+                return Err(f.err(
+                    "Peers",
+                    format!("expected a list of peer tables, found {}", type_name(v)),
+                ))
+            }
+        };
+        f.finish()?;
+        let mut parsed: Vec<VotingPeerConfig> = Vec::with_capacity(peers.len());
+        for (i, peer) in peers.iter().enumerate() {
+            let peer = parse_voting_peer(&format!("{section} Peers #{}", i + 1), peer)?;
+            if parsed
+                .iter()
+                .any(|p| p.identity_public_key == peer.identity_public_key)
+            {
+                return Err(invalid(
+                    &format!("{section} Peers #{}", i + 1),
+                    "IdentityPublicKey",
+                    "the same key as an earlier peer",
+                ));
+            }
+            parsed.push(peer);
+        }
+        out.insert(
+            name.clone(),
+            VotingAuthorityConfig {
+                name: name.clone(),
+                peers: parsed,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn parse_voting_peer(section: &str, value: &Value) -> Result<VotingPeerConfig, ConfigError> {
+    let mut f = Fields::new(section, value)?;
+    let identity_public_key = f
+        .ed25519_key("IdentityPublicKey")?
+        .ok_or_else(|| f.err("IdentityPublicKey", "missing"))?;
+    let link_public_key = match f.string("LinkPublicKey")? {
+        Some(text) => decode_key(&text).map_err(|e| f.err("LinkPublicKey", e.to_string()))?,
+        None => return Err(f.err("LinkPublicKey", "missing")),
+    };
+    let addresses = match f.take("Addresses") {
+        None => return Err(f.err("Addresses", "missing")),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| match v {
+                Value::String(s) if !s.is_empty() => {
+                    check_address(&f, "Addresses", s).map(|()| s.clone())
+                }
+                Value::String(_) => Err(f.err("Addresses", "an address is empty")),
+                v => Err(f.err(
+                    "Addresses",
+                    format!("expected address strings, found {}", type_name(v)),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(v) => {
+            return Err(f.err(
+                "Addresses",
+                format!("expected a list of addresses, found {}", type_name(v)),
+            ))
+        }
+    };
+    if addresses.is_empty() {
+        return Err(f.err("Addresses", "is empty (at least one address is needed)"));
+    }
+    f.finish()?;
+    Ok(VotingPeerConfig {
+        identity_public_key,
+        link_public_key,
+        addresses,
+    })
+}
+
+/// Which authority an account uses: `VotingAuthority` names a voting entry,
+/// `NonvotingAuthority` a nonvoting one, the old `Authority` either; with
+/// none of them, the only authority configured.
+fn account_authority(
+    f: &mut Fields<'_>,
+    nonvoting: &BTreeMap<String, AuthorityConfig>,
+    voting: &BTreeMap<String, VotingAuthorityConfig>,
+) -> Result<(String, AuthorityKind), ConfigError> {
+    let by_alias = f.string("Authority")?;
+    let by_name = f.string("NonvotingAuthority")?;
+    let by_voting = f.string("VotingAuthority")?;
+    let kind_of = |name: &str| {
+        if nonvoting.contains_key(name) {
+            Some(AuthorityKind::Nonvoting)
+        } else if voting.contains_key(name) {
+            Some(AuthorityKind::Voting)
+        } else {
+            None
+        }
+    };
+    match (by_alias, by_name, by_voting) {
+        (Some(_), Some(_), _) => Err(f.err(
+            "Authority",
+            "set either Authority or NonvotingAuthority, not both",
+        )),
+        (Some(_), None, Some(_)) | (None, Some(_), Some(_)) => Err(f.err(
+            "VotingAuthority",
+            "set either VotingAuthority or NonvotingAuthority (Authority), not both",
+        )),
+        (Some(name), None, None) => match kind_of(&name) {
+            Some(kind) => Ok((name, kind)),
+            None if voting.is_empty() => Err(f.err(
+                "Authority",
+                format!("no [NonvotingAuthority.{name}] is defined"),
+            )),
+            None => Err(f.err(
+                "Authority",
+                format!("no [NonvotingAuthority.{name}] or [VotingAuthority.{name}] is defined"),
+            )),
+        },
+        (None, Some(name), None) => match kind_of(&name) {
+            Some(AuthorityKind::Nonvoting) => Ok((name, AuthorityKind::Nonvoting)),
+            Some(AuthorityKind::Voting) => Err(f.err(
+                "NonvotingAuthority",
+                format!("'{name}' is a [VotingAuthority.{name}]: name it with VotingAuthority"),
+            )),
+            None => Err(f.err(
+                "Authority",
+                format!("no [NonvotingAuthority.{name}] is defined"),
+            )),
+        },
+        (None, None, Some(name)) => match kind_of(&name) {
+            Some(AuthorityKind::Voting) => Ok((name, AuthorityKind::Voting)),
+            Some(AuthorityKind::Nonvoting) => Err(f.err(
+                "VotingAuthority",
+                format!("'{name}' is a [NonvotingAuthority.{name}]: name it with NonvotingAuthority"),
+            )),
+            None => Err(f.err(
+                "VotingAuthority",
+                format!("no [VotingAuthority.{name}] is defined"),
+            )),
+        },
+        (None, None, None) => match (nonvoting.keys().next(), voting.keys().next()) {
+            (Some(name), None) if nonvoting.len() == 1 => {
+                Ok((name.clone(), AuthorityKind::Nonvoting))
+            }
+            (None, Some(name)) if voting.len() == 1 => Ok((name.clone(), AuthorityKind::Voting)),
+            _ => Err(f.err(
+                "Authority",
+                "missing (name one of the [NonvotingAuthority.<Name>] or [VotingAuthority.<Name>] entries)",
+            )),
+        },
+    }
+}
+
 fn parse_accounts(
     value: &Value,
     authorities: &BTreeMap<String, AuthorityConfig>,
+    voting_authorities: &BTreeMap<String, VotingAuthorityConfig>,
     debug: &DebugConfig,
 ) -> Result<Vec<AccountConfig>, ConfigError> {
     let Some(array) = value.as_array() else {
@@ -665,35 +877,8 @@ fn parse_accounts(
         let id = format!("{user}@{provider}");
         f.section = format!("Account {id}");
         let provider_key_pin = f.ed25519_key("ProviderKeyPin")?;
-        let by_alias = f.string("Authority")?;
-        let by_name = f.string("NonvotingAuthority")?;
-        if f.take("VotingAuthority").is_some() {
-            return Err(f.err("VotingAuthority", "voting authorities are not supported"));
-        }
-        let authority = match (by_alias, by_name) {
-            (Some(_), Some(_)) => {
-                return Err(f.err(
-                    "Authority",
-                    "set either Authority or NonvotingAuthority, not both",
-                ))
-            }
-            (Some(name), None) | (None, Some(name)) => name,
-            (None, None) if authorities.len() == 1 => {
-                authorities.keys().next().cloned().unwrap_or_default()
-            }
-            (None, None) => {
-                return Err(f.err(
-                    "Authority",
-                    "missing (name one of the [NonvotingAuthority.<Name>] entries)",
-                ))
-            }
-        };
-        if !authorities.contains_key(&authority) {
-            return Err(f.err(
-                "Authority",
-                format!("no [NonvotingAuthority.{authority}] is defined"),
-            ));
-        }
+        let (authority, authority_kind) =
+            account_authority(&mut f, authorities, voting_authorities)?;
         let insecure_key_discovery = f.bool("InsecureKeyDiscovery")?;
         let password_hash = f.string("PasswordHash")?;
         if let Some(phc) = &password_hash {
@@ -713,6 +898,7 @@ fn parse_accounts(
             id,
             provider_key_pin,
             authority,
+            authority_kind,
             insecure_key_discovery,
             password_hash,
         });

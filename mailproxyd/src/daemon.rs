@@ -18,11 +18,12 @@ use mailproxy_proto::AccountInfo;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{AccountConfig, Config};
+use crate::config::{AccountConfig, AuthorityKind, Config};
 use crate::control::{ControlAccount, DaemonControl, EngineHandle, EngineOf};
 use crate::directory::DaemonDirectory;
 use crate::engine::{
-    AuthorityConfig as EngineAuthority, Engine, EngineConfig, PartialLimits, Timings,
+    AuthorityConfig as EngineAuthority, Engine, EngineConfig, PartialLimits, Pki, Timings,
+    VotingPeer,
 };
 use crate::events::EventBus;
 use crate::keys::{ensure_private_dir, AccountKeys, KeyError};
@@ -260,6 +261,32 @@ impl Engines {
     }
 }
 
+/// The account's PKI, from the config; `None` if its authority is not defined.
+fn engine_pki(config: &Config, a: &AccountConfig) -> Option<Pki> {
+    Some(match a.authority_kind {
+        AuthorityKind::Nonvoting => {
+            let authority = config.authorities.get(&a.authority)?;
+            Pki::Nonvoting(EngineAuthority {
+                address: authority.address.clone(),
+                public_key: authority.public_key,
+            })
+        }
+        AuthorityKind::Voting => Pki::Voting(
+            config
+                .voting_authorities
+                .get(&a.authority)?
+                .peers
+                .iter()
+                .map(|p| VotingPeer {
+                    identity_key: p.identity_public_key,
+                    link_key: p.link_public_key,
+                    addresses: p.addresses.clone(),
+                })
+                .collect(),
+        ),
+    })
+}
+
 /// The engine settings of one account, from the config; `None` if its
 /// authority is not defined.
 fn engine_config(
@@ -269,11 +296,7 @@ fn engine_config(
     events: &EventBus,
 ) -> Option<EngineConfig> {
     let a = &account.config;
-    let authority = config.authorities.get(&a.authority).or_else(|| {
-        (config.authorities.len() == 1)
-            .then(|| config.authorities.values().next())
-            .flatten()
-    })?;
+    let authority = engine_pki(config, a)?;
     let (recipients, stored) = (recipients.clone(), recipients.clone());
     let max_blocks =
         config.proxy.max_message_size / katzenpost::geometry::BLOCK_PAYLOAD_LENGTH as u64 + 1;
@@ -282,10 +305,7 @@ fn engine_config(
         provider: a.provider.clone(),
         link_private: account.keys.link.to_bytes(),
         identity_private: account.keys.identity.to_bytes(),
-        authority: EngineAuthority {
-            address: authority.address.clone(),
-            public_key: authority.public_key,
-        },
+        authority,
         provider_key_pin: a.provider_key_pin,
         send_decoy_traffic: config.debug.send_decoy_traffic,
         max_incoming_blocks: u16::try_from(max_blocks).unwrap_or(u16::MAX),
@@ -593,5 +613,36 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), s.wait())
             .await
             .unwrap();
+    }
+    #[test]
+    fn nonvoting_and_voting_accounts_each_get_their_own_pki() {
+        let id = "50cd35ea60945cce23567959945a270e0f6ad127cfe03141aed686d1e5d0bf62";
+        let link = "90c604af91ede9f0de1c0f8894e1ef503db13fbaa3d872d3b08dd110a75d9b27";
+        let text = format!(
+            "[Proxy]\nDataDir = \"/tmp/x\"\n\
+             [NonvotingAuthority.Old]\nAddress = \"127.0.0.1:1\"\nPublicKey = \"{id}\"\n\
+             [VotingAuthority.New]\nPeers = [{{ IdentityPublicKey = \"{id}\", LinkPublicKey = \"{link}\", Addresses = [\"127.0.0.1:2\", \"127.0.0.1:3\"] }}]\n\
+             [[Account]]\nUser = \"a\"\nProvider = \"p\"\nNonvotingAuthority = \"Old\"\n\
+             [[Account]]\nUser = \"b\"\nProvider = \"p\"\nVotingAuthority = \"New\"\n"
+        );
+        let config = Config::parse(&text).unwrap();
+        let key: [u8; 32] = hex::decode(id).unwrap().try_into().unwrap();
+        match engine_pki(&config, &config.accounts[0]) {
+            Some(Pki::Nonvoting(a)) => {
+                assert_eq!((a.address.as_str(), a.public_key), ("127.0.0.1:1", key));
+            }
+            other => panic!("{other:?}"),
+        }
+        match engine_pki(&config, &config.accounts[1]) {
+            Some(Pki::Voting(peers)) => assert_eq!(
+                peers,
+                vec![VotingPeer {
+                    identity_key: key,
+                    link_key: hex::decode(link).unwrap().try_into().unwrap(),
+                    addresses: vec!["127.0.0.1:2".into(), "127.0.0.1:3".into()],
+                }]
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

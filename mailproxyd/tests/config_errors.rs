@@ -55,15 +55,20 @@ fn library_rejects_each_fixture_with_one_line() {
     }
 }
 
+/// `mailproxyd --check-config -f <path>`.
+fn check_config(path: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mailproxyd"))
+        .arg("--check-config")
+        .arg("-f")
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn binary_exits_non_zero_with_the_error_on_one_line() {
     for (path, expect) in fixtures() {
-        let out = Command::new(env!("CARGO_BIN_EXE_mailproxyd"))
-            .arg("--check-config")
-            .arg("-f")
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = check_config(&path);
         assert_eq!(out.status.code(), Some(2), "{}", path.display());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{}: {stderr:?}", path.display());
@@ -82,6 +87,21 @@ fn sample_config_is_valid() {
     let config = Config::load(&sample).unwrap_or_else(|e| panic!("{}: {e}", sample.display()));
     assert_eq!(config.accounts.len(), 1);
     assert!(config.management.enable);
+}
+
+/// The 2019 Go mailproxy's config for a voting network passes as it is.
+#[test]
+fn binary_accepts_the_go_voting_config() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/katzenpost-2019/voting_mailproxy.toml");
+    assert!(path.exists(), "missing test vector file {}", path.display());
+    let out = check_config(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("is valid"),
+        "{out:?}"
+    );
 }
 
 #[test]

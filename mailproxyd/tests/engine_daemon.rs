@@ -1,7 +1,8 @@
 //! The whole daemon in-process against an in-process testnet: key discovery
 //! through the daemon's own hooks (the key lands in RecipientDir as a PEM
 //! file, as SET_RECIPIENT would write it), with `[Debug] EpochPeriod` set to
-//! the test network's short epoch.
+//! the test network's short epoch; once with a nonvoting authority, once
+//! with `[VotingAuthority]` peers of which one is down.
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use tokio::net::TcpStream;
 
 const PERIOD: u64 = 600;
 
-async fn start_network(dir: &std::path::Path) -> Network {
+async fn start_network(dir: &std::path::Path, voting: usize) -> Network {
     let mut params = Params::demo();
     params.epoch_period_secs = PERIOD;
     params.mu = 1.0 / 5.0;
@@ -24,6 +25,7 @@ async fn start_network(dir: &std::path::Path) -> Network {
     params.lambda_p_max_delay = 100;
     let shape = Shape {
         params,
+        voting_authorities: voting,
         ..Shape::default()
     };
     Network::launch(dir, &shape, false, Duration::from_secs(30))
@@ -113,28 +115,51 @@ async fn maildrop(pop3: std::net::SocketAddr, user: &str) -> Vec<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_discovers_a_key_stores_it_as_pem_and_delivers() {
+    discover_and_deliver(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_delivers_over_voting_authorities_with_one_peer_down() {
+    discover_and_deliver(3).await;
+}
+
+/// Alice mails bob, whose key she discovers, over a network with `voting`
+/// voting authority peers (0: a nonvoting authority; otherwise the first
+/// peer is down throughout).
+async fn discover_and_deliver(voting: usize) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let netdir = tempfile::tempdir().unwrap();
-    let net = start_network(netdir.path()).await;
+    let net = start_network(netdir.path(), voting).await;
+    if voting > 0 {
+        net.authorities[0]
+            .refuse
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let data = tempfile::tempdir().unwrap();
     let (smtp, pop3) = (
         testnet::ports::reserve().unwrap(),
         testnet::ports::reserve().unwrap(),
     );
-    let auth_key = &net.spec.authority.identity_public;
+    // The block `testnet info` prints; accounts name it as the Go configs did.
+    let block = testnet::config::authority_block(&net.spec, "testnet");
+    let field = if voting > 0 {
+        "VotingAuthority"
+    } else {
+        "Authority"
+    };
     let text = format!(
         "[Proxy]\nSMTPAddress = \"{smtp}\"\nPOP3Address = \"{pop3}\"\nDataDir = \"{}\"\n\
-         [NonvotingAuthority.testnet]\nAddress = \"{}\"\nPublicKey = \"{auth_key}\"\n\
-         [[Account]]\nUser = \"alice\"\nProvider = \"provider1\"\nAuthority = \"testnet\"\nInsecureKeyDiscovery = true\n\
-         [[Account]]\nUser = \"bob\"\nProvider = \"provider2\"\nAuthority = \"testnet\"\n\
+         {block}\
+         [[Account]]\nUser = \"alice\"\nProvider = \"provider1\"\n{field} = \"testnet\"\nInsecureKeyDiscovery = true\n\
+         [[Account]]\nUser = \"bob\"\nProvider = \"provider2\"\n{field} = \"testnet\"\n\
          [Debug]\nPollingInterval = 1\nRetransmitSlack = 30\nEpochPeriod = {PERIOD}\n",
         data.path().join("d").display(),
-        net.spec.authority.address,
     );
     let config = Config::parse(&text).unwrap();
+    assert_eq!(config.voting_authorities.len(), usize::from(voting > 0));
     assert_eq!(config.debug.epoch_period, Duration::from_secs(PERIOD));
     let recipient_dir = config.proxy.recipient_dir.clone();
     let prepared = tokio::task::spawn_blocking(move || daemon::prepare(config))

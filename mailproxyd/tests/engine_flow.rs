@@ -1,5 +1,6 @@
 //! The engine against a real in-process testnet: alice@provider1 sends to
-//! bob@provider2, each with its own store and engine.
+//! bob@provider2, each with its own store and engine. One network runs
+//! voting authorities instead of the nonvoting one.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,17 +9,21 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use mailproxy_proto::EventKind;
-use mailproxyd::engine::{AuthorityConfig, Engine, EngineConfig, PartialLimits, Timings};
+use mailproxyd::engine::{
+    AuthorityConfig, Engine, EngineConfig, PartialLimits, Pki, Timings, VotingPeer,
+};
 use mailproxyd::store::{unix_now, KeySource, NewQueueEntry, StorageKey, Store};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use testnet::config::Params;
 use testnet::network::{Network, Shape};
+use testnet::voting::ServeFault;
 
 const PERIOD: u64 = 600;
 
-/// A network whose clients send one packet per `send_ms` on average.
-async fn start_network(dir: &Path, send_ms: u64) -> Network {
+/// A network whose clients send one packet per `send_ms` on average, with
+/// `voting` voting authority peers (0: a nonvoting authority).
+async fn start_network(dir: &Path, send_ms: u64, voting: usize) -> Network {
     let mut params = Params::demo();
     params.epoch_period_secs = PERIOD;
     params.mu = 1.0 / 5.0;
@@ -27,6 +32,7 @@ async fn start_network(dir: &Path, send_ms: u64) -> Network {
     params.lambda_p_max_delay = 5 * send_ms;
     let shape = Shape {
         params,
+        voting_authorities: voting,
         ..Shape::default()
     };
     Network::launch(dir, &shape, false, Duration::from_secs(30))
@@ -99,13 +105,7 @@ impl Account {
             provider: self.provider.into(),
             link_private: self.link,
             identity_private: self.identity,
-            authority: AuthorityConfig {
-                address: net.spec.authority.address.to_string(),
-                public_key: hex::decode(&net.spec.authority.identity_public)
-                    .unwrap()
-                    .try_into()
-                    .unwrap(),
-            },
+            authority: pki(net),
             provider_key_pin: None,
             send_decoy_traffic: false,
             max_incoming_blocks: 1000,
@@ -135,6 +135,31 @@ impl Account {
     }
 }
 
+/// The network's PKI as an account configures it.
+fn pki(net: &Network) -> Pki {
+    if !net.spec.is_voting() {
+        return AuthorityConfig {
+            address: net.spec.authority.address.to_string(),
+            public_key: hex::decode(&net.spec.authority.identity_public)
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        }
+        .into();
+    }
+    Pki::Voting(
+        net.authority_endpoints()
+            .unwrap()
+            .iter()
+            .map(|e| VotingPeer {
+                identity_key: e.identity_key,
+                link_key: e.link_key,
+                addresses: vec![e.address.to_string()],
+            })
+            .collect(),
+    )
+}
+
 /// The recipient keys the engines know (shared, so key discovery can add).
 type Keys = Arc<Mutex<HashMap<String, [u8; 32]>>>;
 
@@ -147,12 +172,17 @@ struct Pair {
 }
 
 async fn pair(send_ms: u64) -> Pair {
+    pair_on(send_ms, 0).await
+}
+
+/// [`pair`] on a network of `voting` voting authority peers.
+async fn pair_on(send_ms: u64, voting: usize) -> Pair {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let netdir = tempfile::tempdir().unwrap();
-    let net = start_network(netdir.path(), send_ms).await;
+    let net = start_network(netdir.path(), send_ms, voting).await;
     let alice = Account::new(&net, "alice", "provider1");
     let bob = Account::new(&net, "bob", "provider2");
     let mut keys = HashMap::new();
@@ -256,6 +286,18 @@ fn expected_delivery(sender: &Account, msg: &[u8]) -> Vec<u8> {
     .into_bytes();
     want.extend_from_slice(msg);
     want
+}
+
+/// Alice's engine `a` sends `msg` to bob, whose inbox is empty: it must be
+/// the only message delivered, exactly as sent.
+async fn deliver_one(p: &Pair, a: &Engine, a_store: &Store, b_store: &Store, msg: &[u8]) {
+    enqueue(a_store, "bob@provider2", msg, 3600);
+    a.wake();
+    wait_for("delivery", Duration::from_secs(60), || {
+        b_store.inbox_len().unwrap() == 1
+    })
+    .await;
+    assert_eq!(delivered(b_store), vec![expected_delivery(&p.alice, msg)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -588,18 +630,14 @@ async fn a_restart_uses_the_saved_document_without_the_authority() {
     a.stop().await;
     // Point the engine at a dead authority: the saved document must suffice.
     let mut cfg = p.alice.config(&p.net, &p.keys);
-    cfg.authority.address = "127.0.0.1:9".into();
+    let Pki::Nonvoting(a) = &mut cfg.authority else {
+        panic!("a nonvoting network");
+    };
+    a.address = "127.0.0.1:9".into();
     let b_store = p.bob.open();
     let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
     let a = Engine::start(a_store.clone(), cfg);
-    let msg = message(100, 6);
-    enqueue(&a_store, "bob@provider2", &msg, 3600);
-    a.wake();
-    wait_for("delivery", Duration::from_secs(60), || {
-        b_store.inbox_len().unwrap() == 1
-    })
-    .await;
-    assert_eq!(delivered(&b_store), vec![expected_delivery(&p.alice, &msg)]);
+    deliver_one(&p, &a, &a_store, &b_store, &message(100, 6)).await;
     a.stop().await;
     b.stop().await;
     p.net.shutdown().await;
@@ -937,5 +975,57 @@ async fn key_discovery_gives_up_after_the_urgent_queue_lifetime() {
     })
     .await;
     a.stop().await;
+    p.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voting_authorities_bad_documents_are_refused_and_mail_flows_with_one_peer_down() {
+    let p = pair_on(20, 3).await;
+    let a_store = p.alice.open();
+    // Every peer spoils its documents the same way: each is refused, and
+    // the error names the check that failed.
+    for (fault, check) in [
+        (
+            ServeFault::OwnSignatureOnly,
+            "threshold check failed: 1 valid and 0 invalid signature(s) from 3 peer(s), 2 valid needed",
+        ),
+        (
+            ServeFault::Forged,
+            "threshold check failed: 1 valid and 2 invalid signature(s)",
+        ),
+        (ServeFault::ExtraSigner, "signer check failed"),
+    ] {
+        for a in &p.net.authorities {
+            a.set_fault(Some(fault));
+        }
+        let e = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
+        wait_for(check, Duration::from_secs(30), || {
+            e.status().last_error.is_some_and(|m| m.contains(check))
+        })
+        .await;
+        assert_eq!(e.status().document_epoch, None, "{fault:?}");
+        e.stop().await;
+    }
+    // One peer down and one serving a document signed by itself only: the
+    // engines go on to the next peer until the good one answers.
+    for a in &p.net.authorities {
+        a.set_fault(None);
+    }
+    p.net.authorities[0]
+        .refuse
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    p.net.authorities[1].set_fault(Some(ServeFault::OwnSignatureOnly));
+    let a = Engine::start(a_store.clone(), p.alice.config(&p.net, &p.keys));
+    let b_store = p.bob.open();
+    let b = Engine::start(b_store.clone(), p.bob.config(&p.net, &p.keys));
+    wait_for("documents", Duration::from_secs(30), || {
+        [&a, &b]
+            .iter()
+            .all(|e| e.status().document_epoch.is_some() && e.status().connected)
+    })
+    .await;
+    deliver_one(&p, &a, &a_store, &b_store, &message(3000, 9)).await;
+    a.stop().await;
+    b.stop().await;
     p.net.shutdown().await;
 }

@@ -1,6 +1,8 @@
 //! The nonvoting authority's logic without I/O (§5.5): the whitelist,
 //! descriptor uploads with their status codes, document generation per
-//! epoch, and the answers to GetConsensus.
+//! epoch, and the answers to GetConsensus. A voting peer uses the same state
+//! for uploads and answers; its documents are made by the committee
+//! ([`crate::voting`]) and handed over with [`AuthorityState::publish`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -30,6 +32,34 @@ pub struct AuthorityState {
     start_epoch: u64,
     started_unix: u64,
     layers: BTreeMap<[u8; 32], usize>,
+}
+
+/// A document of `params` for `epoch` (no commit, as both 2019 authorities).
+pub fn document(
+    p: &Params,
+    epoch: u64,
+    topology: Vec<Vec<MixDescriptor>>,
+    providers: Vec<MixDescriptor>,
+    shared_random_value: Vec<u8>,
+) -> Document {
+    Document {
+        epoch,
+        send_rate_per_minute: p.send_rate_per_minute,
+        mu: p.mu,
+        mu_max_delay: p.mu_max_delay,
+        lambda_p: p.lambda_p,
+        lambda_p_max_delay: p.lambda_p_max_delay,
+        lambda_l: p.lambda_l,
+        lambda_l_max_delay: p.lambda_l_max_delay,
+        lambda_d: p.lambda_d,
+        lambda_d_max_delay: p.lambda_d_max_delay,
+        lambda_m: p.lambda_m,
+        lambda_m_max_delay: p.lambda_m_max_delay,
+        topology,
+        providers,
+        shared_random_commit: Vec::new(),
+        shared_random_value,
+    }
 }
 
 /// How long after start-up the authority waits for every node before it
@@ -127,33 +157,74 @@ impl AuthorityState {
         providers >= 1 && mixes >= self.params.layers
     }
 
-    /// Generates the documents that are due (call on every upload and
-    /// periodically); returns the epochs for which a document was made.
-    pub fn generate_due<R: RngCore + CryptoRng>(&mut self, rng: &mut R, now_unix: u64) -> Vec<u64> {
+    /// The epochs (current and next) whose document is due at `now_unix`
+    /// and not made yet: every node posted, or, late in the epoch, enough.
+    pub fn due(&self, now_unix: u64) -> Vec<u64> {
         let now = self.clock.at(Duration::from_secs(now_unix));
         // The real authority settles for "enough" descriptors once less than
         // an hour is left; a short test period scales that to an eighth, and
         // never in the first minute, while every node is still posting.
         let late = now.till < Duration::from_secs(3600).min(self.clock.period() / 8)
             && now_unix >= self.started_unix + STARTUP_GRACE_SECS;
-        let mut made = Vec::new();
-        for epoch in [now.epoch, now.epoch + 1] {
-            if self.documents.contains_key(&epoch) {
-                continue;
-            }
-            let due = self.all_posted(epoch)
-                || (epoch == now.epoch + 1 && late && self.enough_for(epoch));
-            if due {
-                if let Some(doc) = self.make_document(rng, epoch, now_unix) {
-                    self.documents.insert(epoch, doc);
-                    made.push(epoch);
-                }
-            }
-        }
+        [now.epoch, now.epoch + 1]
+            .into_iter()
+            .filter(|epoch| !self.documents.contains_key(epoch))
+            .filter(|&epoch| {
+                self.all_posted(epoch) || (epoch == now.epoch + 1 && late && self.enough_for(epoch))
+            })
+            .collect()
+    }
+
+    /// Forgets documents and descriptors older than [`KEEP_EPOCHS`].
+    fn prune(&mut self, now_unix: u64) {
+        let now = self.clock.at(Duration::from_secs(now_unix));
         let keep = now.epoch.saturating_sub(KEEP_EPOCHS);
         self.documents = self.documents.split_off(&keep);
         self.descriptors = self.descriptors.split_off(&keep);
+    }
+
+    /// Generates the documents that are due (call on every upload and
+    /// periodically); returns the epochs for which a document was made.
+    pub fn generate_due<R: RngCore + CryptoRng>(&mut self, rng: &mut R, now_unix: u64) -> Vec<u64> {
+        let mut made = Vec::new();
+        for epoch in self.due(now_unix) {
+            if let Some(doc) = self.make_document(rng, epoch, now_unix) {
+                self.documents.insert(epoch, doc);
+                made.push(epoch);
+            }
+        }
+        self.prune(now_unix);
         made
+    }
+
+    /// The descriptors accepted for `epoch` (for the voting committee's
+    /// exchange), by identity key.
+    pub fn descriptors(&self, epoch: u64) -> Vec<MixDescriptor> {
+        self.descriptors
+            .get(&epoch)
+            .map(|d| d.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether the document for `epoch` is held.
+    pub fn has_document(&self, epoch: u64) -> bool {
+        self.documents.contains_key(&epoch)
+    }
+
+    /// The signed document for `epoch`, if held.
+    pub fn signed_document(&self, epoch: u64) -> Option<Vec<u8>> {
+        self.documents.get(&epoch).cloned()
+    }
+
+    /// Takes a document made elsewhere (by the voting committee) to serve.
+    pub fn publish(&mut self, epoch: u64, signed: Vec<u8>, now_unix: u64) {
+        self.documents.insert(epoch, signed);
+        self.prune(now_unix);
+    }
+
+    /// The document parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
     }
 
     fn make_document<R: RngCore + CryptoRng>(
@@ -192,25 +263,7 @@ impl AuthorityState {
                 self.layers.insert(d.identity_key, l);
             }
         }
-        let p = &self.params;
-        let doc = Document {
-            epoch,
-            send_rate_per_minute: p.send_rate_per_minute,
-            mu: p.mu,
-            mu_max_delay: p.mu_max_delay,
-            lambda_p: p.lambda_p,
-            lambda_p_max_delay: p.lambda_p_max_delay,
-            lambda_l: p.lambda_l,
-            lambda_l_max_delay: p.lambda_l_max_delay,
-            lambda_d: p.lambda_d,
-            lambda_d_max_delay: p.lambda_d_max_delay,
-            lambda_m: p.lambda_m,
-            lambda_m_max_delay: p.lambda_m_max_delay,
-            topology,
-            providers,
-            shared_random_commit: Vec::new(),
-            shared_random_value: vec![0; 32],
-        };
+        let doc = document(&self.params, epoch, topology, providers, vec![0; 32]);
         let expiration = cert_expiration(now_unix, self.clock.period().as_secs());
         match sign_document(&doc, &self.key, expiration) {
             Ok(signed) => Some(signed),

@@ -101,12 +101,31 @@ pub struct AuthoritySpec {
     pub identity_public: String,
 }
 
+/// One voting authority peer (`auth1`, `auth2`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VotingPeerSpec {
+    pub name: String,
+    pub address: SocketAddr,
+    /// Ed25519 identity public key, hex.
+    pub identity_public: String,
+    /// X25519 link public key, hex.
+    pub link_public: String,
+}
+
+/// Fewest voting authority peers a voting network runs.
+pub const MIN_VOTING_PEERS: usize = 3;
+
 /// `network.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
     pub params: Params,
+    /// The nonvoting authority (unused when `voting` is set).
     pub authority: AuthoritySpec,
+    /// Voting authority peers; empty for a nonvoting network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub voting: Vec<VotingPeerSpec>,
     #[serde(rename = "node")]
     pub nodes: Vec<NodeSpec>,
 }
@@ -157,6 +176,12 @@ impl NetworkSpec {
         if !self.nodes.iter().any(|n| n.role == Role::Provider) {
             return Err("at least one provider is needed".into());
         }
+        if !self.voting.is_empty() && self.voting.len() < MIN_VOTING_PEERS {
+            return Err(format!(
+                "{} voting authorities: at least {MIN_VOTING_PEERS} are needed",
+                self.voting.len()
+            ));
+        }
         let mixes = self.nodes.iter().filter(|n| n.role == Role::Mix).count();
         if mixes < self.params.layers {
             return Err(format!(
@@ -167,10 +192,37 @@ impl NetworkSpec {
         Ok(())
     }
 
+    /// Whether the network runs voting authorities.
+    pub fn is_voting(&self) -> bool {
+        !self.voting.is_empty()
+    }
+
     /// The node called `name`.
     pub fn node(&self, name: &str) -> Option<&NodeSpec> {
         self.nodes.iter().find(|n| n.name == name)
     }
+}
+
+/// mailproxyd's authority section for the network in `spec`, named `name`:
+/// `[NonvotingAuthority.<name>]`, or for a voting network
+/// `[VotingAuthority.<name>]` with one `Peers` entry per peer. Accounts name
+/// it with `Authority = "<name>"` (or `VotingAuthority = "<name>"`).
+pub fn authority_block(spec: &NetworkSpec, name: &str) -> String {
+    if !spec.is_voting() {
+        return format!(
+            "[NonvotingAuthority.{name}]\n  Address = \"{}\"\n  PublicKey = \"{}\"\n",
+            spec.authority.address, spec.authority.identity_public
+        );
+    }
+    let mut s = format!("[VotingAuthority.{name}]\n  Peers = [\n");
+    for p in &spec.voting {
+        s += &format!(
+            "    {{ IdentityPublicKey = \"{}\", LinkPublicKey = \"{}\", Addresses = [ \"{}\" ] }},\n",
+            p.identity_public, p.link_public, p.address
+        );
+    }
+    s += "  ]\n";
+    s
 }
 
 /// Writes a 32-byte private key file with mode 0600 (refusing to overwrite).
@@ -244,6 +296,7 @@ mod tests {
                 node("mix3", Role::Mix, 4),
                 node("provider1", Role::Provider, 5),
             ],
+            voting: Vec::new(),
         }
     }
 
@@ -267,6 +320,36 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("repeated"));
+    }
+
+    #[test]
+    fn voting_peers_round_trip_and_need_three() {
+        let d = tempfile::tempdir().unwrap();
+        let peer = |i: u8| VotingPeerSpec {
+            name: format!("auth{i}"),
+            address: format!("127.0.0.1:{}", 10 + u16::from(i)).parse().unwrap(),
+            identity_public: hex::encode([i; 32]),
+            link_public: hex::encode([i + 100; 32]),
+        };
+        let mut s = spec();
+        s.voting = (1..=3).map(peer).collect();
+        s.save(d.path()).unwrap();
+        let loaded = NetworkSpec::load(d.path()).unwrap();
+        assert!(loaded.is_voting());
+        assert_eq!(loaded, s);
+        let block = authority_block(&loaded, "v");
+        assert_eq!(block.matches("IdentityPublicKey").count(), 3);
+        assert!(block.contains(&hex::encode([101u8; 32])), "{block}");
+        s.voting.pop();
+        s.save(d.path()).unwrap();
+        let e = NetworkSpec::load(d.path()).unwrap_err().to_string();
+        assert!(e.contains("at least 3"), "{e}");
+        // A nonvoting network's file has no voting entries at all.
+        let nonvoting = spec();
+        nonvoting.save(d.path()).unwrap();
+        let text = std::fs::read_to_string(d.path().join("network.toml")).unwrap();
+        assert!(!text.contains("voting"), "{text}");
+        assert!(authority_block(&nonvoting, "t").starts_with("[NonvotingAuthority.t]\n"));
     }
 
     #[test]

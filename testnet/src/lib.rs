@@ -1,6 +1,7 @@
 //! A local Katzenpost network (`katzenpost-2019` profile) for demos and tests:
-//! a nonvoting authority, mixes and providers that speak the same link
-//! protocol, PKI and packet formats as the real 2019 servers.
+//! a nonvoting authority (or a set of voting authorities), mixes and
+//! providers that speak the same link protocol, PKI and packet formats as
+//! the real 2019 servers.
 
 pub mod authority;
 pub mod authority_server;
@@ -18,6 +19,8 @@ pub mod ratelimit;
 pub mod replay;
 pub mod spool;
 pub mod users;
+pub mod voting;
+pub mod voting_server;
 
 /// Seconds since the Unix epoch by the system clock.
 pub fn unix_now() -> u64 {

@@ -3,6 +3,8 @@
 //! * `testnet up --dir D` creates (first time) and runs an authority, three
 //!   layers of two mixes and two providers on 127.0.0.1, and prints what a
 //!   mailproxyd account needs. Ctrl-C, SIGTERM or `testnet down` stop it.
+//!   With `--authorities N` (N >= 3) it runs N voting authority peers
+//!   instead, which agree on one document per epoch, each signing it.
 //! * `testnet add-user --dir D --provider provider1 --user alice --link-key K
 //!   [--identity-key K]` registers an account at a provider.
 
@@ -41,6 +43,10 @@ enum Cmd {
         /// Turn the providers' per-client rate limiter off.
         #[arg(long)]
         no_rate_limit: bool,
+        /// Run N voting authority peers (N >= 3) instead of one nonvoting
+        /// authority (only when the network is created).
+        #[arg(long)]
+        authorities: Option<usize>,
     },
     /// Stop the network running in DIR.
     Down {
@@ -83,7 +89,14 @@ fn main() -> Result<()> {
             mixes_per_layer,
             epoch_secs,
             no_rate_limit,
-        } => up(&dir, mixes_per_layer, epoch_secs, no_rate_limit),
+            authorities,
+        } => up(
+            &dir,
+            mixes_per_layer,
+            epoch_secs,
+            no_rate_limit,
+            authorities,
+        ),
         Cmd::Down { dir } => down(&dir),
         Cmd::AddUser {
             dir,
@@ -103,9 +116,7 @@ fn main() -> Result<()> {
 fn info(spec: &testnet::config::NetworkSpec) -> String {
     let mut s = String::new();
     s += "# For mailproxyd's configuration:\n";
-    s += "[NonvotingAuthority.testnet]\n";
-    s += &format!("  Address = \"{}\"\n", spec.authority.address);
-    s += &format!("  PublicKey = \"{}\"\n", spec.authority.identity_public);
+    s += &testnet::config::authority_block(spec, "testnet");
     s += "# Providers (the domain part of addresses):";
     for n in spec.nodes.iter().filter(|n| n.role == Role::Provider) {
         s += &format!(" {}", n.name);
@@ -119,6 +130,7 @@ fn up(
     mixes_per_layer: usize,
     epoch_secs: Option<u64>,
     no_rate_limit: bool,
+    authorities: Option<usize>,
 ) -> Result<()> {
     let mut params = Params::demo();
     if let Some(e) = epoch_secs {
@@ -127,6 +139,7 @@ fn up(
     let shape = Shape {
         params,
         mixes_per_layer,
+        voting_authorities: authorities.unwrap_or(0),
         ..Shape::default()
     };
     let spec =

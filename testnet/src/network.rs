@@ -1,6 +1,7 @@
 //! A whole network in one process: `init` writes keys and `network.toml`
-//! into a directory; [`Network::start`] runs the authority and every node
-//! from it; nodes can be stopped and restarted (fault injection).
+//! into a directory; [`Network::start`] runs the authority (or the voting
+//! authority peers and their committee) and every node from it; nodes can
+//! be stopped and restarted (fault injection).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
@@ -15,9 +16,11 @@ use crate::authority::AuthorityState;
 use crate::authority_server::Authority;
 use crate::config::{
     load_or_generate_key, AuthoritySpec, ConfigError, NetworkSpec, NodeSpec, Params, Role,
+    VotingPeerSpec, MIN_VOTING_PEERS,
 };
-use crate::node::{Node, NodeConfig, NodeError, NodeHandle};
+use crate::node::{AuthorityEndpoint, Node, NodeConfig, NodeError, NodeHandle};
 use crate::unix_now;
+use crate::voting_server::Committee;
 
 /// Errors of the launcher.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,9 @@ pub struct Shape {
     pub params: Params,
     pub mixes_per_layer: usize,
     pub providers: Vec<String>,
+    /// Voting authority peers to run (0: one nonvoting authority; else at
+    /// least [`MIN_VOTING_PEERS`]).
+    pub voting_authorities: usize,
 }
 
 impl Default for Shape {
@@ -44,6 +50,7 @@ impl Default for Shape {
             params: Params::demo(),
             mixes_per_layer: 2,
             providers: vec!["provider1".into(), "provider2".into()],
+            voting_authorities: 0,
         }
     }
 }
@@ -81,6 +88,12 @@ pub fn init(dir: &Path, shape: &Shape) -> Result<NetworkSpec, NetworkError> {
     if dir.join("network.toml").exists() {
         return Ok(NetworkSpec::load(dir)?);
     }
+    if shape.voting_authorities != 0 && shape.voting_authorities < MIN_VOTING_PEERS {
+        return Err(NetworkError::Other(format!(
+            "{} voting authorities: at least {MIN_VOTING_PEERS} are needed",
+            shape.voting_authorities
+        )));
+    }
     std::fs::create_dir_all(dir).map_err(|source| ConfigError::Io {
         path: dir.to_path_buf(),
         source,
@@ -109,12 +122,25 @@ pub fn init(dir: &Path, shape: &Shape) -> Result<NetworkSpec, NetworkError> {
     for p in &shape.providers {
         add(p.clone(), Role::Provider)?;
     }
+    let mut voting = Vec::new();
+    for i in 1..=shape.voting_authorities {
+        let name = format!("auth{i}");
+        let key = signing_key(dir, &name)?;
+        let link = load_or_generate_key(&mut OsRng, &dir.join(&name).join("link.private"))?;
+        voting.push(VotingPeerSpec {
+            name,
+            address: free_port()?,
+            identity_public: hex::encode(key.verifying_key().to_bytes()),
+            link_public: hex::encode(katzenpost::sphinx::public_key(&link)),
+        });
+    }
     let spec = NetworkSpec {
         params: shape.params.clone(),
         authority: AuthoritySpec {
             address: free_port()?,
             identity_public: hex::encode(auth.verifying_key().to_bytes()),
         },
+        voting,
         nodes,
     };
     spec.save(dir)?;
@@ -133,11 +159,29 @@ pub fn init(dir: &Path, shape: &Shape) -> Result<NetworkSpec, NetworkError> {
 pub struct Network {
     pub dir: PathBuf,
     pub spec: NetworkSpec,
+    /// The nonvoting authority, or the first voting peer.
     pub authority: Arc<Authority>,
-    authority_task: JoinHandle<()>,
-    authority_stop: tokio::sync::oneshot::Sender<()>,
+    /// Every authority server: the nonvoting one, or each voting peer in
+    /// `spec.voting` order.
+    pub authorities: Vec<Arc<Authority>>,
+    authority_tasks: Vec<JoinHandle<()>>,
+    authority_stop: tokio::sync::watch::Sender<bool>,
     pub nodes: BTreeMap<String, NodeHandle>,
     pub rate_limit: bool,
+}
+
+fn parse_key(hex_key: &str, what: &str) -> Result<[u8; 32], NetworkError> {
+    hex::decode(hex_key)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| NetworkError::Other(format!("bad {what} key in network.toml")))
+}
+
+/// Binds an authority's listener.
+async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, NetworkError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| NetworkError::Other(format!("authority listen on {addr}: {e}")))
 }
 
 impl Network {
@@ -179,31 +223,49 @@ impl Network {
             }
         }
         let whitelist: HashSet<[u8; 32]> = mixes.iter().chain(providers.keys()).copied().collect();
-        let state = AuthorityState::new(
-            auth_key.clone(),
-            spec.params.clone(),
-            mixes,
-            providers,
-            unix_now(),
-        );
-        let authority = Authority::new(auth_key, state, whitelist);
-        let listener = tokio::net::TcpListener::bind(spec.authority.address)
-            .await
-            .map_err(|e| {
-                NetworkError::Other(format!(
-                    "authority listen on {}: {e}",
-                    spec.authority.address
-                ))
-            })?;
-        let (authority_stop, stop_rx) = tokio::sync::oneshot::channel();
-        let authority_task = tokio::spawn(authority.clone().serve(listener, async {
-            let _ = stop_rx.await;
-        }));
+        let now = unix_now();
+        let state = |key: &SigningKey| {
+            AuthorityState::new(
+                key.clone(),
+                spec.params.clone(),
+                mixes.clone(),
+                providers.clone(),
+                now,
+            )
+        };
+        let (authority_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let mut authorities = Vec::new();
+        let mut authority_tasks = Vec::new();
+        if spec.is_voting() {
+            for peer in &spec.voting {
+                let key = signing_key(dir, &peer.name)?;
+                let link =
+                    crate::config::read_private_key(&dir.join(&peer.name).join("link.private"))?;
+                let a = Authority::voting_peer(key.clone(), link, state(&key), whitelist.clone());
+                let listener = listen(peer.address).await?;
+                authority_tasks.push(tokio::spawn(a.clone().serve(listener, stopped())));
+                authorities.push(a);
+            }
+            let committee = Committee::new(authorities.clone());
+            authority_tasks.push(tokio::spawn(committee.run(stopped())));
+        } else {
+            let a = Authority::new(auth_key.clone(), state(&auth_key), whitelist);
+            let listener = listen(spec.authority.address).await?;
+            authority_tasks.push(tokio::spawn(a.clone().serve(listener, stopped())));
+            authorities.push(a);
+        }
         let mut net = Network {
             dir: dir.to_path_buf(),
             spec,
-            authority,
-            authority_task,
+            authority: authorities[0].clone(),
+            authorities,
+            authority_tasks,
             authority_stop,
             nodes: BTreeMap::new(),
             rate_limit,
@@ -221,10 +283,7 @@ impl Network {
             .spec
             .node(name)
             .ok_or_else(|| NetworkError::Other(format!("no node {name}")))?;
-        let auth: [u8; 32] = hex::decode(&self.spec.authority.identity_public)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| NetworkError::Other("bad authority key in network.toml".into()))?;
+        let authorities = self.authority_endpoints()?;
         Ok(NodeConfig {
             name: n.name.clone(),
             role: n.role,
@@ -235,10 +294,36 @@ impl Network {
             address: n.address,
             dir: self.dir.join(name),
             params: self.spec.params.clone(),
-            authority_address: self.spec.authority.address,
-            authority_key: auth,
+            authorities,
             rate_limit: self.rate_limit,
         })
+    }
+
+    /// Where the authorities listen and the keys they prove: the nonvoting
+    /// authority, or every voting peer.
+    pub fn authority_endpoints(&self) -> Result<Vec<AuthorityEndpoint>, NetworkError> {
+        if self.spec.is_voting() {
+            return self
+                .spec
+                .voting
+                .iter()
+                .map(|p| {
+                    Ok(AuthorityEndpoint {
+                        address: p.address,
+                        identity_key: parse_key(&p.identity_public, "voting peer identity")?,
+                        link_key: parse_key(&p.link_public, "voting peer link")?,
+                    })
+                })
+                .collect();
+        }
+        let identity_key = parse_key(&self.spec.authority.identity_public, "authority")?;
+        let link_key = katzenpost::wire::handshake::ed25519_public_to_x25519(&identity_key)
+            .map_err(|_| NetworkError::Other("bad authority key in network.toml".into()))?;
+        Ok(vec![AuthorityEndpoint {
+            address: self.spec.authority.address,
+            identity_key,
+            link_key,
+        }])
     }
 
     /// Starts (or restarts) node `name`.
@@ -289,7 +374,9 @@ impl Network {
         for n in names {
             self.stop_node(&n).await;
         }
-        let _ = self.authority_stop.send(());
-        let _ = self.authority_task.await;
+        let _ = self.authority_stop.send(true);
+        for t in self.authority_tasks {
+            let _ = t.await;
+        }
     }
 }

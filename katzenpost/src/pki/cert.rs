@@ -162,9 +162,9 @@ impl Certificate {
         self.signatures.iter().find(|s| s.identity == identity)
     }
 
-    /// Checks version, expiry against `now_unix`, non-empty fields, and the
-    /// signature of `key` (core `cert.Verify`; a bad signature is an error).
-    pub fn verify(&self, key: &VerifyingKey, now_unix: u64) -> Result<(), CertError> {
+    /// Checks version, expiry against `now_unix` and non-empty fields: the
+    /// parts of core `cert.Verify` that do not depend on the signer.
+    pub fn check_envelope(&self, now_unix: u64) -> Result<(), CertError> {
         if self.version != CERT_VERSION {
             return Err(CertError::Version(self.version));
         }
@@ -180,19 +180,30 @@ impl Certificate {
         if self.certified.is_empty() {
             return Err(CertError::EmptyCertified);
         }
+        Ok(())
+    }
+
+    /// Checks the envelope ([`Certificate::check_envelope`]) and the
+    /// signature of `key` (core `cert.Verify`; a bad signature is an error).
+    pub fn verify(&self, key: &VerifyingKey, now_unix: u64) -> Result<(), CertError> {
+        self.check_envelope(now_unix)?;
         let sig = self
             .signature_by(key.as_bytes())
             .ok_or(CertError::NoSignature)?;
-        let sig_bytes: [u8; 64] = sig
-            .payload
-            .as_slice()
-            .try_into()
-            .map_err(|_| CertError::BadSignature)?;
-        let sig = ed25519_dalek::Signature::from_bytes(&sig_bytes);
-        // Cofactorless RFC 8032 verification, as Go's crypto/ed25519.
-        key.verify(&self.signed_message(), &sig)
-            .map_err(|_| CertError::BadSignature)
+        if signature_verifies(key, &self.signed_message(), &sig.payload) {
+            Ok(())
+        } else {
+            Err(CertError::BadSignature)
+        }
     }
+}
+
+/// Whether `payload` is a valid Ed25519 signature of `message` by `key`
+/// (cofactorless RFC 8032 verification, as Go's crypto/ed25519).
+pub fn signature_verifies(key: &VerifyingKey, message: &[u8], payload: &[u8]) -> bool {
+    <[u8; 64]>::try_from(payload)
+        .map(|s| ed25519_dalek::Signature::from_bytes(&s))
+        .is_ok_and(|s| key.verify(message, &s).is_ok())
 }
 
 /// Signs `certified` with one key: the canonical certificate bytes.

@@ -1,6 +1,7 @@
 //! Link sessions: to the account's provider (authenticated with the account's
 //! link key, provider checked against its PKI descriptor and the optional
-//! pin) and one-shot anonymous sessions to the authority.
+//! pin) and one-shot anonymous sessions to an authority (nonvoting, or one
+//! voting peer with its own link key).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,23 +73,29 @@ pub(super) async fn recv(link: &mut Link, timeout: Duration) -> Result<Command, 
     Ok(Command::decode(&bytes)?)
 }
 
-/// One request on a fresh anonymous session to the authority (fresh
-/// ephemeral key, empty additional data).
+/// One request on a fresh anonymous session (fresh ephemeral key, empty
+/// additional data) to an authority at `addr` that must prove `expect`.
 pub(super) async fn authority_request(
-    authority: &AuthorityConfig,
+    addr: &str,
+    expect: ExpectPeer,
     cmd: &Command,
     timeout: Duration,
 ) -> Result<Command, EngineError> {
     let identity = LocalIdentity::ephemeral(&mut rand::rngs::OsRng, Vec::new())
         .map_err(|e| EngineError::Protocol(format!("ephemeral identity: {e}")))?;
-    let expect = ExpectPeer::authority(&authority.public_key)
-        .map_err(|_| EngineError::Pki("authority key is not a valid Ed25519 key".into()))?;
     let mut config = SessionConfig::new(identity, Arc::new(expect));
     config.handshake_timeout = timeout;
     config.io_timeout = timeout;
-    let mut link = dial(&authority.address, &config, timeout).await?;
+    let mut link = dial(addr, &config, timeout).await?;
     send(&mut link, cmd).await?;
     let reply = recv(&mut link, timeout).await?;
     let _ = link.close().await;
     Ok(reply)
+}
+
+/// The peer a nonvoting authority must prove: AD = its key, static key =
+/// the key's Montgomery form.
+pub(super) fn expect_nonvoting(authority: &AuthorityConfig) -> Result<ExpectPeer, EngineError> {
+    ExpectPeer::authority(&authority.public_key)
+        .map_err(|_| EngineError::Pki("authority key is not a valid Ed25519 key".into()))
 }

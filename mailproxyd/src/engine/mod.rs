@@ -36,13 +36,57 @@ pub type RecipientKeys = Arc<dyn Fn(&str) -> Option<[u8; 32]> + Send + Sync>;
 /// does (address `user@provider`, lower case). Called from a blocking context.
 pub type StoreRecipientKey = Arc<dyn Fn(&str, &[u8; 32]) -> Result<(), String> + Send + Sync>;
 
-/// Where the PKI authority is and the key its documents are signed with.
+/// Where a nonvoting PKI authority is and the key its documents are signed with.
 #[derive(Debug, Clone)]
 pub struct AuthorityConfig {
     /// `host:port` of the authority.
     pub address: String,
     /// The authority's Ed25519 public key.
     pub public_key: [u8; 32],
+}
+
+/// One peer of a set of voting authorities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VotingPeer {
+    /// Its Ed25519 identity key: signs documents, and is the handshake AD.
+    pub identity_key: [u8; 32],
+    /// Its X25519 link key (the handshake's static key).
+    pub link_key: [u8; 32],
+    /// `host:port` addresses, tried in order.
+    pub addresses: Vec<String>,
+}
+
+/// The account's PKI: one nonvoting authority, or a set of voting peers of
+/// which `len/2 + 1` must sign a document.
+#[derive(Debug, Clone)]
+pub enum Pki {
+    /// A nonvoting authority.
+    Nonvoting(AuthorityConfig),
+    /// Voting authority peers (at least one, identity keys distinct).
+    Voting(Vec<VotingPeer>),
+}
+
+impl From<AuthorityConfig> for Pki {
+    fn from(a: AuthorityConfig) -> Pki {
+        Pki::Nonvoting(a)
+    }
+}
+
+impl Pki {
+    /// Where the documents come from, for logs (no keys).
+    pub fn describe(&self) -> String {
+        match self {
+            Pki::Nonvoting(a) => a.address.clone(),
+            Pki::Voting(peers) => format!(
+                "voting authorities {}",
+                peers
+                    .iter()
+                    .map(|p| p.addresses.first().map_or("?", String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
 }
 
 /// Timings, all injectable so tests run fast.
@@ -135,8 +179,8 @@ pub struct EngineConfig {
     pub link_private: [u8; 32],
     /// The account's X25519 end-to-end identity private key.
     pub identity_private: [u8; 32],
-    /// The PKI authority.
-    pub authority: AuthorityConfig,
+    /// The PKI authority (nonvoting) or authorities (voting).
+    pub authority: Pki,
     /// Expected provider identity key (overrides nothing: must also match the PKI).
     pub provider_key_pin: Option<[u8; 32]>,
     /// Send loop decoys on idle Poisson ticks.
@@ -164,7 +208,7 @@ impl std::fmt::Debug for EngineConfig {
         f.debug_struct("EngineConfig")
             .field("user", &self.user)
             .field("provider", &self.provider)
-            .field("authority", &self.authority.address)
+            .field("authority", &self.authority.describe())
             .field("send_decoy_traffic", &self.send_decoy_traffic)
             .field("key_discovery", &self.key_discovery)
             .field("timings", &self.timings)

@@ -39,10 +39,23 @@ pub struct NodeConfig {
     /// The node's own directory (mix keys, provider spools and users).
     pub dir: PathBuf,
     pub params: Params,
-    pub authority_address: SocketAddr,
-    pub authority_key: [u8; 32],
+    /// The authority, or every voting authority peer: descriptors go to
+    /// each, documents come from the first that serves one signed by
+    /// `len/2 + 1` of them.
+    pub authorities: Vec<AuthorityEndpoint>,
     /// Apply the provider's per-client rate limiter.
     pub rate_limit: bool,
+}
+
+/// Where an authority listens and the keys it proves in the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthorityEndpoint {
+    pub address: SocketAddr,
+    /// Ed25519 identity key (the handshake AD; signs documents).
+    pub identity_key: [u8; 32],
+    /// X25519 link key (a nonvoting authority's is its identity key's
+    /// Montgomery form).
+    pub link_key: [u8; 32],
 }
 
 /// Counters, for tests and the launcher's status line.
