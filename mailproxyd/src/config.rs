@@ -482,7 +482,7 @@ fn absolute(f: &Fields<'_>, name: &str, text: &str) -> Result<PathBuf, ConfigErr
 }
 
 fn from_table(root: &Table) -> Result<Config, ConfigError> {
-    const SECTIONS: [&str; 9] = [
+    const SECTIONS: [&str; 10] = [
         "Proxy",
         "Logging",
         "NonvotingAuthority",
