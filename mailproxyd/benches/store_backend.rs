@@ -42,7 +42,7 @@ fn commits(c: &mut Criterion) {
     for (name, make) in [("file_backend", &plain), ("fault_backend", &faulty)] {
         let db = make();
         let mut k = 0u64;
-        let value = vec![7u8; 200];
+        let value = [7u8; 200];
         g.bench_function(name, |b| {
             b.iter(|| {
                 k += 1;

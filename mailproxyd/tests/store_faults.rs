@@ -231,7 +231,7 @@ fn matrix(op: Op) {
             let d = tempfile::tempdir().unwrap();
             let f = Faults::new();
             let s = Store::open_with_faults(d.path(), &KeySource::KeyFile, f.clone()).unwrap();
-            let mut health = s.health_watch();
+            let health = s.health_watch();
             f.fail_nth(op, n, fault);
             let mut ex = workload(&s);
             if ex.errors > 0 {
@@ -359,7 +359,7 @@ fn a_commit_whose_last_sync_failed_is_answered_by_what_the_file_holds() {
     let d = tempfile::tempdir().unwrap();
     let f = Faults::new();
     let s = Store::open_with_faults(d.path(), &KeySource::KeyFile, f.clone()).unwrap();
-    let mut health = s.health_watch();
+    let health = s.health_watch();
     // Every page of the commit reached the file before its sync failed: the
     // reopened database holds it, so the caller is told it succeeded.
     f.fail_nth(Op::SyncData, 1, Fault::Io);
@@ -387,7 +387,7 @@ fn concurrent(op: Op, fault: Fault) {
     let d = tempfile::tempdir().unwrap();
     let f = Faults::new();
     let s = Store::open_with_faults(d.path(), &KeySource::KeyFile, f.clone()).unwrap();
-    let mut health = s.health_watch();
+    let health = s.health_watch();
     for n in [1, 3, 7] {
         f.fail_nth(op, n, fault);
     }
@@ -546,8 +546,10 @@ fn a_real_full_filesystem_recovers_when_space_is_freed() {
     assert!(e.is_storage_full(), "{e}");
 
     std::fs::remove_file(&filler).unwrap();
+    let freed = std::time::Instant::now();
     // No write from us: the store probes by itself.
     wait_ok(&s);
+    println!("recovered {:?} after space returned", freed.elapsed());
     s.kv_put(KvTable::Meta, b"k", b"v").unwrap();
     let m = msg(48 * 1024, 200);
     delivered.push((s.deliver(&m, 2).unwrap(), m));
