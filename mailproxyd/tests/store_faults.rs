@@ -197,6 +197,14 @@ fn write_more(s: &Store, ex: &mut Expect) {
     ex.kv.push((b"after".to_vec(), b"recovery".to_vec()));
     let m = msg(2_000, 9);
     let e = s.deliver(&m, 200).expect("deliver after recovery");
+    // Ids only grow: nothing handed out before (even by a failed request) is reused.
+    assert!(
+        e.message.blob > ex.max_id && e.id > ex.max_id,
+        "new ids {} {} after {}",
+        e.message.blob,
+        e.id,
+        ex.max_id
+    );
     ex.max_id = ex.max_id.max(e.id.max(e.message.blob));
     ex.blobs.push((e.message.blob, m.clone()));
     ex.inbox.push((e, m));

@@ -530,3 +530,59 @@ fn reply_all(jobs: Vec<Job>, res: impl Fn() -> Result<(), StoreError>) {
         let _ = j.done.send(res());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Fault, Faults, Health, KeySource, KvTable, Op, Store};
+
+    fn wait_ok(s: &Store) {
+        let mut rx = s.health_watch();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(async {
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(30),
+                    rx.wait_for(|h| *h == Health::Ok),
+                )
+                .await
+                .expect("recovered")
+                .expect("watch open");
+            });
+    }
+
+    /// A reader still holding the poisoned database keeps its file locked:
+    /// reopening is refused (DatabaseAlreadyOpen) and retried until the
+    /// reader lets go.
+    #[test]
+    fn reopen_waits_for_readers_of_the_old_database() {
+        let d = tempfile::tempdir().unwrap();
+        let f = Faults::new();
+        let s = Store::open_with_faults(d.path(), &KeySource::KeyFile, f.clone()).unwrap();
+        let old = s.inner.slot.get().unwrap();
+        f.fail_nth(Op::Write, 1, Fault::NoSpace);
+        let e = s.kv_put(KvTable::Meta, b"k", b"v").unwrap_err();
+        assert!(e.is_storage_full(), "{e}");
+        f.clear();
+        assert!(matches!(s.health(), Health::Failing { full: true, .. }));
+        // While it is held, a fresh open of the file is refused.
+        let opener = super::Opener {
+            path: d.path().join(super::super::DB_FILE),
+            faults: Faults::new(),
+        };
+        assert!(matches!(
+            opener.open(),
+            Err(super::StoreError::Database(
+                redb::Error::DatabaseAlreadyOpen
+            ))
+        ));
+        drop(old);
+        wait_ok(&s);
+        s.kv_put(KvTable::Meta, b"k", b"v").unwrap();
+        assert_eq!(
+            s.kv_get(KvTable::Meta, b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+    }
+}
