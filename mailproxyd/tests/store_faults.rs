@@ -389,6 +389,39 @@ fn a_commit_whose_last_sync_failed_is_answered_by_what_the_file_holds() {
     );
 }
 
+/// The one ambiguous case: every sync fails, so the store cannot reopen to
+/// learn whether the commit landed. The caller is told it failed after a
+/// bounded wait; once syncs work again the record is whole or absent.
+#[test]
+fn a_write_while_every_sync_fails_is_whole_or_absent_afterwards() {
+    let d = tempfile::tempdir().unwrap();
+    let f = Faults::new();
+    let s = Store::open_with_faults(d.path(), &KeySource::KeyFile, f.clone()).unwrap();
+    f.fail_all(Op::SyncData, Fault::Io);
+    let m = msg(300_000, 5);
+    let e = s.deliver(&m, 1).unwrap_err();
+    assert!(e.is_transient() && !e.is_storage_full(), "{e}");
+    f.clear();
+    wait_ok(&s);
+    // Whole or absent, never half: an inbox entry with its message, or
+    // neither (which one depends on whether the sync that failed was the
+    // commit's last, after every page was written).
+    let inbox = s.inbox_list().unwrap();
+    assert!(inbox.len() <= 1);
+    for e in &inbox {
+        assert_eq!(s.read_message(e.message.blob).unwrap(), m);
+    }
+    for id in 1..=20 {
+        if s.message_ref(id).is_ok() {
+            assert!(
+                inbox.iter().any(|e| e.message.blob == id),
+                "orphan blob {id}"
+            );
+        }
+    }
+    println!("kept: {}", inbox.len());
+}
+
 /// Many concurrent writers (grouped into shared commits) and readers while
 /// faults fire: every request is answered, Ok ones are there, Err ones not.
 fn concurrent(op: Op, fault: Fault) {

@@ -22,7 +22,9 @@
 //! final sync failed); its callers wait until the reopened database tells
 //! whether that sequence number landed, and get `Ok` or `Err` accordingly,
 //! so what they are told matches what the store holds. If the database
-//! cannot be reopened within [`PENDING_MAX`], they get an error.
+//! cannot be reopened within [`PENDING_MAX`] (every sync keeps failing),
+//! they get an error; should that commit turn out to have landed after all,
+//! it is kept and an error is logged (a retry may then duplicate it).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -188,6 +190,7 @@ impl Writer {
             health: health_tx,
             failure: None,
             pending: None,
+            unresolved: None,
         };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -270,6 +273,8 @@ struct Worker {
     health: watch::Sender<Health>,
     failure: Option<Failure>,
     pending: Option<Pending>,
+    /// A commit answered as failed at [`PENDING_MAX`] without knowing.
+    unresolved: Option<u64>,
 }
 
 impl Worker {
@@ -435,6 +440,7 @@ impl Worker {
                 "store commit failed and the store could not be reopened to learn whether it landed; reporting failure"
             );
             reply_all(p.jobs, || Err(StoreError::Commit(p.cause.clone())));
+            self.unresolved = Some(p.seq);
         }
         if self.failure.as_ref().is_some_and(|f| f.next_try > now) {
             return;
@@ -452,6 +458,12 @@ impl Worker {
                     return;
                 }
             };
+            if self.unresolved.take() == Some(marks.commit) {
+                tracing::error!(
+                    "a store commit reported as failed had reached the file after all and is kept; \
+                     its callers may retry it (duplicates possible)"
+                );
+            }
             self.next_id.fetch_max(marks.next, Ordering::SeqCst);
             self.seq = self.seq.max(marks.commit);
             self.db = Some(db.clone());
