@@ -435,9 +435,9 @@ impl Worker {
     fn recover(&mut self) {
         let now = Instant::now();
         if let Some(p) = self.pending.take_if(|p| p.deadline <= now) {
-            tracing::error!(
+            tracing::debug!(
                 error = %p.cause,
-                "store commit failed and the store could not be reopened to learn whether it landed; reporting failure"
+                "store not reopened in time to learn whether a failed commit landed; reporting failure"
             );
             reply_all(p.jobs, || Err(StoreError::Commit(p.cause.clone())));
             self.unresolved = Some(p.seq);
