@@ -3,10 +3,12 @@
 //! nothing per retry at those levels. (Its own test binary: it installs the
 //! global tracing subscriber, which the writer thread logs to.)
 
+mod store_support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mailproxyd::store::{Fault, Faults, Health, KeySource, KvTable, Op, Store};
+use mailproxyd::store::{Fault, Faults, KeySource, KvTable, Op, Store};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
@@ -55,17 +57,7 @@ fn one_warning_and_one_recovery_line_per_episode() {
         assert!(polls < 3000, "the writer stopped retrying");
     }
     f.clear();
-    let mut rx = s.health_watch();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap()
-        .block_on(async {
-            tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|h| *h == Health::Ok))
-                .await
-                .expect("recovered")
-                .expect("watch open");
-        });
+    store_support::wait_ok(&s);
     let seen = seen.0.lock().unwrap().clone();
     let at = |l: Level| seen.iter().filter(|(lv, _)| *lv == l).collect::<Vec<_>>();
     let warns = at(Level::WARN);

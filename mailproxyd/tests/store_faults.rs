@@ -8,11 +8,15 @@
 //! - `concurrent_*`: group commit under faults, with readers running.
 //! - `a_real_full_filesystem_*`: a 4 MiB tmpfs filled up (root only).
 
+mod store_support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
+
+use store_support::wait_ok;
 
 use mailproxyd::store::{
     Fault, Faults, Health, InboxEntry, KeySource, KvTable, NewQueueEntry, Op, QueueEntry, Store,
@@ -32,21 +36,6 @@ fn msg(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
-}
-
-/// Waits (on the health watch) until the store is healthy again.
-fn wait_ok(s: &Store) {
-    let mut rx = s.health_watch();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|h| *h == Health::Ok))
-            .await
-            .expect("store did not recover within 30 s")
-            .expect("health watch closed");
-    });
 }
 
 /// What the workload did and what the store must now hold.

@@ -545,24 +545,9 @@ fn reply_all(jobs: Vec<Job>, res: impl Fn() -> Result<(), StoreError>) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Fault, Faults, Health, KeySource, KvTable, Op, Store};
+    use std::time::Duration;
 
-    fn wait_ok(s: &Store) {
-        let mut rx = s.health_watch();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap()
-            .block_on(async {
-                tokio::time::timeout(
-                    std::time::Duration::from_secs(30),
-                    rx.wait_for(|h| *h == Health::Ok),
-                )
-                .await
-                .expect("recovered")
-                .expect("watch open");
-            });
-    }
+    use super::super::{Fault, Faults, Health, KeySource, KvTable, Op, Store};
 
     /// A reader still holding the poisoned database keeps its file locked:
     /// reopening is refused (DatabaseAlreadyOpen) and retried until the
@@ -590,7 +575,14 @@ mod tests {
             ))
         ));
         drop(old);
-        wait_ok(&s);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(30), s.wait_healthy()).await
+            })
+            .expect("recovered once the reader let go");
         s.kv_put(KvTable::Meta, b"k", b"v").unwrap();
         assert_eq!(
             s.kv_get(KvTable::Meta, b"k").unwrap().as_deref(),
