@@ -6,7 +6,6 @@
 mod store_support;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use mailproxyd::store::{Fault, Faults, KeySource, KvTable, Op, Store};
 use tracing::field::{Field, Visit};
@@ -49,13 +48,7 @@ fn one_warning_and_one_recovery_line_per_episode() {
     f.fail_all(Op::Write, Fault::NoSpace);
     assert!(s.kv_put(KvTable::Meta, b"k", b"v").is_err());
     // Let the writer retry several times (each retry writes).
-    let start = f.calls(Op::Write);
-    let mut polls = 0;
-    while f.calls(Op::Write) < start + 3 {
-        std::thread::sleep(Duration::from_millis(10));
-        polls += 1;
-        assert!(polls < 3000, "the writer stopped retrying");
-    }
+    store_support::wait_retries(&f, 3);
     f.clear();
     store_support::wait_ok(&s);
     let seen = seen.0.lock().unwrap().clone();

@@ -14,7 +14,6 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
 
 use store_support::wait_ok;
 
@@ -298,13 +297,7 @@ fn a_full_disk_fails_writes_until_space_returns() {
         Health::Ok => panic!("health is Ok while the disk is full"),
     }
     // The writer keeps probing (each probe tries to write) and keeps failing.
-    let probes = f.calls(Op::Write);
-    let mut waited = 0;
-    while f.calls(Op::Write) < probes + 3 {
-        std::thread::sleep(Duration::from_millis(10));
-        waited += 1;
-        assert!(waited < 2000, "the writer stopped probing");
-    }
+    store_support::wait_retries(&f, 3);
     assert!(matches!(s.health(), Health::Failing { full: true, .. }));
     // Requests meanwhile fail at once, with the storage error.
     let e = s.deliver(b"hello", 1).unwrap_err();
