@@ -43,6 +43,13 @@ impl Store {
     pub fn health_watch(&self) -> tokio::sync::watch::Receiver<Health> {
         self.inner.health.clone()
     }
+
+    /// Resolves once the store is healthy (at once if it is).
+    pub async fn wait_healthy(&self) {
+        let mut rx = self.health_watch();
+        // The sender lives as long as the store; if it is gone, so is the wait.
+        let _ = rx.wait_for(|h| *h == Health::Ok).await;
+    }
 }
 
 /// The OS error inside a redb error, if any.

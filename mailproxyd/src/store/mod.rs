@@ -16,8 +16,8 @@
 //! (group commit); every call returns only after its commit is durable.
 //!
 //! After a storage failure (disk full, I/O error) the writer reopens the
-//! database by itself and reports the store's [`Health`]; see [`writer`] and
-//! [`health`]. [`faults`] injects such failures in tests.
+//! database by itself and reports the store's [`Health`] (see the writer
+//! module and [`health`]); [`faults`] injects such failures in tests.
 
 mod blob;
 pub(crate) mod codec;

@@ -22,7 +22,9 @@
 //! final sync failed); its callers wait until the reopened database tells
 //! whether that sequence number landed, and get `Ok` or `Err` accordingly,
 //! so what they are told matches what the store holds. If the database
-//! cannot be reopened within [`PENDING_MAX`], they get an error.
+//! cannot be reopened within [`PENDING_MAX`] (every sync keeps failing),
+//! they get an error; should that commit turn out to have landed after all,
+//! it is kept and an error is logged (a retry may then duplicate it).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -188,6 +190,7 @@ impl Writer {
             health: health_tx,
             failure: None,
             pending: None,
+            unresolved: None,
         };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -270,6 +273,8 @@ struct Worker {
     health: watch::Sender<Health>,
     failure: Option<Failure>,
     pending: Option<Pending>,
+    /// A commit answered as failed at [`PENDING_MAX`] without knowing.
+    unresolved: Option<u64>,
 }
 
 impl Worker {
@@ -430,11 +435,12 @@ impl Worker {
     fn recover(&mut self) {
         let now = Instant::now();
         if let Some(p) = self.pending.take_if(|p| p.deadline <= now) {
-            tracing::error!(
+            tracing::debug!(
                 error = %p.cause,
-                "store commit failed and the store could not be reopened to learn whether it landed; reporting failure"
+                "store not reopened in time to learn whether a failed commit landed; reporting failure"
             );
             reply_all(p.jobs, || Err(StoreError::Commit(p.cause.clone())));
+            self.unresolved = Some(p.seq);
         }
         if self.failure.as_ref().is_some_and(|f| f.next_try > now) {
             return;
@@ -452,6 +458,12 @@ impl Worker {
                     return;
                 }
             };
+            if self.unresolved.take() == Some(marks.commit) {
+                tracing::error!(
+                    "a store commit reported as failed had reached the file after all and is kept; \
+                     its callers may retry it (duplicates possible)"
+                );
+            }
             self.next_id.fetch_max(marks.next, Ordering::SeqCst);
             self.seq = self.seq.max(marks.commit);
             self.db = Some(db.clone());
@@ -528,5 +540,53 @@ impl Worker {
 fn reply_all(jobs: Vec<Job>, res: impl Fn() -> Result<(), StoreError>) {
     for j in jobs {
         let _ = j.done.send(res());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::{Fault, Faults, Health, KeySource, KvTable, Op, Store};
+
+    /// A reader still holding the poisoned database keeps its file locked:
+    /// reopening is refused (DatabaseAlreadyOpen) and retried until the
+    /// reader lets go.
+    #[test]
+    fn reopen_waits_for_readers_of_the_old_database() {
+        let d = tempfile::tempdir().unwrap();
+        let f = Faults::new();
+        let s = Store::open_with_faults(d.path(), &KeySource::KeyFile, f.clone()).unwrap();
+        let old = s.inner.slot.get().unwrap();
+        f.fail_nth(Op::Write, 1, Fault::NoSpace);
+        let e = s.kv_put(KvTable::Meta, b"k", b"v").unwrap_err();
+        assert!(e.is_storage_full(), "{e}");
+        f.clear();
+        assert!(matches!(s.health(), Health::Failing { full: true, .. }));
+        // While it is held, a fresh open of the file is refused.
+        let opener = super::Opener {
+            path: d.path().join(super::super::DB_FILE),
+            faults: Faults::new(),
+        };
+        assert!(matches!(
+            opener.open(),
+            Err(super::StoreError::Database(
+                redb::Error::DatabaseAlreadyOpen
+            ))
+        ));
+        drop(old);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(30), s.wait_healthy()).await
+            })
+            .expect("recovered once the reader let go");
+        s.kv_put(KvTable::Meta, b"k", b"v").unwrap();
+        assert_eq!(
+            s.kv_get(KvTable::Meta, b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
     }
 }
