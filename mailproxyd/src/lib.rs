@@ -13,10 +13,12 @@ pub mod keys;
 pub mod lock;
 pub mod logging;
 pub mod mgmt;
+pub mod password;
 pub mod recipients;
 
 // Mail front: the encrypted store, SMTP submission, POP3 retrieval.
 pub mod linebuf;
+pub mod login;
 pub mod message;
 pub mod pop3;
 pub mod smtp;

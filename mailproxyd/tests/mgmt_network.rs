@@ -131,8 +131,10 @@ async fn mgmt_status_and_events_of_a_connected_daemon() {
         .await
         .unwrap();
     c.set_recipient("alice@provider1", &identity).await.unwrap();
+    let pw = c.password("alice@provider1", false).await.unwrap();
     let out = Command::new("swaks")
         .args(["--server", "127.0.0.1", "--port", &smtp.to_string()])
+        .args(["--auth-user", "alice@provider1", "--auth-password", &pw])
         .args(["--from", "alice@provider1", "--to", "alice@provider1"])
         .args(["--header", "Subject: to myself", "--body", "PRIVATE-BODY"])
         .output()
