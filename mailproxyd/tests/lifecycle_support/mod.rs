@@ -170,6 +170,22 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs `mailproxyd -g -f config` (keys and passwords); panics unless it
+/// succeeds; returns its standard output.
+pub fn generate(config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailproxyd"))
+        .args(["-g", "-f"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Sends one request line to the running daemon's management socket and
 /// returns the reply line (without its CRLF).
 pub fn mgmt_line(socket: &Path, request: &str) -> String {
