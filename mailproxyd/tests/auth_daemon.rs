@@ -287,7 +287,10 @@ fn authentication_none_is_the_explicit_opt_out_warned_at_every_start() {
     let (text, generated) = mail.generate();
     // -g says no password is needed, and makes none.
     assert_eq!(generated.len(), 2, "{text}");
-    assert!(generated.iter().all(|(_, p)| p.starts_with("(none")), "{text}");
+    assert!(
+        generated.iter().all(|(_, p)| p.starts_with("(none")),
+        "{text}"
+    );
     for start in 0..2 {
         let daemon = mail.start();
         assert!(pop3_user_pass(mail.pop3, ALICE, "anything").starts_with("+OK"));
