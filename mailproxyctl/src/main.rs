@@ -43,6 +43,8 @@ Examples:
   mailproxyctl --config ~/.mailproxy/mailproxy.toml accounts
   mailproxyctl status
   mailproxyctl queue && mailproxyctl cancel alice@provider.example 12
+  mailproxyctl password alice@provider.example          # the SMTP/POP3 login's password
+  mailproxyctl password --reset alice@provider.example  # a new one; the old one stops working
   mailproxyctl logs --level debug --follow
   mailproxyctl set-recipient bob@provider.example 0d1c...e9
   mailproxyctl --json list-recipients | jq .
@@ -52,7 +54,7 @@ Examples:
 #[command(
     name = "mailproxyctl",
     version,
-    about = "Control a running mailproxyd: status, queue, inbox, logs, recipient keys, accounts",
+    about = "Control a running mailproxyd: status, queue, inbox, logs, recipient keys, accounts, passwords",
     after_help = AFTER_HELP
 )]
 struct Cli {
@@ -125,6 +127,14 @@ enum Command {
     },
     /// List the received messages (size, arrival, sender key; never contents).
     Inbox,
+    /// Print an account's SMTP and POP3 password (its login is the account id).
+    Password {
+        /// The account, user@provider.
+        account: String,
+        /// Replace the password with a new one first; the old one stops working at once.
+        #[arg(long)]
+        reset: bool,
+    },
     /// Stream events and log lines as they happen (needs --follow or --for).
     Logs {
         /// Log level: off (events only), error, warn, info, debug or trace.
@@ -380,6 +390,19 @@ async fn run(cli: Cli) -> Result<String, Failure> {
             Command::Cancel { account, id } => {
                 client.cancel(account, *id).await?;
                 ok_output(json)
+            }
+            Command::Password { account, reset } => {
+                let password = client.password(account, *reset).await?;
+                if *reset {
+                    eprintln!(
+                        "mailproxyctl: {account} has a new password; the old one no longer works"
+                    );
+                }
+                if json {
+                    json!({ "account": account, "password": password }).to_string()
+                } else {
+                    password
+                }
             }
             Command::Shutdown => {
                 client.shutdown().await?;

@@ -247,9 +247,43 @@ fn completions_and_help() {
 }
 
 /// Submits a message from alice to `to` over SMTP with swaks.
-fn submit(port: u16, to: &str) {
+/// Sends as alice with swaks, logged in with `password`.
+#[test]
+fn password_shows_and_resets_the_generated_password() {
+    let d = Running::start();
+    let s = d.socket();
+    let o = ctl(&["--socket", s, "password", "Alice@Provider-0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let old = stdout(&o);
+    assert_eq!(old.split('-').count(), 7, "{old}");
+    // The same again, and in JSON.
+    let o = ctl(&["--socket", s, "--json", "password", "alice@provider-0"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["password"], old.as_str());
+    assert_eq!(v["account"], "alice@provider-0");
+    // --reset: a new one, which is what the daemon shows from now on.
+    let o = ctl(&["--socket", s, "password", "--reset", "alice@provider-0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let new = stdout(&o);
+    assert_ne!(new, old);
+    assert!(
+        stderr(&o).contains("old one no longer works"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ctl(&["--socket", s, "password", "alice@provider-0"]);
+    assert_eq!(stdout(&o), new);
+    // An unknown account: the daemon refuses (exit 1).
+    let o = ctl(&["--socket", s, "password", "nobody@provider-0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no account"), "{}", stderr(&o));
+}
+
+fn submit(port: u16, to: &str, password: &str) {
     let out = Command::new("swaks")
         .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--auth", "PLAIN", "--auth-user", "alice@provider-0"])
+        .args(["--auth-password", password])
         .args(["--from", "alice@provider-0", "--to", to])
         .args(["--header", "Subject: ctl test", "--body", "hello"])
         .output()
@@ -354,7 +388,9 @@ fn status_queue_cancel_inbox_logs_and_shutdown() {
     });
 
     // queue: the submitted message with its recipient.
-    submit(smtp, "bob@provider-1");
+    let o = ctl(&["--socket", s, "password", "alice@provider-0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    submit(smtp, "bob@provider-1", &stdout(&o));
     let o = ctl(&["--socket", s, "queue"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);

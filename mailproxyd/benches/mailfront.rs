@@ -3,7 +3,10 @@
 //!
 //! - `serve <datadir>`: SMTP + POP3 servers on free loopback ports for the
 //!   accounts alice@example.org and bob@example.org (every recipient known);
-//!   prints `smtp=<port> pop3=<port>` and runs until stdin closes.
+//!   prints `smtp=<port> pop3=<port>` and runs until stdin closes. POP3
+//!   requires the password `secret` (checked against its Argon2id hash, as
+//!   the daemon does); SMTP takes mail without AUTH, as with
+//!   `Authentication = "none"`, because Postfix's smtp-source cannot log in.
 //! - `count <datadir> <account>`: queue and inbox sizes of an account.
 //! - `commit-baseline <n> <bytes>`: one durable redb commit per message,
 //!   the bare cost the SMTP ingest is compared with.
@@ -21,8 +24,24 @@ use mailproxyd::store::{AccountInfo, Directory, KeySource, NewQueueEntry, Store}
 
 const ACCOUNTS: [&str; 2] = ["alice@example.org", "bob@example.org"];
 
+/// Both accounts' POP3 password (dovecot's static password in bench-pop3).
+const PASSWORD: &str = "secret";
+
+#[derive(Clone)]
 struct BenchDir {
     stores: Vec<(String, Store)>,
+    /// Argon2id hash of [`PASSWORD`] when logins need it.
+    password_hash: Option<String>,
+}
+
+impl BenchDir {
+    /// The same accounts, requiring [`PASSWORD`].
+    fn with_password(&self) -> BenchDir {
+        BenchDir {
+            password_hash: Some(mailproxyd::auth::hash_password(PASSWORD).unwrap()),
+            ..self.clone()
+        }
+    }
 }
 
 impl Directory for BenchDir {
@@ -32,15 +51,18 @@ impl Directory for BenchDir {
             .find(|(a, _)| a == id)
             .map(|(a, _)| AccountInfo {
                 id: a.clone(),
-                password_required: false,
+                password_required: self.password_hash.is_some(),
                 insecure_key_discovery: false,
             })
     }
     fn recipient_known(&self, _addr: &str) -> bool {
         true
     }
-    fn verify_password(&self, _: &str, _: &[u8]) -> bool {
-        false
+    fn verify_password(&self, _: &str, password: &[u8]) -> bool {
+        match (&self.password_hash, std::str::from_utf8(password)) {
+            (Some(hash), Ok(p)) => mailproxyd::auth::verify_password(hash, p),
+            _ => false,
+        }
     }
     fn store(&self, id: &str) -> Option<Store> {
         self.stores
@@ -60,6 +82,7 @@ fn open_all(dir: &Path) -> BenchDir {
                 (a.to_string(), Store::open(&d, &KeySource::KeyFile).unwrap())
             })
             .collect(),
+        password_hash: None,
     }
 }
 
@@ -84,7 +107,10 @@ fn message(i: usize, size: usize) -> Vec<u8> {
     m
 }
 
-async fn serve(dir: Arc<dyn Directory>) -> (u16, u16, tokio::sync::watch::Sender<bool>) {
+/// SMTP over `bd` as it is, POP3 over `bd` requiring [`PASSWORD`].
+async fn serve(bd: &BenchDir) -> (u16, u16, tokio::sync::watch::Sender<bool>) {
+    let dir: Arc<dyn Directory> = Arc::new(bd.clone());
+    let pop3_dir: Arc<dyn Directory> = Arc::new(bd.with_password());
     let sl = mailproxyd::smtp::bind("127.0.0.1:0".parse().unwrap(), false)
         .await
         .unwrap();
@@ -107,7 +133,7 @@ async fn serve(dir: Arc<dyn Directory>) -> (u16, u16, tokio::sync::watch::Sender
     ));
     tokio::spawn(mailproxyd::pop3::serve(
         pl,
-        dir,
+        pop3_dir,
         Default::default(),
         async move {
             let _ = r2.wait_for(|v| *v).await;
@@ -124,10 +150,10 @@ fn main() {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {
         ["serve", dir] => {
-            let bd: Arc<dyn Directory> = Arc::new(open_all(Path::new(dir)));
+            let bd = open_all(Path::new(dir));
             let rt = tokio::runtime::Runtime::new().unwrap();
             rt.block_on(async {
-                let (s, p, stop) = serve(bd).await;
+                let (s, p, stop) = serve(&bd).await;
                 println!("smtp={s} pop3={p}");
                 std::io::stdout().flush().unwrap();
                 tokio::task::spawn_blocking(|| {
@@ -201,16 +227,15 @@ fn main() {
                 bob.deliver(&message(i, 20 * 1024), 1).unwrap();
             }
             let filled = rss_kib();
-            let bd: Arc<dyn Directory> = Arc::new(bd);
             let rt = tokio::runtime::Runtime::new().unwrap();
-            let (_, p, _stop) = rt.block_on(serve(bd));
+            let (_, p, _stop) = rt.block_on(serve(&bd));
             // One POP3 session: UIDL and RETR of every message.
             let sock = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
             let mut r = std::io::BufReader::new(sock.try_clone().unwrap());
             let mut w = sock;
             let mut line = String::new();
             r.read_line(&mut line).unwrap();
-            w.write_all(b"USER bob@example.org\r\nPASS x\r\nUIDL\r\n")
+            w.write_all(format!("USER bob@example.org\r\nPASS {PASSWORD}\r\nUIDL\r\n").as_bytes())
                 .unwrap();
             let mut bytes = 0usize;
             let mut read_multi = |r: &mut std::io::BufReader<std::net::TcpStream>| {

@@ -107,6 +107,20 @@ pub struct ProxyConfig {
     pub max_message_size: u64,
     /// Whether SMTP/POP3 may listen on non-loopback addresses.
     pub allow_non_loopback: bool,
+    /// Whether SMTP and POP3 require each account's password.
+    pub authentication: Authentication,
+}
+
+/// `[Proxy] Authentication`: whether the mail front requires passwords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Authentication {
+    /// `"password"` (the default): POP3 and SMTP require the account's
+    /// password, its `PasswordHash` or else a generated one.
+    #[default]
+    Password,
+    /// `"none"`: the original daemon's behaviour, any local process may use
+    /// any account without a `PasswordHash` (a warning at every start).
+    None,
 }
 
 /// `[Logging]`.
@@ -589,6 +603,17 @@ fn parse_proxy(value: Option<&Value>) -> Result<ProxyConfig, ConfigError> {
         }
     };
     let allow_non_loopback = f.bool("AllowNonLoopback")?;
+    let authentication = match f.string("Authentication")? {
+        None => Authentication::Password,
+        Some(s) if s.eq_ignore_ascii_case("password") => Authentication::Password,
+        Some(s) if s.eq_ignore_ascii_case("none") => Authentication::None,
+        Some(s) => {
+            return Err(f.err(
+                "Authentication",
+                format!("'{s}' is not \"password\" (the default) or \"none\""),
+            ))
+        }
+    };
     if !no_launch_listeners && !allow_non_loopback {
         for (name, addr) in [("SMTPAddress", smtp_address), ("POP3Address", pop3_address)] {
             if !addr.ip().is_loopback() {
@@ -610,6 +635,7 @@ fn parse_proxy(value: Option<&Value>) -> Result<ProxyConfig, ConfigError> {
         no_launch_listeners,
         max_message_size,
         allow_non_loopback,
+        authentication,
     })
 }
 
@@ -1091,6 +1117,7 @@ mod tests {
         assert_eq!(c.proxy.recipient_dir, PathBuf::from("/tmp/x/recipients"));
         assert_eq!(c.proxy.max_message_size, 26_214_400);
         assert!(!c.proxy.allow_non_loopback);
+        assert_eq!(c.proxy.authentication, Authentication::Password);
         assert_eq!(c.management.path, PathBuf::from("/tmp/x/management_sock"));
         assert!(!c.management.enable);
         assert_eq!(c.logging.level, LogLevel::Notice);
@@ -1099,6 +1126,22 @@ mod tests {
         assert_eq!(c.accounts[0].id, "alice@example.org");
         assert_eq!(c.accounts[0].authority, "Test");
         assert_eq!(c.storage.passphrase, None);
+    }
+
+    #[test]
+    fn authentication_is_password_or_none() {
+        let with = |v: &str| {
+            minimal().replace("[Proxy]\n", &format!("[Proxy]\nAuthentication = \"{v}\"\n"))
+        };
+        let c = Config::parse(&with("None")).unwrap();
+        assert_eq!(c.proxy.authentication, Authentication::None);
+        let c = Config::parse(&with("password")).unwrap();
+        assert_eq!(c.proxy.authentication, Authentication::Password);
+        let e = Config::parse(&with("off")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "config: [Proxy] Authentication: 'off' is not \"password\" (the default) or \"none\""
+        );
     }
 
     #[test]

@@ -18,9 +18,9 @@ use mailproxy_proto::AccountInfo;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{AccountConfig, AuthorityKind, Config};
+use crate::config::{AccountConfig, Authentication, AuthorityKind, Config};
 use crate::control::{ControlAccount, DaemonControl, EngineHandle, EngineOf};
-use crate::directory::DaemonDirectory;
+use crate::directory::{DaemonDirectory, LoginPassword};
 use crate::engine::{
     AuthorityConfig as EngineAuthority, Engine, EngineConfig, PartialLimits, Pki, Timings,
     VotingPeer,
@@ -67,7 +67,7 @@ pub enum DaemonError {
     /// Signal handling could not be set up.
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
-    /// An account's store could not be opened.
+    /// An account's store or generated password could not be opened.
     #[error(transparent)]
     Store(#[from] crate::directory::OpenError),
     /// An SMTP or POP3 listener could not be bound.
@@ -371,6 +371,9 @@ where
     if accounts.is_empty() {
         tracing::warn!("no [[Account]] configured");
     }
+    if config.proxy.authentication == Authentication::None {
+        tracing::warn!("[Proxy] Authentication = \"none\": SMTP and POP3 take any password for accounts without a PasswordHash, so any local user can read their mail and send as them");
+    }
     if !config.proxy.no_launch_listeners {
         for (name, addr) in [
             ("SMTP", config.proxy.smtp_address),
@@ -494,6 +497,7 @@ where
             shutdown: stop.clone(),
             control: Arc::new(control),
             logs: crate::logging::bus(),
+            directory: directory.clone(),
         };
         services.spawn(async move {
             (
@@ -571,17 +575,35 @@ where
     result
 }
 
-/// `mailproxyd -g`: prepares DataDir and every account's keys, then returns
-/// the public keys (the lock is released on return).
-pub fn generate_keys(config: Config) -> Result<Vec<AccountInfo>, DaemonError> {
+/// `mailproxyd -g`: prepares DataDir, every account's keys and generated
+/// password, then returns the public keys with the logins (the lock is
+/// released on return).
+pub fn generate_keys(config: Config) -> Result<Vec<(AccountInfo, LoginPassword)>, DaemonError> {
     let prepared = prepare(config)?;
-    Ok(prepared.accounts.iter().map(Account::info).collect())
+    prepared
+        .accounts
+        .iter()
+        .map(|a| {
+            let login = crate::directory::login_password(&prepared.config, &a.config)?;
+            Ok((a.info(), login))
+        })
+        .collect()
 }
 
-/// What a provider operator needs to register an account, as text.
-pub fn registration_text(account: &AccountConfig, info: &AccountInfo) -> String {
+/// What a provider operator needs to register an account, and the
+/// account's SMTP and POP3 login, as text.
+pub fn registration_text(
+    account: &AccountConfig,
+    info: &AccountInfo,
+    login: &LoginPassword,
+) -> String {
+    let password = match login {
+        LoginPassword::Generated(p) => p.as_str(),
+        LoginPassword::InConfig => "(the one hashed in PasswordHash)",
+        LoginPassword::NotRequired => "(none: Authentication = \"none\")",
+    };
     format!(
-        "account {id}\n  link key (authenticates to the provider):     {link}\n  identity key (end-to-end, for other users):   {identity}\n  on the provider's management socket:\n    ADD_USER {user} {link_hex}\n    SET_USER_IDENTITY {user} {identity_hex}\n",
+        "account {id}\n  link key (authenticates to the provider):     {link}\n  identity key (end-to-end, for other users):   {identity}\n  password (SMTP AUTH and POP3, user {id}):  {password}\n  on the provider's management socket:\n    ADD_USER {user} {link_hex}\n    SET_USER_IDENTITY {user} {identity_hex}\n",
         id = info.account,
         user = account.user,
         link = mailproxy_proto::encode_key(&info.link_key),

@@ -13,11 +13,13 @@ pub mod keys;
 pub mod lock;
 pub mod logging;
 pub mod mgmt;
+pub mod password;
 pub mod recipients;
 pub mod slots;
 
 // Mail front: the encrypted store, SMTP submission, POP3 retrieval.
 pub mod linebuf;
+pub mod login;
 pub mod message;
 pub mod pop3;
 pub mod smtp;

@@ -30,8 +30,9 @@ struct Args {
     )]
     config: PathBuf,
 
-    /// Generate the accounts' keys (if missing), print the public keys to
-    /// register with the provider, and exit.
+    /// Generate the accounts' keys and SMTP/POP3 passwords (if missing),
+    /// print the public keys to register with the provider and the
+    /// passwords, and exit.
     #[arg(short = 'g', long = "generate")]
     generate: bool,
 
@@ -122,8 +123,8 @@ fn generate(config: Config) -> ExitCode {
     let accounts = config.accounts.clone();
     match daemon::generate_keys(config) {
         Ok(infos) => {
-            for (account, info) in accounts.iter().zip(&infos) {
-                print!("{}", daemon::registration_text(account, info));
+            for (account, (info, login)) in accounts.iter().zip(&infos) {
+                print!("{}", daemon::registration_text(account, info, login));
             }
             if infos.is_empty() {
                 println!("no [[Account]] configured");

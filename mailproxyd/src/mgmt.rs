@@ -12,7 +12,8 @@
 //! daemon's [`Control`]; `EVENTS` turns the connection into a stream of the
 //! event bus and the [`LogBus`] (see [`stream`]). A subscriber that reads too
 //! slowly only ever blocks its own task: the buses drop its oldest lines and
-//! it gets `LAGGED n`.
+//! it gets `LAGGED n`. `PASSWORD` goes to the [`DaemonDirectory`], which
+//! holds the accounts' logins.
 
 mod stream;
 
@@ -31,6 +32,7 @@ use tokio::task::JoinSet;
 
 use crate::control::{Control, ControlError};
 use crate::daemon::Shutdown;
+use crate::directory::DaemonDirectory;
 use crate::logging::LogBus;
 use crate::recipients::{RecipientError, Recipients};
 use crate::slots::{Cancelled, Slot, SlotPolicy, Slots};
@@ -94,6 +96,8 @@ pub struct MgmtContext {
     pub control: Arc<dyn Control>,
     /// Log lines for `EVENTS` subscribers.
     pub logs: LogBus,
+    /// The accounts' logins, for `PASSWORD`.
+    pub directory: Arc<DaemonDirectory>,
 }
 
 impl std::fmt::Debug for MgmtContext {
@@ -330,6 +334,32 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// `PASSWORD`: the account's generated password, after a reset if asked.
+/// The reply holds the password; the log says only what was done.
+async fn password(ctx: &MgmtContext, account: String, reset: bool) -> String {
+    let dir = ctx.directory.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        if reset {
+            dir.reset_password(&account)
+        } else {
+            dir.password(&account)
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok((id, password))) => {
+            if reset {
+                tracing::warn!(account = %id, "management: password reset; the old one no longer works");
+            } else {
+                tracing::info!(account = %id, "management: password shown");
+            }
+            Status::ok_with(password.as_str()).to_string()
+        }
+        Ok(Err(e)) => failed(e),
+        Err(e) => failed(format!("internal error: {e}")),
+    }
+}
+
 async fn dispatch(request: Request, ctx: &MgmtContext) -> (String, Next) {
     let reply = match request {
         Request::GetRecipient { address } => match ctx.recipients.get(&address) {
@@ -406,6 +436,7 @@ async fn dispatch(request: Request, ctx: &MgmtContext) -> (String, Next) {
                 failed(e)
             }
         },
+        Request::Password { account, reset } => password(ctx, account, reset).await,
         // Handled in `handle_client` (the connection becomes a stream).
         Request::Events { .. } => Status::standard(StatusCode::UNRECOGNISED).to_string(),
         // Requests added to the protocol later than this server.

@@ -2,6 +2,10 @@
 //! ../shared/docs/mail-clients.md). A missing client fails the test.
 //! Queued mail is looped into the local recipient's inbox by the test-only
 //! harness in place of the network engine.
+//!
+//! Every account has a password, as the daemon requires by default, and
+//! every client logs in with its own authentication options. The passwords
+//! have the generated form (base32 groups joined by dashes).
 
 mod clients_support;
 
@@ -10,14 +14,29 @@ use std::process::{Command, Output, Stdio};
 use clients_support::Harness;
 use mailproxyd::smtp::SmtpSettings;
 
+const ALICE_PW: &str = "h3k9-7xqm-2wda-v8ne-0rtb-c5jz-p6fy";
+const BOB_PW: &str = "m4ts-9qk2-x7vb-e3nh-a8wd-1zpc-r5gj";
+const CAROL_PW: &str = "q0w9-e8r7-t6y5-u4i3-o2p1-a0s9-d8f7";
+
 fn harness() -> Harness {
     Harness::start(
         &[
-            ("alice@p", None, false),
-            ("bob@p", None, false),
-            ("carol@p", Some("secret"), false),
+            ("alice@p", Some(ALICE_PW), false),
+            ("bob@p", Some(BOB_PW), false),
+            ("carol@p", Some(CAROL_PW), false),
         ],
         SmtpSettings::default(),
+    )
+}
+
+/// Runs a client that must fail; returns its stdout and stderr.
+fn refused(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("the client is installed");
+    assert!(!out.status.success(), "{cmd:?} succeeded");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     )
 }
 
@@ -78,88 +97,93 @@ fn lf(b: &[u8]) -> Vec<u8> {
 
 // ---------------------------------------------------------------- SMTP
 
+fn swaks(port: &str, from: &str, auth: &[&str], extra: &[&str]) -> Command {
+    let mut c = Command::new("swaks");
+    c.args(["--server", "127.0.0.1", "--port", port, "--from", from])
+        .args(["--to", "bob@p"])
+        .args(auth)
+        .args(extra);
+    c
+}
+
 #[test]
-fn swaks_sends_with_and_without_auth() {
+fn swaks_sends_with_auth_and_is_refused_without() {
     let h = harness();
     let port = h.smtp.port().to_string();
+    let alice = [
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice@p",
+        "--auth-password",
+        ALICE_PW,
+    ];
     run(
-        Command::new("swaks").args([
-            "--server",
-            "127.0.0.1",
-            "--port",
+        &mut swaks(
             &port,
-            "--from",
             "alice@p",
-            "--to",
-            "bob@p",
-            "--header",
-            "Subject: t",
-            "--body",
-            "hello from swaks",
-            "--hide-all",
-        ]),
+            &alice,
+            &[
+                "--header",
+                "Subject: t",
+                "--body",
+                "hello from swaks",
+                "--hide-all",
+            ],
+        ),
         None,
     );
     assert!(contains(&bob_receives(&h), b"hello from swaks"));
+    // AUTH LOGIN, the user name in another case.
     run(
-        Command::new("swaks").args([
-            "--server",
-            "127.0.0.1",
-            "--port",
+        &mut swaks(
             &port,
-            "--from",
             "carol@p",
-            "--to",
-            "bob@p",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "carol@p",
-            "--auth-password",
-            "secret",
-            "--header",
-            "Subject: t",
-            "--body",
-            "authenticated swaks",
-            "--hide-all",
-        ]),
+            &[
+                "--auth",
+                "LOGIN",
+                "--auth-user",
+                "Carol@P",
+                "--auth-password",
+                CAROL_PW,
+            ],
+            &["--body", "authenticated swaks", "--hide-all"],
+        ),
         None,
     );
     assert_eq!(h.loop_queues(), 1);
-    // Without AUTH, carol (who has a password) is refused.
-    let out = Command::new("swaks")
-        .args([
-            "--server",
-            "127.0.0.1",
-            "--port",
+    // Without AUTH: 530 at MAIL.
+    let out = refused(&mut swaks(&port, "alice@p", &[], &["--body", "x"]));
+    assert!(out.contains("<** 530 5.7.0"), "{out}");
+    // Logged in as alice, sending as carol: 553 at MAIL.
+    let out = refused(&mut swaks(&port, "carol@p", &alice, &["--body", "x"]));
+    assert!(out.contains("<** 553 5.7.1"), "{out}");
+    // A wrong password, and another account's name with alice's password.
+    for user in ["alice@p", "BOB@p", "carol@P"] {
+        let out = refused(&mut swaks(
             &port,
-            "--from",
-            "carol@p",
-            "--to",
-            "bob@p",
-            "--hide-all",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+            "alice@p",
+            &["--auth", "PLAIN", "--auth-user", user, "--auth-password"],
+            &[
+                if user == "alice@p" { "wrong" } else { ALICE_PW },
+                "--body",
+                "x",
+            ],
+        ));
+        assert!(out.contains("<** 535 5.7.8"), "{user}: {out}");
+    }
     // Partial transaction.
     run(
-        Command::new("swaks").args([
-            "-s",
-            "127.0.0.1",
-            "-p",
+        &mut swaks(
             &port,
-            "-f",
             "alice@p",
-            "-t",
-            "bob@p",
-            "--quit-after",
-            "RCPT",
-            "--hide-all",
-        ]),
+            &alice,
+            &["--quit-after", "RCPT", "--hide-all"],
+        ),
         None,
     );
     assert_eq!(h.store("alice@p").queue_len().unwrap(), 0);
+    assert_eq!(h.store("carol@p").queue_len().unwrap(), 0);
 }
 
 #[test]
@@ -179,7 +203,9 @@ fn msmtp_sends_and_reads_capabilities() {
             "--host=127.0.0.1",
             &port,
             "--tls=off",
-            "--auth=off",
+            "--auth=plain",
+            "--user=alice@p",
+            &format!("--passwordeval=echo {ALICE_PW}"),
             "--from=alice@p",
             "bob@p",
         ]),
@@ -191,15 +217,25 @@ fn msmtp_sends_and_reads_capabilities() {
             "--host=127.0.0.1",
             &port,
             "--tls=off",
-            "--auth=plain",
+            "--auth=login",
             "--user=carol@p",
-            "--passwordeval=echo secret",
+            &format!("--passwordeval=echo {CAROL_PW}"),
             "--from=carol@p",
             "bob@p",
         ]),
         Some(b"Subject: t\n\nmsmtp auth body\n"),
     );
     assert_eq!(h.loop_queues(), 1);
+    // Without credentials msmtp sends MAIL unauthenticated: refused.
+    let out = refused(Command::new("msmtp").args([
+        "--host=127.0.0.1",
+        &port,
+        "--tls=off",
+        "--auth=off",
+        "--from=alice@p",
+        "bob@p",
+    ]));
+    assert!(out.contains("530"), "{out}");
 }
 
 #[test]
@@ -223,6 +259,8 @@ fn curl_sends_with_sasl_ir_and_continuation() {
             "alice@p",
             "--mail-rcpt",
             "bob@p",
+            "--user",
+            &format!("alice@p:{ALICE_PW}"),
             "--upload-file",
             file,
         ]),
@@ -246,13 +284,26 @@ fn curl_sends_with_sasl_ir_and_continuation() {
                     "--mail-rcpt",
                     "bob@p",
                 ])
-                .args(["--user", "carol@p:secret", "--upload-file", file])
+                .args([
+                    "--user",
+                    &format!("carol@p:{CAROL_PW}"),
+                    "--upload-file",
+                    file,
+                ])
                 .args(extra),
             None,
         );
     }
     let carol = h.store("carol@p");
     assert_eq!(carol.queue_len().unwrap(), 3);
+    // Without --user curl is refused at MAIL (exit 55: sending failed).
+    let out = Command::new("curl")
+        .args(["-sS", "--url", &url, "--mail-from", "alice@p"])
+        .args(["--mail-rcpt", "bob@p", "--upload-file", file])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(h.store("alice@p").queue_len().unwrap(), 0);
 }
 
 #[test]
@@ -265,10 +316,21 @@ from email.message import EmailMessage
 m = EmailMessage(); m['Subject'] = 'py'; m['From'] = 'carol@p'; m['To'] = 'bob@p'
 m.set_content('python body')
 s = smtplib.SMTP('127.0.0.1', {port}, timeout=10)
-s.login('carol@p', 'secret')
+s.login('carol@p', '{carol}')
 s.send_message(m)
 s.quit()
 s = smtplib.SMTP('127.0.0.1', {port}, timeout=10)
+try:
+    s.login('bob@p', '{carol}')
+    raise SystemExit('bob logged in with carol\'s password')
+except smtplib.SMTPAuthenticationError as e:
+    assert e.smtp_code == 535
+try:
+    s.sendmail('alice@p', ['bob@p'], b'Subject: x\r\n\r\nx\r\n')
+    raise SystemExit('MAIL without AUTH accepted')
+except smtplib.SMTPSenderRefused as e:
+    assert e.smtp_code == 530
+s.login('alice@p', '{alice}')
 try:
     s.sendmail('alice@p', ['nobody@nowhere'], b'Subject: x\r\n\r\nx\r\n')
     raise SystemExit('unknown recipient accepted')
@@ -276,14 +338,16 @@ except smtplib.SMTPRecipientsRefused as e:
     assert e.recipients['nobody@nowhere'][0] == 550
 s.quit()
 "#,
-        port = h.smtp.port()
+        port = h.smtp.port(),
+        alice = ALICE_PW,
+        carol = CAROL_PW,
     );
     run(Command::new("python3").args(["-c", &script]), None);
     assert!(contains(&bob_receives(&h), b"python body"));
 }
 
 #[test]
-fn s_nail_sends_with_and_without_auth() {
+fn s_nail_sends_with_auth_plain_and_login() {
     let h = harness();
     let home = tempfile::tempdir().unwrap();
     let p = h.smtp.port();
@@ -295,9 +359,9 @@ fn s_nail_sends_with_and_without_auth() {
                 "-S",
                 "v15-compat",
                 "-S",
-                &format!("mta=smtp://127.0.0.1:{p}"),
+                &format!("mta=smtp://alice%40p:{ALICE_PW}@127.0.0.1:{p}"),
                 "-S",
-                "smtp-auth=none",
+                "smtp-auth=login",
             ])
             .args(["-r", "alice@p", "-s", "t", "bob@p"]),
         Some(b"s-nail body\n"),
@@ -311,7 +375,7 @@ fn s_nail_sends_with_and_without_auth() {
                 "-S",
                 "v15-compat",
                 "-S",
-                &format!("mta=smtp://carol%40p:secret@127.0.0.1:{p}"),
+                &format!("mta=smtp://carol%40p:{CAROL_PW}@127.0.0.1:{p}"),
                 "-S",
                 "smtp-auth=plain",
             ])
@@ -339,6 +403,10 @@ fn sendemail_sends_with_auth_login() {
             "sendemail body",
             "-s",
             &server,
+            "-xu",
+            "alice@p",
+            "-xp",
+            ALICE_PW,
             "-o",
             "tls=no",
         ]),
@@ -361,7 +429,7 @@ fn sendemail_sends_with_auth_login() {
             "-xu",
             "carol@p",
             "-xp",
-            "secret",
+            CAROL_PW,
             "-o",
             "tls=no",
         ]),
@@ -389,8 +457,14 @@ fn with_two_messages() -> (Harness, Vec<Vec<u8>>) {
 fn curl_retrieves_lists_and_runs_commands() {
     let (h, msgs) = with_two_messages();
     let base = format!("pop3://127.0.0.1:{}", h.pop3.port());
+    let bob = format!("bob@p:{BOB_PW}");
     let list = run(
-        Command::new("curl").args(["-sS", &format!("{base}/"), "--user", "Bob@P:any"]),
+        Command::new("curl").args([
+            "-sS",
+            &format!("{base}/"),
+            "--user",
+            &format!("Bob@P:{BOB_PW}"),
+        ]),
         None,
     );
     assert_eq!(
@@ -399,32 +473,18 @@ fn curl_retrieves_lists_and_runs_commands() {
     );
     for (i, m) in msgs.iter().enumerate() {
         let out = run(
-            Command::new("curl").args(["-sS", &format!("{base}/{}", i + 1), "--user", "bob@p:any"]),
+            Command::new("curl").args(["-sS", &format!("{base}/{}", i + 1), "--user", &bob]),
             None,
         );
         assert_eq!(&out.stdout, m);
     }
     let top = run(
-        Command::new("curl").args([
-            "-sS",
-            &format!("{base}/"),
-            "--user",
-            "bob@p:x",
-            "-X",
-            "TOP 1 0",
-        ]),
+        Command::new("curl").args(["-sS", &format!("{base}/"), "--user", &bob, "-X", "TOP 1 0"]),
         None,
     );
     assert_eq!(top.stdout, b"Subject: first\r\nMessage-ID: <1@x>\r\n\r\n");
     let uidl = run(
-        Command::new("curl").args([
-            "-sS",
-            &format!("{base}/"),
-            "--user",
-            "bob@p:x",
-            "-X",
-            "UIDL",
-        ]),
+        Command::new("curl").args(["-sS", &format!("{base}/"), "--user", &bob, "-X", "UIDL"]),
         None,
     );
     assert_eq!(String::from_utf8_lossy(&uidl.stdout).lines().count(), 2);
@@ -433,7 +493,7 @@ fn curl_retrieves_lists_and_runs_commands() {
             "-sS",
             &format!("{base}/"),
             "--user",
-            "bob@p:x",
+            &bob,
             "-X",
             "DELE 1",
             "-I",
@@ -441,14 +501,22 @@ fn curl_retrieves_lists_and_runs_commands() {
         None,
     );
     assert_eq!(h.store("bob@p").inbox_len().unwrap(), 1);
-    // Password checked when configured.
-    let bad = Command::new("curl")
-        .args(["-sS", &format!("{base}/"), "--user", "carol@p:wrong"])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
+    // A wrong password, and another account's name (in any case) with
+    // carol's password: curl exits 67 (login denied).
+    for user in ["carol@p:wrong".to_owned(), format!("BOB@p:{CAROL_PW}")] {
+        let bad = Command::new("curl")
+            .args(["-sS", &format!("{base}/"), "--user", &user])
+            .output()
+            .unwrap();
+        assert_eq!(bad.status.code(), Some(67), "{user}");
+    }
     run(
-        Command::new("curl").args(["-sS", &format!("{base}/"), "--user", "carol@p:secret"]),
+        Command::new("curl").args([
+            "-sS",
+            &format!("{base}/"),
+            "--user",
+            &format!("carol@p:{CAROL_PW}"),
+        ]),
         None,
     );
 }
@@ -462,7 +530,7 @@ import poplib, sys
 p = poplib.POP3('127.0.0.1', {port}, timeout=10)
 caps = p.capa()
 assert 'TOP' in caps and 'UIDL' in caps and 'SASL' in caps, caps
-p.user('bob@p'); p.pass_('x')
+p.user('bob@p'); p.pass_('{pw}')
 n, size = p.stat()
 assert n == 2, n
 out = sys.stdout.buffer
@@ -472,7 +540,8 @@ for i in (1, 2):
     out.write(b'\0')
 p.quit()
 "#,
-        port = h.pop3.port()
+        port = h.pop3.port(),
+        pw = BOB_PW,
     );
     let out = run(Command::new("python3").args(["-c", &script]), None);
     let parts: Vec<&[u8]> = out.stdout.split(|&b| b == 0).collect();
@@ -507,7 +576,7 @@ fn mpop_fetches_and_reads_capabilities() {
                 "--tls=off",
                 auth,
                 "--user=bob@p",
-                "--passwordeval=echo x",
+                &format!("--passwordeval=echo {BOB_PW}"),
                 "--keep=on",
                 "--only-new=off",
                 &format!("--delivery=mbox,{}", mbox.display()),
@@ -535,7 +604,7 @@ fn fetchmail_fetches_despite_last() {
     std::fs::write(
         &rc,
         format!(
-            "poll 127.0.0.1 service {} protocol pop3 auth password user \"bob@p\" password x sslproto '' mda 'cat >> {}' keep\n",
+            "poll 127.0.0.1 service {} protocol pop3 auth password user \"bob@p\" password \"{BOB_PW}\" sslproto '' mda 'cat >> {}' keep\n",
             h.pop3.port(),
             mbox.display()
         ),
@@ -587,7 +656,7 @@ fn getmail6_fetches_into_a_maildir() {
     std::fs::write(
         gm.join("getmailrc"),
         format!(
-            "[retriever]\ntype=SimplePOP3Retriever\nserver=127.0.0.1\nport={}\nusername=bob@p\npassword=x\n\n\
+            "[retriever]\ntype=SimplePOP3Retriever\nserver=127.0.0.1\nport={}\nusername=bob@p\npassword={BOB_PW}\n\n\
              [destination]\ntype=Maildir\npath={}/\n{user_line}\n[options]\nread_all=true\ndelete=false\n",
             h.pop3.port(),
             md.display()
@@ -625,7 +694,7 @@ fn s_nail_reads_and_exit_drops_the_connection_without_deleting() {
             .args(["-Y", &format!("copy * {}", mbox.display()), "-Y", "exit"])
             .args([
                 "-f",
-                &format!("pop3://bob%40p:x@127.0.0.1:{}", h.pop3.port()),
+                &format!("pop3://bob%40p:{BOB_PW}@127.0.0.1:{}", h.pop3.port()),
             ]),
         None,
     );
@@ -641,7 +710,7 @@ fn s_nail_reads_and_exit_drops_the_connection_without_deleting() {
     // The maildrop lock was released by the dropped connection.
     let mut c = clients_support::Client::connect(h.pop3);
     c.line();
-    c.send(b"USER bob@p\r\nPASS x\r\n");
+    c.send(format!("USER bob@p\r\nPASS {BOB_PW}\r\n").as_bytes());
     c.line();
     assert!(c.line().starts_with("+OK"));
 }
@@ -689,6 +758,8 @@ fn submit_and_retrieve_identically(msg: &[u8], with_python: bool) {
             "alice@p",
             "--mail-rcpt",
             "bob@p",
+            "--user",
+            &format!("alice@p:{ALICE_PW}"),
             "--upload-file",
             f.to_str().unwrap(),
         ]),
@@ -700,7 +771,7 @@ fn submit_and_retrieve_identically(msg: &[u8], with_python: bool) {
             "-sS",
             &format!("pop3://127.0.0.1:{}/1", h.pop3.port()),
             "--user",
-            "bob@p:x",
+            &format!("bob@p:{BOB_PW}"),
         ]),
         None,
     );
@@ -719,7 +790,7 @@ fn submit_and_retrieve_identically(msg: &[u8], with_python: bool) {
     );
     if with_python {
         let script = format!(
-            "import poplib,sys\np=poplib.POP3('127.0.0.1',{},timeout=60)\np.user('bob@p');p.pass_('x')\n\
+            "import poplib,sys\np=poplib.POP3('127.0.0.1',{},timeout=60)\np.user('bob@p');p.pass_('{BOB_PW}')\n\
              r,l,o=p.retr(1)\nsys.stdout.buffer.write(b'\\r\\n'.join(l)+b'\\r\\n')\np.quit()\n",
             h.pop3.port()
         );

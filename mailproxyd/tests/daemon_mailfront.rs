@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use lifecycle_support::{wait_until, Setup};
+use lifecycle_support::{password, wait_until, Setup};
 use mailproxyd::store::{KeySource, Store};
 
 fn free_port() -> u16 {
@@ -44,10 +44,20 @@ fn swaks_submits_to_the_daemon_and_curl_logs_in() {
         std::net::TcpStream::connect(("127.0.0.1", smtp)).is_ok()
     });
 
+    let pw = password(&setup.socket, "alice@provider-0", false);
+    let auth = [
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice@provider-0",
+        "--auth-password",
+        &pw,
+    ];
     let marker = "MARKER-d41d8cd98f00b204e9800998ecf8427e";
     let out = Command::new("swaks")
         .args(["--server", "127.0.0.1", "--port", &smtp.to_string()])
         .args(["--from", "alice@provider-0", "--to", "bob@provider-1"])
+        .args(auth)
         .args(["--header", "Subject: daemon test", "--body", marker])
         .output()
         .expect("swaks is installed (scripts/install-test-deps)");
@@ -67,6 +77,7 @@ fn swaks_submits_to_the_daemon_and_curl_logs_in() {
             "--quit-after",
             "RCPT",
         ])
+        .args(auth)
         .output()
         .unwrap();
     assert!(
@@ -81,7 +92,7 @@ fn swaks_submits_to_the_daemon_and_curl_logs_in() {
             "-sS",
             &format!("pop3://127.0.0.1:{pop3}/"),
             "--user",
-            "Alice@Provider-0:x",
+            &format!("Alice@Provider-0:{pw}"),
         ])
         .output()
         .unwrap();

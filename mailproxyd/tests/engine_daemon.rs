@@ -96,12 +96,15 @@ impl Lines {
     }
 }
 
+/// Both accounts' password, configured as a `PasswordHash`.
+const PASSWORD: &str = "engine-daemon-pw";
+
 async fn maildrop(pop3: std::net::SocketAddr, user: &str) -> Vec<Vec<u8>> {
     let mut c = Lines::connect(pop3).await;
     let greeting = c.line().await;
     assert!(greeting.starts_with("+OK"), "{greeting}");
     c.pop(&format!("USER {user}\r\n")).await;
-    c.pop("PASS any\r\n").await;
+    c.pop(&format!("PASS {PASSWORD}\r\n")).await;
     let stat = c.pop("STAT\r\n").await;
     let n: usize = stat.split_whitespace().nth(1).unwrap().parse().unwrap();
     let mut out = Vec::new();
@@ -150,11 +153,12 @@ async fn discover_and_deliver(voting: usize) {
     } else {
         "Authority"
     };
+    let hash = mailproxyd::auth::hash_password(PASSWORD).unwrap();
     let text = format!(
         "[Proxy]\nSMTPAddress = \"{smtp}\"\nPOP3Address = \"{pop3}\"\nDataDir = \"{}\"\n\
          {block}\
-         [[Account]]\nUser = \"alice\"\nProvider = \"provider1\"\n{field} = \"testnet\"\nInsecureKeyDiscovery = true\n\
-         [[Account]]\nUser = \"bob\"\nProvider = \"provider2\"\n{field} = \"testnet\"\n\
+         [[Account]]\nUser = \"alice\"\nProvider = \"provider1\"\n{field} = \"testnet\"\nInsecureKeyDiscovery = true\nPasswordHash = \"{hash}\"\n\
+         [[Account]]\nUser = \"bob\"\nProvider = \"provider2\"\n{field} = \"testnet\"\nPasswordHash = \"{hash}\"\n\
          [Debug]\nPollingInterval = 1\nRetransmitSlack = 30\nEpochPeriod = {PERIOD}\n",
         data.path().join("d").display(),
     );
@@ -203,6 +207,10 @@ async fn discover_and_deliver(voting: usize) {
     };
     c.smtp(None, "220").await;
     c.smtp(Some("EHLO test\r\n"), "250").await;
+    let plain =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0alice@provider1\0{PASSWORD}"));
+    c.smtp(Some(&format!("AUTH PLAIN {plain}\r\n")), "235")
+        .await;
     c.smtp(Some("MAIL FROM:<alice@provider1>\r\n"), "250").await;
     c.smtp(Some("RCPT TO:<bob@provider2>\r\n"), "250").await;
     c.smtp(Some("DATA\r\n"), "354").await;

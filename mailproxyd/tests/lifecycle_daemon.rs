@@ -89,20 +89,10 @@ fn lifecycle_generate_prints_registration_and_exits() {
         .unwrap()
         .replace("File = \"mailproxyd.log\"\n", "");
     fs::write(&setup.config, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mailproxyd"))
-        .args(["-g", "-f"])
-        .arg(&setup.config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = support::generate(&setup.config);
     let dir = setup.data_dir.join("alice@provider-0");
     let link = read_pem_file(&dir.join("link.public.pem"), PUBLIC_PEM).unwrap();
     let identity = read_pem_file(&dir.join("identity.public.pem"), PUBLIC_PEM).unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(&format!("ADD_USER alice {}", hex::encode(link))),
         "{stdout}"

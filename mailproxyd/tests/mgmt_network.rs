@@ -67,16 +67,7 @@ async fn mgmt_status_and_events_of_a_connected_daemon() {
     .unwrap();
 
     // Keys first (-g), registered at the provider, then the daemon.
-    let out = Command::new(env!("CARGO_BIN_EXE_mailproxyd"))
-        .args(["-g", "-f"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lifecycle_support::generate(&config);
     let account_dir = data_dir.join("alice@provider1");
     let link = read_pem_file(&account_dir.join("link.public.pem"), PUBLIC_PEM).unwrap();
     let identity = read_pem_file(&account_dir.join("identity.public.pem"), PUBLIC_PEM).unwrap();
@@ -131,8 +122,10 @@ async fn mgmt_status_and_events_of_a_connected_daemon() {
         .await
         .unwrap();
     c.set_recipient("alice@provider1", &identity).await.unwrap();
+    let pw = c.password("alice@provider1", false).await.unwrap();
     let out = Command::new("swaks")
         .args(["--server", "127.0.0.1", "--port", &smtp.to_string()])
+        .args(["--auth-user", "alice@provider1", "--auth-password", &pw])
         .args(["--from", "alice@provider1", "--to", "alice@provider1"])
         .args(["--header", "Subject: to myself", "--body", "PRIVATE-BODY"])
         .output()

@@ -8,7 +8,7 @@ mod lifecycle_support;
 use std::fs;
 use std::process::Command;
 
-use lifecycle_support::{wait_until, write_recipient, Daemon, Setup, TIMEOUT};
+use lifecycle_support::{password, wait_until, write_recipient, Daemon, Setup, TIMEOUT};
 use mailproxy_proto::{
     Client, ConnState, EventKind, EventStream, Level, QueueState, Reply, Request, StatusCode,
     StreamLine,
@@ -49,10 +49,20 @@ impl Mail {
         daemon
     }
 
-    /// Submits a message to `to` with swaks; panics unless accepted.
+    /// Submits a message to `to` with swaks, logged in with the account's
+    /// password; panics unless accepted.
     fn submit(&self, to: &str, body: &str) {
+        let pw = password(&self.setup.socket, ACCOUNT, false);
         let out = Command::new("swaks")
             .args(["--server", "127.0.0.1", "--port", &self.smtp.to_string()])
+            .args([
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                ACCOUNT,
+                "--auth-password",
+                &pw,
+            ])
             .args(["--from", ACCOUNT, "--to", to])
             .args(["--header", "Subject: mgmt test", "--body", body])
             .output()

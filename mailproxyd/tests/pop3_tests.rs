@@ -47,7 +47,11 @@ UIDL\r\nTOP 1 0\r\nRETR 1\r\nDELE 1\r\nLAST\r\nRETR x\r\nRSET\nNOOP\r\nQUIT\r\n"
 
 fn harness() -> Harness {
     Harness::start(
-        &[("alice@p", None, false), ("carol@p", Some("pw"), false)],
+        &[
+            ("alice@p", None, false),
+            ("carol@p", Some("pw"), false),
+            ("dan@p", Some("dan-pw"), false),
+        ],
         SmtpSettings::default(),
     )
 }
@@ -192,6 +196,15 @@ fn passwords_and_sasl_plain() {
     c.send(b"USER nobody@p\r\nPASS x\r\n");
     c.line();
     assert!(c.line().starts_with("-ERR [AUTH]"));
+    // Another account's name, in any case, with carol's password (on a
+    // connection of its own: failures are slowed down per connection).
+    let mut other = Client::connect(h.pop3);
+    other.line();
+    other.send(b"USER DAN@P\r\nPASS pw\r\n");
+    other.line();
+    assert!(other.line().starts_with("-ERR [AUTH]"));
+    other.send(format!("AUTH PLAIN {}\r\n", b64(b"\0dan@p\0pw")).as_bytes());
+    assert!(other.line().starts_with("-ERR [AUTH]"));
     c.send(format!("AUTH PLAIN {}\r\n", b64(b"\0Carol@P\0pw")).as_bytes());
     assert!(c.line().starts_with("+OK"));
     c.send(b"QUIT\r\n");

@@ -90,6 +90,7 @@ fn harness() -> Harness {
             ("bob@p", None, false),
             ("carol@p", Some("pw"), false),
             ("dave@p", None, true),
+            ("erin@p", Some("erin-pw"), false),
         ],
         SmtpSettings {
             max_message_size: 10_000,
@@ -192,6 +193,20 @@ fn auth_forms_and_password_requirement() {
     assert!(c.reply()[0].starts_with("530 5.7.0"));
     c.send(format!("AUTH PLAIN {}\r\n", b64(b"\0carol@p\0wrong")).as_bytes());
     assert!(c.reply()[0].starts_with("535 5.7.8"));
+    // Another account's name, in any case, with carol's password (on a
+    // connection of its own: failures are slowed down per connection).
+    let mut other = Client::connect(h.smtp);
+    other.line();
+    for name in ["erin@p", "ERIN@p"] {
+        other
+            .send(format!("AUTH PLAIN {}\r\n", b64(format!("\0{name}\0pw").as_bytes())).as_bytes());
+        assert!(other.reply()[0].starts_with("535 5.7.8"), "{name}");
+    }
+    other.send(b"MAIL FROM:<erin@p>\r\n");
+    assert!(
+        other.reply()[0].starts_with("530 5.7.0"),
+        "still not logged in"
+    );
     // Continuation form, authzid equal to authcid, case-insensitive id.
     c.send(b"AUTH PLAIN\r\n");
     assert_eq!(c.reply()[0], "334");
@@ -202,7 +217,10 @@ fn auth_forms_and_password_requirement() {
         c.reply()[0].starts_with("553 5.7.1"),
         "cannot send as another account"
     );
-    c.send(b"MAIL FROM:<carol@p>\r\n");
+    c.send(b"MAIL FROM:<erin@p>\r\n");
+    assert!(c.reply()[0].starts_with("553 5.7.1"));
+    // The sender matches the login in any case.
+    c.send(b"MAIL FROM:<CAROL@p>\r\n");
     assert_eq!(c.code(), 250);
 
     // AUTH LOGIN (sendemail style) and the initial-response form.

@@ -229,6 +229,24 @@ impl Client {
         .map(drop)
     }
 
+    /// `PASSWORD`: the account's generated SMTP/POP3 password; with `reset`,
+    /// a new one that replaces the old at once.
+    pub async fn password(&mut self, account: &str, reset: bool) -> Result<String, ClientError> {
+        let status = self
+            .call_ok(&Request::Password {
+                account: account.to_owned(),
+                reset,
+            })
+            .await?;
+        if status.text.is_empty() || status.text.contains(char::is_whitespace) {
+            return Err(ClientError::Protocol(format!(
+                "PASSWORD reply is not a password: {:?}",
+                status.text
+            )));
+        }
+        Ok(status.text)
+    }
+
     /// `EVENTS`: turns this connection into an event stream at `level`.
     pub async fn subscribe(mut self, level: Level) -> Result<EventStream, ClientError> {
         self.call_ok(&Request::Events { level }).await?;

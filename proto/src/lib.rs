@@ -40,6 +40,7 @@
 //! | `INBOX` | body of [`InboxItem`] lines (no contents), sorted by account and id | 501, 554 |
 //! | `CANCEL <account> <id>` | `250 Requested action ok, completed` | 501, 554 unknown account or id |
 //! | `EVENTS [<level>]` | `250 ...`, then a stream of [`StreamLine`]s until `QUIT` (not answered: the server closes) or close | 501 |
+//! | `PASSWORD <account> [RESET]` | `250 <password>`: the account's generated SMTP/POP3 password; with `RESET` a new one, which replaces the old at once | 501, 554 unknown account, password set in the config (`PasswordHash`), or authentication off |
 //! | `QUIT` | `250 Requested action ok, completed`, then the server closes the connection | 501 |
 //!
 //! Keys are 32-byte X25519 public keys, given in hex (tried first) or
@@ -63,6 +64,12 @@
 //! `EVENTS` the connection carries only stream lines ([`event`]): `EVENT`,
 //! `LOG` and `LAGGED`, never a status line; the server reads further input
 //! only to see `QUIT` or the close.
+//!
+//! `PASSWORD` came later in protocol 2 (an older daemon answers `500`). The
+//! password is the login of the account's SMTP and POP3 servers: it never
+//! contains blanks, so the whole text after `250 ` is the password. Only the
+//! socket's owner can ask for it (the socket is 0600 in a private directory);
+//! the daemon logs that it was shown or reset, never the password.
 
 pub mod civil;
 pub mod client;

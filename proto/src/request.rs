@@ -68,6 +68,14 @@ pub enum Request {
         /// Log level; `Off` streams events only.
         level: Level,
     },
+    /// `PASSWORD <account> [RESET]`: the account's generated SMTP/POP3
+    /// password; with `RESET`, a new one replaces it (protocol 2).
+    Password {
+        /// The account (`user@provider`).
+        account: String,
+        /// Replace the password with a new one first.
+        reset: bool,
+    },
     /// `QUIT`: close this connection.
     Quit,
 }
@@ -238,6 +246,23 @@ fn parse_line(line: &[u8]) -> Result<Request, ParseError> {
             };
             Request::Events { level }
         }
+        "PASSWORD" => {
+            let expected = "<account> and an optional RESET";
+            let reset = match args.as_slice() {
+                [_] => false,
+                [_, word] if word.eq_ignore_ascii_case("RESET") => true,
+                _ => {
+                    return Err(ParseError::Arity {
+                        command: "PASSWORD",
+                        expected,
+                    })
+                }
+            };
+            Request::Password {
+                account: args[0].to_owned(),
+                reset,
+            }
+        }
         "QUIT" => no_args(&args, "QUIT", Request::Quit)?,
         _ => return Err(ParseError::UnknownCommand),
     };
@@ -273,6 +298,7 @@ impl Request {
             Request::Inbox => "INBOX",
             Request::Cancel { .. } => "CANCEL",
             Request::Events { .. } => "EVENTS",
+            Request::Password { .. } => "PASSWORD",
             Request::Quit => "QUIT",
         }
     }
@@ -317,6 +343,12 @@ impl fmt::Display for Request {
             Request::QueryRecipient { account, address } => write!(f, " {account} {address}")?,
             Request::Cancel { account, id } => write!(f, " {account} {id}")?,
             Request::Events { level } => write!(f, " {}", level.as_str().to_ascii_lowercase())?,
+            Request::Password { account, reset } => {
+                write!(f, " {account}")?;
+                if *reset {
+                    f.write_str(" RESET")?;
+                }
+            }
             _ => {}
         }
         f.write_str("\r\n")
@@ -380,6 +412,20 @@ mod tests {
                 },
             ),
             ("EVENTS off\n", Request::Events { level: Level::Off }),
+            (
+                "PASSWORD alice@p\n",
+                Request::Password {
+                    account: "alice@p".into(),
+                    reset: false,
+                },
+            ),
+            (
+                "password Alice@P reset\r\n",
+                Request::Password {
+                    account: "Alice@P".into(),
+                    reset: true,
+                },
+            ),
             ("quit\n", Request::Quit),
         ];
         for (line, want) in cases {
@@ -437,6 +483,23 @@ mod tests {
             parse(b"STATUS x\n"),
             Err(ParseError::Arity { .. })
         ));
+        for bad in [
+            &b"PASSWORD\n"[..],
+            b"PASSWORD a@p now\n",
+            b"PASSWORD a@p RESET x\n",
+        ] {
+            assert!(
+                matches!(
+                    parse(bad),
+                    Err(ParseError::Arity {
+                        command: "PASSWORD",
+                        ..
+                    })
+                ),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
         let long = format!("GET_RECIPIENT {}\n", "a".repeat(MAX_ARG + 1));
         assert_eq!(parse(long.as_bytes()), Err(ParseError::ArgumentTooLong));
     }

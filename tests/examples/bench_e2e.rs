@@ -130,7 +130,7 @@ fn main() {
         let smtp_addr = world.daemons[a].smtp;
         let pop3 = world.daemons[b].pop3;
         let mut lat = Vec::new();
-        let mut smtp = Smtp::connect(smtp_addr).expect("SMTP");
+        let mut smtp = Smtp::connect(smtp_addr, &world.login(ALICE)).expect("SMTP");
         // Each send waits a random fraction of a polling interval first, so
         // its phase against bob's polls is uniform (sending right after the
         // previous message appeared would always hit the poll just done).
@@ -147,7 +147,7 @@ fn main() {
                 "the message in bob's POP3",
                 Duration::from_secs(120),
                 Duration::from_millis(5),
-                || (mail::pop3_count(pop3, BOB) > i).then_some(()),
+                || (mail::pop3_count(pop3, &world.login(BOB)) > i).then_some(()),
             );
             lat.push(t0.elapsed().as_secs_f64() * 1000.0);
         }
@@ -168,13 +168,13 @@ fn main() {
     if args.only.contains('b') {
         world.daemons[b].stop();
         let before = world.net.spool_len("provider2", "bob");
-        let mut smtp = Smtp::connect(world.daemons[a].smtp).expect("SMTP");
+        let mut smtp = Smtp::connect(world.daemons[a].smtp, &world.login(ALICE)).expect("SMTP");
         for i in 0..100 {
             let m = mail::message(ALICE, &[BOB], &format!("drain {i}"), "y");
             smtp.send(ALICE, &[BOB], &m).expect("send");
         }
         let _ = smtp.quit();
-        let pop3_before = mail::pop3_count(world.daemons[b].pop3, BOB);
+        let pop3_before = mail::pop3_count(world.daemons[b].pop3, &world.login(BOB));
         wait_for(
             "100 blocks at provider2",
             Duration::from_secs(600),
@@ -198,7 +198,10 @@ fn main() {
             "100 messages in POP3",
             Duration::from_secs(600),
             Duration::from_millis(20),
-            || (mail::pop3_count(pop3, BOB) >= pop3_before + 100).then(|| t0.elapsed()),
+            || {
+                (mail::pop3_count(pop3, &world.login(BOB)) >= pop3_before + 100)
+                    .then(|| t0.elapsed())
+            },
         );
         println!("(b) draining {waiting} spooled blocks (100 one-block messages, retransmission copies included):");
         println!(
@@ -242,7 +245,7 @@ fn main() {
         let rss0 = proc_status_kib(pid, "VmRSS:");
         world.net.stop_node("provider2");
         let t0 = Instant::now();
-        let mut smtp = Smtp::connect(world.daemons[a].smtp).expect("SMTP");
+        let mut smtp = Smtp::connect(world.daemons[a].smtp, &world.login(ALICE)).expect("SMTP");
         let body = "z".repeat(1000);
         for i in 0..args.in_flight {
             let m = mail::message(ALICE, &[BOB], &format!("in flight {i}"), &body);

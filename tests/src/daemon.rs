@@ -1,5 +1,5 @@
 //! One real `mailproxyd` child process: its config file, DataDir, listeners
-//! on free ports, key generation (`-g`), start, SIGKILL, restart.
+//! on free ports, key and password generation (`-g`), start, SIGKILL, restart.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::bins;
+use crate::mail::Login;
 
 /// How long a daemon may take to open its listeners (loaded machine).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -38,7 +39,8 @@ impl Default for DaemonOptions {
     }
 }
 
-/// One account of a daemon and its public keys (from `mailproxyd -g`).
+/// One account of a daemon, its public keys and its SMTP/POP3 password
+/// (from `mailproxyd -g`).
 #[derive(Debug, Clone)]
 pub struct AccountKeys {
     /// `user@provider`.
@@ -49,6 +51,8 @@ pub struct AccountKeys {
     pub key_discovery: bool,
     pub link: [u8; 32],
     pub identity: [u8; 32],
+    /// The generated SMTP/POP3 password.
+    pub password: String,
 }
 
 /// A mailproxyd child process and its files.
@@ -106,6 +110,7 @@ impl Daemon {
                     key_discovery: *kd,
                     link: [0; 32],
                     identity: [0; 32],
+                    password: String::new(),
                 })
                 .collect(),
             options,
@@ -161,7 +166,8 @@ impl Daemon {
         fs::write(&self.config, s).expect("writing the daemon config");
     }
 
-    /// Runs `mailproxyd -g` and records every account's public keys.
+    /// Runs `mailproxyd -g` and records every account's public keys and
+    /// password.
     fn generate_keys(&mut self) {
         let out = Command::new(bins::binary("mailproxyd"))
             .arg("-f")
@@ -179,9 +185,15 @@ impl Daemon {
         for a in &mut self.accounts {
             let mut link = None;
             let mut identity = None;
+            let mut password = None;
+            let mut current = String::new();
             for line in text.lines() {
+                if let Some(id) = line.strip_prefix("account ") {
+                    current = id.to_owned();
+                }
                 let w: Vec<&str> = line.split_whitespace().collect();
                 match w.as_slice() {
+                    ["password", .., pw] if current == a.id => password = Some(pw.to_string()),
                     ["ADD_USER", u, k] if u.eq_ignore_ascii_case(&a.user) => {
                         link = Some(parse_hex_key(k))
                     }
@@ -194,6 +206,7 @@ impl Daemon {
             a.link = link.unwrap_or_else(|| panic!("no ADD_USER for {} in:\n{text}", a.id));
             a.identity =
                 identity.unwrap_or_else(|| panic!("no SET_USER_IDENTITY for {} in:\n{text}", a.id));
+            a.password = password.unwrap_or_else(|| panic!("no password for {} in:\n{text}", a.id));
         }
     }
 
@@ -283,6 +296,14 @@ impl Daemon {
             .iter()
             .find(|a| a.id == id)
             .unwrap_or_else(|| panic!("no account {id} in this daemon"))
+    }
+
+    /// The SMTP and POP3 login of account `id`.
+    pub fn login(&self, id: &str) -> Login {
+        Login {
+            user: id.to_owned(),
+            password: self.account(id).password.clone(),
+        }
     }
 
     /// The last `n` lines of the daemon's log file and stderr.

@@ -15,7 +15,7 @@ pub mod wait;
 pub mod world;
 
 pub use daemon::{AccountKeys, Daemon, DaemonOptions};
-pub use mail::{Pop3, Smtp};
+pub use mail::{Login, Pop3, Smtp};
 pub use net::Net;
 pub use wait::wait_for;
 pub use world::{DaemonSpec, World, WorldBuilder};

@@ -1,5 +1,6 @@
 //! Mail: building test messages, the stock clients (swaks, curl, Python
 //! poplib) and small native SMTP/POP3 clients for polling and benchmarks.
+//! Every client logs in: the daemons require each account's password.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -8,6 +9,21 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
+
+/// An account's SMTP and POP3 login: its id (also the envelope sender) and
+/// its generated password (from `mailproxyd -g`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    pub user: String,
+    pub password: String,
+}
+
+impl Login {
+    /// `user:password`, as curl's `--user` takes it.
+    fn curl_user(&self) -> String {
+        format!("{}:{}", self.user, self.password)
+    }
+}
 
 /// A CRLF message with the usual headers (a Message-ID, so the daemon adds
 /// only `Received:`) and `body` (lines separated by CRLF).
@@ -85,13 +101,14 @@ pub fn strip_added(delivered: &[u8]) -> (Option<Vec<u8>>, &[u8]) {
     }
 }
 
-/// Sends `msg` with swaks (DATA from a file); returns swaks's transcript.
+/// Sends `msg` as `from` with swaks (AUTH PLAIN, DATA from a file); returns
+/// swaks's transcript.
 ///
 /// swaks always sends CRLF before the terminating dot, even when the data
 /// already ends with CRLF (checked with swaks 20201014 against a capturing
 /// server); the file therefore holds `msg` without its final CRLF, so the
 /// server receives exactly `msg`.
-pub fn swaks_send(smtp: SocketAddr, from: &str, to: &[&str], msg: &[u8], tmp: &Path) -> String {
+pub fn swaks_send(smtp: SocketAddr, from: &Login, to: &[&str], msg: &[u8], tmp: &Path) -> String {
     let file = tmp.join(format!("swaks-{}.eml", rand_suffix()));
     std::fs::write(&file, msg.strip_suffix(b"\r\n").unwrap_or(msg)).expect("writing the message");
     let out = Command::new("swaks")
@@ -101,7 +118,8 @@ pub fn swaks_send(smtp: SocketAddr, from: &str, to: &[&str], msg: &[u8], tmp: &P
             "--port",
             &smtp.port().to_string(),
         ])
-        .args(["--from", from, "--to", &to.join(",")])
+        .args(swaks_auth(from))
+        .args(["--from", &from.user, "--to", &to.join(",")])
         .arg("--data")
         .arg(format!("@{}", file.display()))
         .args(["--suppress-data", "--timeout", "120"])
@@ -117,8 +135,21 @@ pub fn swaks_send(smtp: SocketAddr, from: &str, to: &[&str], msg: &[u8], tmp: &P
     text
 }
 
-/// Runs swaks up to RCPT and returns its transcript (to check a reply code).
-pub fn swaks_rcpt_only(smtp: SocketAddr, from: &str, to: &str) -> String {
+/// swaks's options to log in as `login` with AUTH PLAIN.
+fn swaks_auth(login: &Login) -> [&str; 6] {
+    [
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        &login.user,
+        "--auth-password",
+        &login.password,
+    ]
+}
+
+/// Runs swaks (logged in as `from`) up to RCPT and returns its transcript
+/// (to check a reply code).
+pub fn swaks_rcpt_only(smtp: SocketAddr, from: &Login, to: &str) -> String {
     let out = Command::new("swaks")
         .args([
             "--server",
@@ -126,14 +157,16 @@ pub fn swaks_rcpt_only(smtp: SocketAddr, from: &str, to: &str) -> String {
             "--port",
             &smtp.port().to_string(),
         ])
-        .args(["--from", from, "--to", to, "--quit-after", "RCPT"])
+        .args(swaks_auth(from))
+        .args(["--from", &from.user, "--to", to, "--quit-after", "RCPT"])
         .output()
         .expect("swaks is installed (scripts/install-test-deps)");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Sends `msg` with `curl smtp://` (one `--mail-rcpt` per recipient).
-pub fn curl_send(smtp: SocketAddr, from: &str, to: &[&str], msg: &[u8], tmp: &Path) {
+/// Sends `msg` as `from` with `curl smtp://` (`--user`, one `--mail-rcpt`
+/// per recipient).
+pub fn curl_send(smtp: SocketAddr, from: &Login, to: &[&str], msg: &[u8], tmp: &Path) {
     let file = tmp.join(format!("curl-{}.eml", rand_suffix()));
     std::fs::write(&file, msg).expect("writing the message");
     let mut cmd = Command::new("curl");
@@ -144,7 +177,7 @@ pub fn curl_send(smtp: SocketAddr, from: &str, to: &[&str], msg: &[u8], tmp: &Pa
         "--url",
         &format!("smtp://{smtp}"),
     ])
-    .args(["--mail-from", from]);
+    .args(["--user", &from.curl_user(), "--mail-from", &from.user]);
     for t in to {
         cmd.args(["--mail-rcpt", t]);
     }
@@ -162,10 +195,10 @@ pub fn curl_send(smtp: SocketAddr, from: &str, to: &[&str], msg: &[u8], tmp: &Pa
 }
 
 /// Retrieves message `n` of `user`'s maildrop with `curl pop3://`.
-pub fn curl_retr(pop3: SocketAddr, user: &str, n: usize) -> Vec<u8> {
+pub fn curl_retr(pop3: SocketAddr, user: &Login, n: usize) -> Vec<u8> {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "120", &format!("pop3://{pop3}/{n}")])
-        .args(["--user", &format!("{user}:x")])
+        .args(["--user", &user.curl_user()])
         .output()
         .expect("curl is installed");
     assert!(
@@ -180,11 +213,11 @@ pub fn curl_retr(pop3: SocketAddr, user: &str, n: usize) -> Vec<u8> {
 /// Retrieves every message of `user`'s maildrop with Python's poplib
 /// (USER/PASS, STAT, RETR each); the messages as poplib returns them,
 /// lines joined with CRLF plus a final CRLF.
-pub fn poplib_retr_all(pop3: SocketAddr, user: &str) -> Vec<Vec<u8>> {
+pub fn poplib_retr_all(pop3: SocketAddr, user: &Login) -> Vec<Vec<u8>> {
     let script = r#"
 import base64, json, poplib, sys
 p = poplib.POP3(sys.argv[1], int(sys.argv[2]), timeout=60)
-p.user(sys.argv[3]); p.pass_('x')
+p.user(sys.argv[3]); p.pass_(sys.argv[4])
 count, _ = p.stat()
 out = []
 for i in range(1, count + 1):
@@ -199,7 +232,8 @@ print(json.dumps(out))
             script,
             &pop3.ip().to_string(),
             &pop3.port().to_string(),
-            user,
+            &user.user,
+            &user.password,
         ])
         .stdin(Stdio::null())
         .output()
@@ -243,8 +277,8 @@ pub struct Pop3 {
 }
 
 impl Pop3 {
-    /// Connects and logs in as `user` (any password).
-    pub fn login(addr: SocketAddr, user: &str) -> IoResult<Pop3> {
+    /// Connects and logs in as `user` (USER/PASS).
+    pub fn login(addr: SocketAddr, user: &Login) -> IoResult<Pop3> {
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
         let mut p = Pop3 {
@@ -252,8 +286,8 @@ impl Pop3 {
             w: s,
         };
         p.reply()?;
-        p.cmd(&format!("USER {user}"))?;
-        p.cmd("PASS x")?;
+        p.cmd(&format!("USER {}", user.user))?;
+        p.cmd(&format!("PASS {}", user.password))?;
         Ok(p)
     }
 
@@ -316,7 +350,7 @@ impl Pop3 {
 }
 
 /// Messages in `user`'s maildrop now (0 when POP3 is unreachable).
-pub fn pop3_count(addr: SocketAddr, user: &str) -> usize {
+pub fn pop3_count(addr: SocketAddr, user: &Login) -> usize {
     Pop3::login(addr, user)
         .and_then(|mut p| {
             let n = p.count()?;
@@ -327,7 +361,7 @@ pub fn pop3_count(addr: SocketAddr, user: &str) -> usize {
 }
 
 /// Every message in `user`'s maildrop (native client).
-pub fn pop3_all(addr: SocketAddr, user: &str) -> Vec<Vec<u8>> {
+pub fn pop3_all(addr: SocketAddr, user: &Login) -> Vec<Vec<u8>> {
     let mut p = Pop3::login(addr, user).expect("POP3 login");
     let all = p.retr_all().expect("POP3 RETR");
     let _ = p.quit();
@@ -342,8 +376,8 @@ pub struct Smtp {
 }
 
 impl Smtp {
-    /// Connects and says EHLO.
-    pub fn connect(addr: SocketAddr) -> IoResult<Smtp> {
+    /// Connects, says EHLO and logs in as `login` (AUTH PLAIN).
+    pub fn connect(addr: SocketAddr, login: &Login) -> IoResult<Smtp> {
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
         s.set_read_timeout(Some(Duration::from_secs(120)))?;
         let mut c = Smtp {
@@ -352,6 +386,9 @@ impl Smtp {
         };
         c.reply(220)?;
         c.cmd("EHLO e2e.test", 250)?;
+        let plain = base64::engine::general_purpose::STANDARD
+            .encode(format!("\0{}\0{}", login.user, login.password));
+        c.cmd(&format!("AUTH PLAIN {plain}"), 235)?;
         Ok(c)
     }
 

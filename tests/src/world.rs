@@ -184,6 +184,11 @@ impl World {
             .unwrap_or_else(|| panic!("no daemon serves {id}"))
     }
 
+    /// The SMTP and POP3 login of account `id`.
+    pub fn login(&self, id: &str) -> crate::mail::Login {
+        self.daemon_of(id).login(id)
+    }
+
     /// Account `id`'s identity public key.
     pub fn identity(&self, id: &str) -> [u8; 32] {
         self.daemon_of(id).account(id).identity

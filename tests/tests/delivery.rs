@@ -19,13 +19,14 @@ const DELIVERY: Duration = Duration::from_secs(240);
 /// returns them (native client).
 fn wait_messages(world: &World, user: &str, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
     let pop3 = world.daemon_of(user).pop3;
+    let login = world.login(user);
     wait_for(
         &format!("{n} message(s) in {user}'s POP3"),
         timeout,
         Duration::from_millis(250),
-        || (mail::pop3_count(pop3, user) >= n).then_some(()),
+        || (mail::pop3_count(pop3, &login) >= n).then_some(()),
     );
-    mail::pop3_all(pop3, user)
+    mail::pop3_all(pop3, &login)
 }
 
 /// Index of the first byte where `a` and `b` differ.
@@ -72,8 +73,8 @@ fn swaks_and_curl_to_bob_read_with_curl_and_poplib() {
         "via curl",
         "hello bob, from curl\n\nTrailing spaces  \nend",
     );
-    mail::swaks_send(alice.smtp, ALICE, &[BOB], &m1, &scratch);
-    mail::curl_send(alice.smtp, ALICE, &[BOB], &m2, &scratch);
+    mail::swaks_send(alice.smtp, &world.login(ALICE), &[BOB], &m1, &scratch);
+    mail::curl_send(alice.smtp, &world.login(ALICE), &[BOB], &m2, &scratch);
 
     let got = wait_messages(&world, BOB, 2, DELIVERY);
     assert_eq!(got.len(), 2, "exactly two messages");
@@ -86,8 +87,10 @@ fn swaks_and_curl_to_bob_read_with_curl_and_poplib() {
             .unwrap_or_else(|| panic!("no message with subject {s}"))
             .clone()
     };
-    let curl: Vec<Vec<u8>> = (1..=2).map(|i| mail::curl_retr(bob_pop3, BOB, i)).collect();
-    let poplib = mail::poplib_retr_all(bob_pop3, BOB);
+    let curl: Vec<Vec<u8>> = (1..=2)
+        .map(|i| mail::curl_retr(bob_pop3, &world.login(BOB), i))
+        .collect();
+    let poplib = mail::poplib_retr_all(bob_pop3, &world.login(BOB));
     assert_eq!(poplib.len(), 2);
     for (subject, sent) in [("via swaks", &m1), ("via curl", &m2)] {
         let native = by_subject(&got, subject);
@@ -122,11 +125,17 @@ fn five_mib_message_arrives_byte_identical() {
     let body = mail::big_body(5 << 20, 7);
     let sent = mail::message(ALICE, &[BOB], "five MiB", &body);
     assert!(sent.len() >= 5 << 20);
-    mail::curl_send(alice.smtp, ALICE, &[BOB], &sent, &world.scratch());
+    mail::curl_send(
+        alice.smtp,
+        &world.login(ALICE),
+        &[BOB],
+        &sent,
+        &world.scratch(),
+    );
     let got = wait_messages(&world, BOB, 1, DELIVERY * 2);
     assert_eq!(got.len(), 1);
     assert_delivered(&got[0], &sent, &world.identity(ALICE));
-    let curl = mail::curl_retr(world.daemon_of(BOB).pop3, BOB, 1);
+    let curl = mail::curl_retr(world.daemon_of(BOB).pop3, &world.login(BOB), 1);
     assert!(curl == got[0], "curl's copy of the 5 MiB message differs");
 }
 
@@ -139,7 +148,7 @@ fn a_forged_sender_header_is_replaced() {
     sent.extend_from_slice(&clean);
     mail::curl_send(
         world.daemon_of(ALICE).smtp,
-        ALICE,
+        &world.login(ALICE),
         &[BOB],
         &sent,
         &world.scratch(),
@@ -159,7 +168,13 @@ fn one_message_to_three_recipients_arrives_once_each() {
     let alice = world.daemon_of(ALICE);
     let rcpts = [BOB, CAROL, DAVE];
     let sent = mail::message(ALICE, &rcpts, "to three", "one copy each, please");
-    mail::swaks_send(alice.smtp, ALICE, &rcpts, &sent, &world.scratch());
+    mail::swaks_send(
+        alice.smtp,
+        &world.login(ALICE),
+        &rcpts,
+        &sent,
+        &world.scratch(),
+    );
     for r in rcpts {
         let got = wait_messages(&world, r, 1, DELIVERY);
         assert_eq!(got.len(), 1, "{r}");
@@ -168,9 +183,17 @@ fn one_message_to_three_recipients_arrives_once_each() {
     // A few more polling intervals: still exactly one copy each.
     std::thread::sleep(Duration::from_secs(5));
     for r in rcpts {
-        assert_eq!(mail::pop3_count(alice.pop3, r), 1, "{r} got a second copy");
+        assert_eq!(
+            mail::pop3_count(alice.pop3, &world.login(r)),
+            1,
+            "{r} got a second copy"
+        );
     }
-    assert_eq!(mail::pop3_count(alice.pop3, ALICE), 0, "alice got a report");
+    assert_eq!(
+        mail::pop3_count(alice.pop3, &world.login(ALICE)),
+        0,
+        "alice got a report"
+    );
 }
 
 #[test]
@@ -179,7 +202,7 @@ fn bob_replies_and_alice_sees_his_key() {
     let d = world.daemon_of(ALICE);
     let scratch = world.scratch();
     let question = mail::message(ALICE, &[BOB], "question", "are you there?");
-    mail::swaks_send(d.smtp, ALICE, &[BOB], &question, &scratch);
+    mail::swaks_send(d.smtp, &world.login(ALICE), &[BOB], &question, &scratch);
     let got = wait_messages(&world, BOB, 1, DELIVERY);
     let (_, original) = strip_added(&got[0]);
     assert_eq!(original, &question[..]);
@@ -196,7 +219,7 @@ fn bob_replies_and_alice_sees_his_key() {
         "Re: question",
         "> are you there?\nyes",
     ));
-    mail::curl_send(d.smtp, BOB, &[ALICE], &reply, &scratch);
+    mail::curl_send(d.smtp, &world.login(BOB), &[ALICE], &reply, &scratch);
     let got = wait_messages(&world, ALICE, 1, DELIVERY);
     assert_eq!(got.len(), 1);
     assert_delivered(&got[0], &reply, &world.identity(BOB));
@@ -206,10 +229,10 @@ fn bob_replies_and_alice_sees_his_key() {
 fn unknown_recipient_without_key_discovery_gets_550() {
     let world = World::simple(&[ALICE, BOB]);
     let d = world.daemon_of(ALICE);
-    let out = mail::swaks_rcpt_only(d.smtp, ALICE, "nobody@provider2");
+    let out = mail::swaks_rcpt_only(d.smtp, &world.login(ALICE), "nobody@provider2");
     assert!(out.contains("<** 550"), "expected 550 for RCPT:\n{out}");
     // A known recipient in the same conversation is accepted.
-    let out = mail::swaks_rcpt_only(d.smtp, ALICE, BOB);
+    let out = mail::swaks_rcpt_only(d.smtp, &world.login(ALICE), BOB);
     assert!(
         !out.contains("<** ") && out.contains("<-  250"),
         "expected 250 for RCPT {BOB}:\n{out}"
@@ -231,7 +254,13 @@ fn key_discovery_end_to_end() {
     assert!(!ok, "bob's key must not be known before the test");
 
     let sent = mail::message(ALICE, &[BOB], "discovered", "found you by key discovery");
-    mail::swaks_send(alice.smtp, ALICE, &[BOB], &sent, &world.scratch());
+    mail::swaks_send(
+        alice.smtp,
+        &world.login(ALICE),
+        &[BOB],
+        &sent,
+        &world.scratch(),
+    );
     let got = wait_messages(&world, BOB, 1, DELIVERY);
     assert_eq!(got.len(), 1);
     assert_delivered(&got[0], &sent, &world.identity(ALICE));

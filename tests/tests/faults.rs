@@ -43,7 +43,8 @@ impl Batch {
 
     /// Sends every message over one SMTP connection to `world`'s alice.
     fn send(&self, world: &World) {
-        let mut smtp = mail::Smtp::connect(world.daemon_of(ALICE).smtp).expect("SMTP connect");
+        let mut smtp = mail::Smtp::connect(world.daemon_of(ALICE).smtp, &world.login(ALICE))
+            .expect("SMTP connect");
         for m in self.sent.values() {
             smtp.send(ALICE, &[BOB], m).expect("SMTP send");
         }
@@ -55,15 +56,16 @@ impl Batch {
     /// also a few polling intervals later.
     fn assert_all_arrive_once(&self, world: &World, timeout: Duration) {
         let pop3 = world.daemon_of(BOB).pop3;
+        let bob = world.login(BOB);
         let n = self.sent.len();
         wait_for(
             &format!("{n} messages in bob's POP3"),
             timeout,
             Duration::from_millis(500),
-            || (mail::pop3_count(pop3, BOB) >= n).then_some(()),
+            || (mail::pop3_count(pop3, &bob) >= n).then_some(()),
         );
         std::thread::sleep(Duration::from_secs(5));
-        let got = mail::pop3_all(pop3, BOB);
+        let got = mail::pop3_all(pop3, &bob);
         let alice = world.identity(ALICE);
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         for m in &got {
@@ -222,7 +224,7 @@ fn provider_down_past_bounce_lifetime_bounces_to_alice() {
     );
     mail::swaks_send(
         world.daemon_of(ALICE).smtp,
-        ALICE,
+        &world.login(ALICE),
         &[BOB],
         &sent,
         &world.scratch(),
@@ -232,9 +234,9 @@ fn provider_down_past_bounce_lifetime_bounces_to_alice() {
         "the bounce in alice's POP3",
         DELIVERY,
         Duration::from_millis(500),
-        || (mail::pop3_count(pop3, ALICE) >= 1).then_some(()),
+        || (mail::pop3_count(pop3, &world.login(ALICE)) >= 1).then_some(()),
     );
-    let got = mail::pop3_all(pop3, ALICE);
+    let got = mail::pop3_all(pop3, &world.login(ALICE));
     assert_eq!(got.len(), 1, "one report");
     let report = String::from_utf8_lossy(&got[0]);
     let lower = report.to_ascii_lowercase();

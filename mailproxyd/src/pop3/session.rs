@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use super::parser::{self, Command, ParseError, MAX_AUTH_LINE};
 use super::stuff::{Stuffer, TopFilter};
 use super::{MaildropGuard, MaildropLocks, Pop3Settings};
+use crate::login::Logins;
 use crate::slots::{Cancelled, Slot};
 use crate::smtp::auth;
 use crate::store::{Directory, InboxEntry, Store};
@@ -35,6 +36,7 @@ pub struct Session {
     locks: MaildropLocks,
     stop: watch::Receiver<bool>,
     user: Option<String>,
+    logins: Logins,
     drop: Option<Maildrop>,
     bad: u32,
     slot: Slot,
@@ -55,6 +57,7 @@ impl Session {
             sock,
             buf: Vec::with_capacity(1024),
             out: Vec::with_capacity(64 * 1024),
+            logins: Logins::new(dir.clone(), "POP3"),
             dir,
             settings,
             locks,
@@ -280,24 +283,12 @@ impl Session {
     }
 
     async fn login(&mut self, user: String, password: zeroize::Zeroizing<Vec<u8>>) {
-        let id = user.to_ascii_lowercase();
-        let ok = match self.dir.account(&id) {
-            None => false,
-            Some(a) if !a.password_required => true,
-            Some(_) => {
-                let dir = self.dir.clone();
-                let acc = id.clone();
-                tokio::task::spawn_blocking(move || dir.verify_password(&acc, &password))
-                    .await
-                    .unwrap_or(false)
-            }
-        };
-        if !ok {
+        let Some(account) = self.logins.attempt(&user, password).await else {
             self.bad += 1;
-            tracing::info!("POP3 login failed");
             self.reply("-ERR [AUTH] Invalid user name or password");
             return;
-        }
+        };
+        let id = account.id;
         let Some(guard) = self.locks.try_lock(&id) else {
             self.reply("-ERR [IN-USE] Maildrop is already in use by another session");
             return;

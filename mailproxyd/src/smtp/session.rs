@@ -13,6 +13,7 @@ use super::auth::{self, Credentials};
 use super::data::Unstuffer;
 use super::parser::{self, Command, ParseError, MAX_AUTH_LINE};
 use super::SmtpSettings;
+use crate::login::Logins;
 use crate::slots::{Cancelled, Slot};
 use crate::store::{unix_now, AccountInfo, Directory, NewQueueEntry};
 
@@ -39,6 +40,7 @@ pub struct Session {
     stop: watch::Receiver<bool>,
     esmtp: bool,
     authenticated: Option<String>,
+    logins: Logins,
     txn: Option<Transaction>,
     bad: u32,
     slot: Slot,
@@ -56,6 +58,7 @@ impl Session {
             sock,
             buf: Vec::with_capacity(4096),
             out: Vec::with_capacity(1024),
+            logins: Logins::new(dir.clone(), "SMTP"),
             dir,
             settings,
             stop,
@@ -322,27 +325,17 @@ impl Session {
                 return Ok(());
             }
         };
-        let id = creds.authcid.to_ascii_lowercase();
-        let ok = match self.dir.account(&id) {
-            None => false,
-            Some(a) if !a.password_required => true,
-            Some(_) => {
-                let dir = self.dir.clone();
-                let acc = id.clone();
-                tokio::task::spawn_blocking(move || dir.verify_password(&acc, &creds.password))
-                    .await
-                    .unwrap_or(false)
+        match self.logins.attempt(&creds.authcid, creds.password).await {
+            Some(account) => {
+                tracing::info!(account = %account.id, "SMTP AUTH succeeded");
+                self.authenticated = Some(account.id);
+                self.slot.prove();
+                self.reply("235 2.7.0 Authentication successful");
             }
-        };
-        if ok {
-            tracing::info!(account = %id, "SMTP AUTH succeeded");
-            self.authenticated = Some(id);
-            self.slot.prove();
-            self.reply("235 2.7.0 Authentication successful");
-        } else {
-            tracing::info!("SMTP AUTH failed");
-            self.bad += 1;
-            self.reply("535 5.7.8 Authentication credentials invalid");
+            None => {
+                self.bad += 1;
+                self.reply("535 5.7.8 Authentication credentials invalid");
+            }
         }
         Ok(())
     }
@@ -358,23 +351,32 @@ impl Session {
             );
             return;
         }
-        let Some(id) = parser::normalize_address(from) else {
+        if parser::normalize_address(from).is_none() {
             self.reply("553 5.1.7 Bad sender address syntax");
             return;
-        };
-        let Some(account) = self.dir.account(&id) else {
-            self.reply("550 5.7.1 Sender is not an account of this proxy");
-            return;
-        };
-        if let Some(a) = &self.authenticated {
-            if *a != id {
+        }
+        // The sender must be the account logged in (ids compared as
+        // normalised, so in any case the account ids allow).
+        let sender = self
+            .dir
+            .normalize(from)
+            .and_then(|id| self.dir.account(&id));
+        let account = match (&self.authenticated, sender) {
+            (Some(login), Some(a)) if a.id == *login => a,
+            (Some(_), _) => {
                 self.reply("553 5.7.1 Sender address not owned by the authenticated user");
                 return;
             }
-        } else if account.password_required {
-            self.reply("530 5.7.0 Authentication required");
-            return;
-        }
+            (None, Some(a)) if !a.password_required => a,
+            (None, Some(_)) => {
+                self.reply("530 5.7.0 Authentication required");
+                return;
+            }
+            (None, None) => {
+                self.reply("550 5.7.1 Sender is not an account of this proxy");
+                return;
+            }
+        };
         for (k, v) in params {
             match (k.as_str(), v.as_deref()) {
                 ("SIZE", Some(v)) => match v.parse::<u64>() {

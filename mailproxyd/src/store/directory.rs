@@ -10,8 +10,7 @@ use super::Store;
 pub struct AccountInfo {
     /// Normalised account id `user@provider` (lower case).
     pub id: String,
-    /// A password hash is configured: AUTH is required before MAIL, and POP3
-    /// checks the password.
+    /// A password is required: AUTH before MAIL, and POP3 checks the password.
     pub password_required: bool,
     /// Recipients without a known key may be accepted (key discovery).
     pub insecure_key_discovery: bool,
@@ -19,8 +18,13 @@ pub struct AccountInfo {
 
 /// Accounts, recipients and stores, as the SMTP and POP3 servers see them.
 pub trait Directory: Send + Sync + 'static {
-    /// The account with normalised id `id` (already lower-cased), if it is ours.
+    /// The account with normalised id `id` (see [`Directory::normalize`]), if it is ours.
     fn account(&self, id: &str) -> Option<AccountInfo>;
+    /// The account id a login name or sender address stands for, normalised
+    /// as the account ids are; `None` if it cannot be one. By default lower case.
+    fn normalize(&self, name: &str) -> Option<String> {
+        Some(name.to_ascii_lowercase())
+    }
     /// Whether a key for recipient `addr` (lower-cased `user@provider`) is known.
     fn recipient_known(&self, addr: &str) -> bool;
     /// Checks `password` for `account`. Only called when a password is required.

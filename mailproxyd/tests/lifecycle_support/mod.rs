@@ -170,6 +170,50 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs `mailproxyd -g -f config` (keys and passwords); panics unless it
+/// succeeds; returns its standard output.
+pub fn generate(config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailproxyd"))
+        .args(["-g", "-f"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Sends one request line to the running daemon's management socket and
+/// returns the reply line (without its CRLF).
+pub fn mgmt_line(socket: &Path, request: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut lines = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert!(line.starts_with("220 "), "{line}");
+    (&stream)
+        .write_all(format!("{request}\r\nQUIT\r\n").as_bytes())
+        .unwrap();
+    line.clear();
+    lines.read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
+
+/// The generated SMTP/POP3 password of `account`, asked of the running
+/// daemon over its management socket (`PASSWORD`, `RESET` with `reset`).
+pub fn password(socket: &Path, account: &str, reset: bool) -> String {
+    let reset = if reset { " RESET" } else { "" };
+    let line = mgmt_line(socket, &format!("PASSWORD {account}{reset}"));
+    let status = mailproxy_proto::Status::parse_line(&line).expect("a status line");
+    assert_eq!(status.code.0, 250, "PASSWORD {account}: {line}");
+    status.text
+}
+
 /// Writes a recipient PEM file as an operator would.
 pub fn write_recipient(dir: &Path, name: &str, key: &[u8; 32]) {
     let pem = mailproxyd::keys::encode_pem(mailproxyd::keys::PUBLIC_PEM, key);
