@@ -420,6 +420,7 @@ where
         let smtp_settings = smtp::SmtpSettings {
             max_message_size: usize::try_from(config.proxy.max_message_size).unwrap_or(usize::MAX),
             bounce_lifetime: config.debug.bounce_queue_lifetime.as_secs(),
+            login_required: config.proxy.authentication == Authentication::Password,
             ..smtp::SmtpSettings::default()
         };
         let (dir, s) = (directory.clone() as Arc<dyn Directory>, stop.clone());

@@ -326,7 +326,16 @@ async fn mgmt_silent_client_is_closed_after_its_first_request_deadline() {
         false,
     );
     let events = mailproxyd::events::EventBus::default();
+    // No accounts: the management socket alone.
+    let config = mailproxyd::config::Config::parse(&format!(
+        "[Proxy]\nDataDir = \"{}\"\nNoLaunchListeners = true\n",
+        tmp.path().join("data").display()
+    ))
+    .unwrap();
+    let directory =
+        mailproxyd::directory::DaemonDirectory::open(&config, recipients.clone()).unwrap();
     let ctx = MgmtContext {
+        directory,
         recipients: recipients.clone(),
         accounts: Vec::new(),
         shutdown: mailproxyd::daemon::Shutdown::new(),

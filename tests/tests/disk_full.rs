@@ -120,7 +120,8 @@ fn mail_arriving_on_a_full_disk_is_delivered_once_after_space_returns() {
             mail::message(ALICE, &[BOB], &subject, &body),
         );
     }
-    let mut smtp = mail::Smtp::connect(world.daemon_of(ALICE).smtp).expect("SMTP to alice");
+    let mut smtp = mail::Smtp::connect(world.daemon_of(ALICE).smtp, &world.login(ALICE))
+        .expect("SMTP to alice");
     for m in sent.values() {
         smtp.send(ALICE, &[BOB], m).expect("alice queues");
     }
@@ -147,7 +148,8 @@ fn mail_arriving_on_a_full_disk_is_delivered_once_after_space_returns() {
         world.net.spool_len("provider2", "bob") > 0,
         "the provider must keep the blocks bob could not store"
     );
-    let mut bob_smtp = mail::Smtp::connect(world.daemon_of(BOB).smtp).expect("SMTP to bob");
+    let mut bob_smtp =
+        mail::Smtp::connect(world.daemon_of(BOB).smtp, &world.login(BOB)).expect("SMTP to bob");
     let refused = bob_smtp
         .send(
             BOB,
@@ -172,17 +174,18 @@ fn mail_arriving_on_a_full_disk_is_delivered_once_after_space_returns() {
     );
     let recovered = freed.elapsed();
     let pop3 = world.daemon_of(BOB).pop3;
+    let bob = world.login(BOB);
     wait_for(
         "every message in bob's POP3",
         DELIVERY,
         Duration::from_millis(250),
-        || (mail::pop3_count(pop3, BOB) >= sent.len()).then_some(()),
+        || (mail::pop3_count(pop3, &bob) >= sent.len()).then_some(()),
     );
     let delivered_after = freed.elapsed();
     // Exactly once, byte for byte, from alice.
     let alice = world.identity(ALICE);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for m in mail::pop3_all(pop3, BOB) {
+    for m in mail::pop3_all(pop3, &bob) {
         let (key, rest) = strip_added(&m);
         assert_eq!(key.as_deref(), Some(&alice[..]), "sender key");
         let subject = sent

@@ -48,6 +48,9 @@ pub struct SmtpSettings {
     pub first_command_timeout: Duration,
     /// Seconds until a queued message bounces (BounceQueueLifetime).
     pub bounce_lifetime: u64,
+    /// Every sender must log in (`[Proxy] Authentication = "password"`):
+    /// then only a login protects a connection from eviction when full.
+    pub login_required: bool,
 }
 
 impl Default for SmtpSettings {
@@ -62,6 +65,7 @@ impl Default for SmtpSettings {
             max_sessions: 100,
             first_command_timeout: Duration::from_secs(30),
             bounce_lifetime: 432_000,
+            login_required: false,
         }
     }
 }
@@ -108,9 +112,14 @@ pub async fn serve(
         name: "SMTP",
         capacity: settings.max_sessions,
         first_command_timeout: settings.first_command_timeout,
-        // Without AUTH configured, commands are the only proof a client
-        // gives: one that spoke within the first-command window is kept.
-        recent_activity: settings.first_command_timeout,
+        // Where a login is required only a login proves a client; without
+        // one, commands are the only proof a client gives: one that spoke
+        // within the first-command window is kept.
+        recent_activity: if settings.login_required {
+            Duration::ZERO
+        } else {
+            settings.first_command_timeout
+        },
     });
     let settings = Arc::new(settings);
     let (stop_tx, stop_rx) = watch::channel(false);
