@@ -35,7 +35,7 @@ async fn start_network(dir: &Path, send_ms: u64, voting: usize) -> Network {
         voting_authorities: voting,
         ..Shape::default()
     };
-    Network::launch(dir, &shape, false, Duration::from_secs(30))
+    Network::launch(dir, &shape, false, Duration::from_secs(120))
         .await
         .unwrap()
 }
