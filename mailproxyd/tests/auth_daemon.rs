@@ -98,6 +98,8 @@ fn pop3_user_pass(addr: SocketAddr, user: &str, pass: &str) -> String {
     assert!(c.line().starts_with("+OK"));
     let reply = c.line();
     c.send(b"QUIT\r\n");
+    // The maildrop is free once QUIT is answered: the next login may use it.
+    c.line();
     reply
 }
 
@@ -112,7 +114,9 @@ fn pop3_auth_plain(addr: SocketAddr, user: &str, pass: &str) -> String {
         )
         .as_bytes(),
     );
-    c.line()
+    let reply = c.line();
+    c.line(); // QUIT's answer: the maildrop is free again
+    reply
 }
 
 /// An SMTP session on a fresh connection after EHLO.

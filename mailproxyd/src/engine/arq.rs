@@ -156,13 +156,12 @@ pub(super) fn cancel(store: &Store, id: u64) -> Result<bool, EngineError> {
 
 /// Removes a finished (or bounced) entry and its stored ciphertexts.
 pub(super) fn finish(store: &Store, e: &QueueEntry) -> Result<(), EngineError> {
-    // The entry first: if removing its ciphertexts then fails, they are only
-    // unused records, never an entry whose blocks are missing.
-    store.queue_remove(e.id)?;
+    // One transaction: never an entry without its ciphertexts, nor
+    // ciphertexts left behind by an entry that is gone.
     let keys: Vec<Vec<u8>> = (0..e.blocks.len())
         .map(|i| ciphertext_key(e.id, i))
         .collect();
-    store.kv_remove_many(KvTable::Meta, &keys)?;
+    store.queue_remove_with(e.id, KvTable::Meta, &keys)?;
     Ok(())
 }
 
@@ -282,6 +281,112 @@ mod tests {
         bounce(&store, "alice@p1", &e, 10, "timed out").unwrap();
         assert_eq!(store.inbox_len().unwrap(), 1, "no second report");
         assert_eq!(store.queue_len().unwrap(), 0);
+    }
+
+    /// Runs `f` until it succeeds, waiting for the store to recover after
+    /// each failure (as the engine retries a step at its next turn).
+    fn until_ok<T>(store: &Store, mut f: impl FnMut() -> Result<T, EngineError>) -> (T, usize) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        for errors in 0..10 {
+            match f() {
+                Ok(v) => return (v, errors),
+                Err(_) => rt
+                    .block_on(async {
+                        let limit = std::time::Duration::from_secs(30);
+                        tokio::time::timeout(limit, store.wait_healthy()).await
+                    })
+                    .expect("the store recovers by itself"),
+            }
+        }
+        panic!("no progress after 10 failures");
+    }
+
+    /// Every fault at every write of a bounce, and of the ACKs that complete
+    /// an entry: one report, the entry gone with its ciphertexts, nothing
+    /// twice.
+    #[test]
+    fn bounces_and_acks_under_every_store_fault() {
+        use crate::store::{Fault, Faults, Op};
+        let open = |dir: &std::path::Path, faults: &Faults| {
+            let store = Store::open_with_faults(
+                dir,
+                &KeySource::Raw(StorageKey::from_bytes([3; 32])),
+                faults.clone(),
+            )
+            .unwrap();
+            let mut e = store
+                .enqueue(
+                    "alice",
+                    b"Subject: x\r\n\r\nbody\r\n",
+                    &[NewQueueEntry {
+                        recipient: "bob@p2".into(),
+                        created: 1,
+                        bounce_at: 2,
+                        unreliable: false,
+                    }],
+                )
+                .unwrap()
+                .remove(0);
+            e.blocks = vec![Default::default(); 2];
+            store.queue_update(&e).unwrap();
+            for i in 0..2 {
+                store
+                    .kv_put(KvTable::Meta, &ciphertext_key(e.id, i), b"ct")
+                    .unwrap();
+            }
+            (store, e)
+        };
+        let mut failures = 0;
+        for op in [Op::Write, Op::SyncData] {
+            for fault in Fault::ALL {
+                for n in 1..=24 {
+                    let case = format!("{op:?} {fault:?} #{n}");
+                    // A bounce.
+                    let dir = tempfile::tempdir().unwrap();
+                    let faults = Faults::new();
+                    let (store, e) = open(dir.path(), &faults);
+                    faults.fail_nth(op, n, fault);
+                    let ((), errors) =
+                        until_ok(&store, || bounce(&store, "alice@p1", &e, 10, "timed out"));
+                    failures += errors;
+                    assert_eq!(store.inbox_len().unwrap(), 1, "{case}: one report");
+                    assert_eq!(store.queue_len().unwrap(), 0, "{case}");
+                    assert!(
+                        store.kv_list(KvTable::Meta).unwrap().iter().all(|(k, _)| {
+                            !k.starts_with(b"engine/") && k.as_slice() != ciphertext_key(e.id, 0)
+                        }),
+                        "{case}: markers or ciphertexts left"
+                    );
+                    // The ACKs of both blocks.
+                    let dir = tempfile::tempdir().unwrap();
+                    let faults = Faults::new();
+                    let (store, e) = open(dir.path(), &faults);
+                    faults.fail_nth(op, n, fault);
+                    let mut progress = Vec::new();
+                    for i in 0..2 {
+                        let (p, errors) = until_ok(&store, || mark_acked(&store, e.id, i));
+                        failures += errors;
+                        progress.extend(p);
+                    }
+                    assert!(
+                        progress.len() == 2 && progress[1].complete,
+                        "{case}: each block acked once: {progress:?}"
+                    );
+                    assert_eq!(store.queue_len().unwrap(), 0, "{case}");
+                    assert!(
+                        store
+                            .kv_get(KvTable::Meta, &ciphertext_key(e.id, 1))
+                            .unwrap()
+                            .is_none(),
+                        "{case}: ciphertexts left"
+                    );
+                }
+            }
+        }
+        assert!(failures > 0, "the faults were never met");
     }
 
     #[test]

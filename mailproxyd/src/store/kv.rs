@@ -117,6 +117,42 @@ impl Store {
         Ok(found.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// Stores `puts` and removes `removes` (in any tables) in one durable
+    /// transaction: all of it happens, or none.
+    pub fn kv_batch(
+        &self,
+        puts: &[(KvTable, &[u8], &[u8])],
+        removes: &[(KvTable, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        let s = &self.inner.sealer;
+        let sealed: Vec<(KvTable, Vec<u8>, Vec<u8>)> = puts
+            .iter()
+            .map(|(t, k, v)| {
+                let bk = s.blind(t.name(), k);
+                let sealed = s.seal(t.name(), &bk, &encode(k, v));
+                (*t, bk.to_vec(), sealed)
+            })
+            .collect();
+        let gone: Vec<(KvTable, Vec<u8>)> = removes
+            .iter()
+            .map(|(t, k)| (*t, s.blind(t.name(), k).to_vec()))
+            .collect();
+        let bytes = sealed.iter().map(|(_, _, v)| v.len()).sum::<usize>() + 64 * gone.len();
+        self.inner.writer.write(
+            bytes,
+            Box::new(move |tx| {
+                for (t, bk, v) in &sealed {
+                    tx.open_table(t.definition())?
+                        .insert(&bk[..], v.as_slice())?;
+                }
+                for (t, bk) in &gone {
+                    tx.open_table(t.definition())?.remove(&bk[..])?;
+                }
+                Ok(())
+            }),
+        )
+    }
+
     /// Removes every key in `keys` in one durable transaction; how many existed.
     pub fn kv_remove_many(&self, t: KvTable, keys: &[Vec<u8>]) -> Result<usize, StoreError> {
         if keys.is_empty() {

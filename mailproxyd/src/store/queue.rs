@@ -8,7 +8,7 @@ use redb::ReadableTable;
 
 use super::blob::{self, MessageRef, PreparedBlob};
 use super::codec::{Reader, Writer};
-use super::{Store, StoreError, QUEUE};
+use super::{KvTable, Store, StoreError, QUEUE};
 
 const TABLE: &str = "queue";
 
@@ -239,10 +239,27 @@ impl Store {
 
     /// Removes a queue entry (sent or bounced) and releases its message.
     pub fn queue_remove(&self, id: u64) -> Result<(), StoreError> {
+        self.queue_remove_with(id, KvTable::Meta, &[])
+    }
+
+    /// Removes entry `id` and the keys `also` of table `t` in one durable
+    /// transaction: a failure leaves all of them, a success none.
+    pub fn queue_remove_with(
+        &self,
+        id: u64,
+        t: KvTable,
+        also: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
         let s = self.inner.sealer.clone();
+        let blind: Vec<_> = also.iter().map(|k| s.blind(t.name(), k)).collect();
         self.inner.writer.write(
-            64,
+            64 * (1 + blind.len()),
             Box::new(move |tx| {
+                let mut kv = tx.open_table(t.definition())?;
+                for bk in &blind {
+                    kv.remove(&bk[..])?;
+                }
+                drop(kv);
                 let mut q = tx.open_table(QUEUE)?;
                 let sealed = match q.remove(id)? {
                     Some(v) => v.value().to_vec(),
