@@ -46,6 +46,37 @@ impl Default for EventBus {
     }
 }
 
+/// Announces an account's store failing (with the OS error) and recovering,
+/// until `stop` resolves or the store is gone.
+pub async fn follow_store_health(
+    events: EventBus,
+    account: String,
+    mut health: tokio::sync::watch::Receiver<crate::store::Health>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use crate::store::Health;
+    tokio::pin!(stop);
+    let mut failing = false;
+    loop {
+        let now = health.borrow_and_update().clone();
+        match now {
+            Health::Failing { error, full, .. } if !failing => {
+                failing = true;
+                events.emit(&account, EventKind::StoreFailing { error, full });
+            }
+            Health::Ok if failing => {
+                failing = false;
+                events.emit(&account, EventKind::StoreRecovered);
+            }
+            _ => {}
+        }
+        tokio::select! {
+            r = health.changed() => if r.is_err() { return },
+            _ = &mut stop => return,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,36 +108,5 @@ mod tests {
             rx.recv().await.unwrap().kind,
             EventKind::Cancelled { id: 3 }
         );
-    }
-}
-
-/// Announces an account's store failing (with the OS error) and recovering,
-/// until `stop` resolves or the store is gone.
-pub async fn follow_store_health(
-    events: EventBus,
-    account: String,
-    mut health: tokio::sync::watch::Receiver<crate::store::Health>,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    use crate::store::Health;
-    tokio::pin!(stop);
-    let mut failing = false;
-    loop {
-        let now = health.borrow_and_update().clone();
-        match now {
-            Health::Failing { error, full, .. } if !failing => {
-                failing = true;
-                events.emit(&account, EventKind::StoreFailing { error, full });
-            }
-            Health::Ok if failing => {
-                failing = false;
-                events.emit(&account, EventKind::StoreRecovered);
-            }
-            _ => {}
-        }
-        tokio::select! {
-            r = health.changed() => if r.is_err() { return },
-            _ = &mut stop => return,
-        }
     }
 }

@@ -12,7 +12,7 @@
 
 mod partials;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use katzenpost::block::{assemble, open_block, Block, ReassemblyKey};

@@ -241,7 +241,7 @@ mod tests {
         assert_eq!(p.bytes(), STORED_BLOCK_BYTES);
         assert!(p.remove(&key(1, 1)).is_none());
         assert!(
-            p.senders.get(&[1; 32]).is_none(),
+            !p.senders.contains_key(&[1; 32]),
             "empty senders are forgotten"
         );
     }
