@@ -677,7 +677,12 @@ impl Worker {
             }
         };
         if let Err(e) = (self.cfg.store_key)(&recipient, &key) {
-            return self.discovery_failed(&recipient, &format!("the key could not be stored: {e}"));
+            // Our own failure (a full disk, say), not the recipient's: the
+            // mail must not bounce for it. The query stays and is asked
+            // again once it is overdue (within its attempts and lifetime).
+            tracing::warn!(account = %self.account, recipient = %recipient, error = %e,
+                "key discovery: the key could not be stored, asking again later");
+            return Ok(());
         }
         let now = unix_now();
         let notice = reports::key_discovered(&self.account, &recipient, &key, now);
