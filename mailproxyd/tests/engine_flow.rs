@@ -1,16 +1,19 @@
 //! The engine against a real in-process testnet: alice@provider1 sends to
 //! bob@provider2, each with its own store and engine. One network runs
-//! voting authorities instead of the nonvoting one.
+//! voting authorities instead of the nonvoting one. One puts both accounts
+//! behind a real SOCKS5 server (microsocks).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use mailproxy_proto::EventKind;
+use mailproxyd::config::{UpstreamProxyAddress, UpstreamProxyConfig, UpstreamProxyKind};
 use mailproxyd::engine::{
-    AuthorityConfig, Engine, EngineConfig, PartialLimits, Pki, Timings, VotingPeer,
+    AuthorityConfig, Engine, EngineConfig, PartialLimits, Pki, Timings, Upstream, VotingPeer,
 };
 use mailproxyd::store::{unix_now, KeySource, NewQueueEntry, StorageKey, Store};
 use rand::rngs::OsRng;
@@ -106,6 +109,7 @@ impl Account {
             link_private: self.link,
             identity_private: self.identity,
             authority: pki(net),
+            upstream: Arc::new(Upstream::direct()),
             provider_key_pin: None,
             send_decoy_traffic: false,
             max_incoming_blocks: 1000,
@@ -1025,6 +1029,118 @@ async fn voting_authorities_bad_documents_are_refused_and_mail_flows_with_one_pe
     })
     .await;
     deliver_one(&p, &a, &a_store, &b_store, &message(3000, 9)).await;
+    a.stop().await;
+    b.stop().await;
+    p.net.shutdown().await;
+}
+
+/// A real SOCKS5 server: Debian's microsocks (installed by
+/// scripts/install-test-deps), listening on 127.0.0.1 with its outgoing
+/// connections bound to 127.0.0.2. Killed (by its own pid) when dropped.
+struct Microsocks {
+    child: std::process::Child,
+}
+
+impl Drop for Microsocks {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port free at the moment.
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Starts microsocks on `addr` and waits until it accepts connections.
+async fn microsocks(addr: std::net::SocketAddr) -> Microsocks {
+    let child = std::process::Command::new("microsocks")
+        .args(["-i", "127.0.0.1", "-p", &addr.port().to_string()])
+        .args(["-b", "127.0.0.2"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run microsocks ({e}): run scripts/install-test-deps as root")
+        });
+    let socks = Microsocks { child };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "microsocks did not listen on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    socks
+}
+
+fn socks5(addr: std::net::SocketAddr) -> Arc<Upstream> {
+    Arc::new(Upstream::new(
+        Some(UpstreamProxyConfig {
+            kind: UpstreamProxyKind::Socks5,
+            address: UpstreamProxyAddress::Tcp(addr),
+            credentials: None,
+        }),
+        vec!["tcp".into(), "tcp4".into(), "tcp6".into()],
+    ))
+}
+
+/// The client addresses each provider saw, by user.
+fn client_peers(net: &Network, provider: &str) -> BTreeMap<String, BTreeSet<IpAddr>> {
+    net.node(provider)
+        .unwrap()
+        .provider
+        .as_ref()
+        .unwrap()
+        .client_peers()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_behind_a_real_socks5_proxy_exchange_mail_and_nothing_bypasses_it() {
+    let p = pair(20).await;
+    let proxy = free_port();
+    let upstream = socks5(proxy);
+    // The proxy is down: nothing connects, and the status says why.
+    let a_store = p.alice.open();
+    let mut cfg = p.alice.config(&p.net, &p.keys);
+    cfg.upstream = upstream.clone();
+    let a = Engine::start(a_store.clone(), cfg);
+    let unreachable = format!("upstream proxy {proxy} is unreachable");
+    wait_for("the proxy error", Duration::from_secs(30), || {
+        a.status()
+            .last_error
+            .is_some_and(|e| e.contains(&unreachable))
+    })
+    .await;
+    let st = a.status();
+    assert!(!st.connected, "{st:?}");
+    assert_eq!(st.document_epoch, None, "the authority was reached: {st:?}");
+    assert!(client_peers(&p.net, "provider1").is_empty());
+    a.stop().await;
+
+    // The proxy is up: alice and bob exchange mail through it.
+    let _socks = microsocks(proxy).await;
+    let b_store = p.bob.open();
+    let mut a_cfg = p.alice.config(&p.net, &p.keys);
+    a_cfg.upstream = upstream.clone();
+    let mut b_cfg = p.bob.config(&p.net, &p.keys);
+    b_cfg.upstream = upstream.clone();
+    let a = Engine::start(a_store.clone(), a_cfg);
+    let b = Engine::start(b_store.clone(), b_cfg);
+    deliver_one(&p, &a, &a_store, &b_store, &message(2000, 7)).await;
+    let via_proxy: BTreeSet<IpAddr> = ["127.0.0.2".parse().unwrap()].into();
+    for (provider, user) in [("provider1", "alice"), ("provider2", "bob")] {
+        let seen = client_peers(&p.net, provider);
+        assert_eq!(
+            seen,
+            BTreeMap::from([(user.to_owned(), via_proxy.clone())]),
+            "{provider} saw a client from outside the proxy"
+        );
+    }
     a.stop().await;
     b.stop().await;
     p.net.shutdown().await;
