@@ -2,7 +2,10 @@
 //! through the daemon's own hooks (the key lands in RecipientDir as a PEM
 //! file, as SET_RECIPIENT would write it), with `[Debug] EpochPeriod` set to
 //! the test network's short epoch; once with a nonvoting authority, once
-//! with `[VotingAuthority]` peers of which one is down.
+//! with `[VotingAuthority]` peers of which one is down, once with both
+//! accounts behind a real SOCKS5 `[UpstreamProxy]` (microsocks).
+
+mod socks_support;
 
 use std::time::Duration;
 
@@ -115,18 +118,25 @@ async fn maildrop(pop3: std::net::SocketAddr, user: &str) -> Vec<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_discovers_a_key_stores_it_as_pem_and_delivers() {
-    discover_and_deliver(0).await;
+    discover_and_deliver(0, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_delivers_through_a_socks5_upstream_proxy_only() {
+    discover_and_deliver(0, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_delivers_over_voting_authorities_with_one_peer_down() {
-    discover_and_deliver(3).await;
+    discover_and_deliver(3, false).await;
 }
 
 /// Alice mails bob, whose key she discovers, over a network with `voting`
 /// voting authority peers (0: a nonvoting authority; otherwise the first
-/// peer is down throughout).
-async fn discover_and_deliver(voting: usize) {
+/// peer is down throughout); with `proxied`, every connection goes through
+/// microsocks, and the providers must see their users only from its
+/// outgoing address.
+async fn discover_and_deliver(voting: usize, proxied: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -145,6 +155,15 @@ async fn discover_and_deliver(voting: usize) {
     );
     // The block `testnet info` prints; accounts name it as the Go configs did.
     let block = testnet::config::authority_block(&net.spec, "testnet");
+    let proxy = socks_support::free_port();
+    let (_socks, upstream) = if proxied {
+        (
+            Some(socks_support::microsocks(proxy).await),
+            format!("[UpstreamProxy]\nType = \"socks5\"\nAddress = \"{proxy}\"\n"),
+        )
+    } else {
+        (None, String::new())
+    };
     let field = if voting > 0 {
         "VotingAuthority"
     } else {
@@ -155,7 +174,7 @@ async fn discover_and_deliver(voting: usize) {
          {block}\
          [[Account]]\nUser = \"alice\"\nProvider = \"provider1\"\n{field} = \"testnet\"\nInsecureKeyDiscovery = true\n\
          [[Account]]\nUser = \"bob\"\nProvider = \"provider2\"\n{field} = \"testnet\"\n\
-         [Debug]\nPollingInterval = 1\nRetransmitSlack = 30\nEpochPeriod = {PERIOD}\n",
+         [Debug]\nPollingInterval = 1\nRetransmitSlack = 30\nEpochPeriod = {PERIOD}\n{upstream}",
         data.path().join("d").display(),
     );
     let config = Config::parse(&text).unwrap();
@@ -253,6 +272,9 @@ async fn discover_and_deliver(voting: usize) {
     assert!(notice.contains("Subject: Key Discovery"), "{notice}");
     assert!(notice.contains(&b64), "{notice}");
     assert!(!notice.contains("hello bob"), "no message contents");
+    if proxied {
+        socks_support::assert_only_proxied(&net, &[("provider1", "alice"), ("provider2", "bob")]);
+    }
 
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(20), d)

@@ -3,8 +3,9 @@
 //! voting authorities instead of the nonvoting one. One puts both accounts
 //! behind a real SOCKS5 server (microsocks).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::IpAddr;
+mod socks_support;
+
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +22,8 @@ use rand::RngCore;
 use testnet::config::Params;
 use testnet::network::{Network, Shape};
 use testnet::voting::ServeFault;
+
+use socks_support::{assert_only_proxied, client_peers, free_port, microsocks};
 
 const PERIOD: u64 = 600;
 
@@ -1034,50 +1037,6 @@ async fn voting_authorities_bad_documents_are_refused_and_mail_flows_with_one_pe
     p.net.shutdown().await;
 }
 
-/// A real SOCKS5 server: Debian's microsocks (installed by
-/// scripts/install-test-deps), listening on 127.0.0.1 with its outgoing
-/// connections bound to 127.0.0.2. Killed (by its own pid) when dropped.
-struct Microsocks {
-    child: std::process::Child,
-}
-
-impl Drop for Microsocks {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A loopback port free at the moment.
-fn free_port() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// Starts microsocks on `addr` and waits until it accepts connections.
-async fn microsocks(addr: std::net::SocketAddr) -> Microsocks {
-    let child = std::process::Command::new("microsocks")
-        .args(["-i", "127.0.0.1", "-p", &addr.port().to_string()])
-        .args(["-b", "127.0.0.2"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run microsocks ({e}): run scripts/install-test-deps as root")
-        });
-    let socks = Microsocks { child };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "microsocks did not listen on {addr}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    socks
-}
-
 fn socks5(addr: std::net::SocketAddr) -> Arc<Upstream> {
     Arc::new(Upstream::new(
         Some(UpstreamProxyConfig {
@@ -1087,16 +1046,6 @@ fn socks5(addr: std::net::SocketAddr) -> Arc<Upstream> {
         }),
         vec!["tcp".into(), "tcp4".into(), "tcp6".into()],
     ))
-}
-
-/// The client addresses each provider saw, by user.
-fn client_peers(net: &Network, provider: &str) -> BTreeMap<String, BTreeSet<IpAddr>> {
-    net.node(provider)
-        .unwrap()
-        .provider
-        .as_ref()
-        .unwrap()
-        .client_peers()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1132,15 +1081,7 @@ async fn accounts_behind_a_real_socks5_proxy_exchange_mail_and_nothing_bypasses_
     let a = Engine::start(a_store.clone(), a_cfg);
     let b = Engine::start(b_store.clone(), b_cfg);
     deliver_one(&p, &a, &a_store, &b_store, &message(2000, 7)).await;
-    let via_proxy: BTreeSet<IpAddr> = ["127.0.0.2".parse().unwrap()].into();
-    for (provider, user) in [("provider1", "alice"), ("provider2", "bob")] {
-        let seen = client_peers(&p.net, provider);
-        assert_eq!(
-            seen,
-            BTreeMap::from([(user.to_owned(), via_proxy.clone())]),
-            "{provider} saw a client from outside the proxy"
-        );
-    }
+    assert_only_proxied(&p.net, &[("provider1", "alice"), ("provider2", "bob")]);
     a.stop().await;
     b.stop().await;
     p.net.shutdown().await;

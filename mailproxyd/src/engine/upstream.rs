@@ -188,6 +188,28 @@ mod tests {
         assert_ne!(tor().isolation("account:alice@example.org").0, user);
     }
 
+    #[test]
+    fn descriptor_transports_are_dialed_in_preference_order() {
+        let mut desc = MixDescriptor::default();
+        desc.addresses
+            .insert("tcp4".into(), vec!["192.0.2.1:29483".into()]);
+        desc.addresses
+            .insert("onion".into(), vec!["abcdefghijklmnop.onion:29483".into()]);
+        let pick = |t: &[&str]| {
+            Upstream::new(None, t.iter().map(|s| s.to_string()).collect()).descriptor_address(&desc)
+        };
+        assert_eq!(
+            pick(&["onion", "tcp4"]).as_deref(),
+            Some("abcdefghijklmnop.onion:29483")
+        );
+        assert_eq!(pick(&["tcp", "tcp4"]).as_deref(), Some("192.0.2.1:29483"));
+        assert_eq!(pick(&["tcp6"]), None);
+        assert_eq!(
+            Upstream::direct().descriptor_address(&desc).as_deref(),
+            Some("192.0.2.1:29483")
+        );
+    }
+
     /// A minimal SOCKS5 server side for one CONNECT: returns the request's
     /// address type and address bytes.
     async fn socks_accept(listener: tokio::net::TcpListener) -> (u8, Vec<u8>) {

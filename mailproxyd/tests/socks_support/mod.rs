@@ -1,0 +1,81 @@
+//! A real SOCKS5 server for the `[UpstreamProxy]` tests, and what the
+//! testnet's providers saw.
+// Each test crate that includes this module uses a part of it.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use testnet::network::Network;
+
+/// The address microsocks's outgoing connections leave from.
+pub const OUTGOING: &str = "127.0.0.2";
+
+/// Debian's microsocks (installed by scripts/install-test-deps), listening
+/// on 127.0.0.1 with its outgoing connections bound to [`OUTGOING`]. Killed
+/// (by its own pid) when dropped.
+pub struct Microsocks {
+    child: std::process::Child,
+}
+
+impl Drop for Microsocks {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port free at the moment.
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Starts microsocks on `addr` and waits until it accepts connections.
+/// Panics (the test fails) if microsocks is not installed.
+pub async fn microsocks(addr: SocketAddr) -> Microsocks {
+    let child = std::process::Command::new("microsocks")
+        .args(["-i", "127.0.0.1", "-p", &addr.port().to_string()])
+        .args(["-b", OUTGOING])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run microsocks ({e}): run scripts/install-test-deps as root")
+        });
+    let socks = Microsocks { child };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "microsocks did not listen on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    socks
+}
+
+/// The client addresses `provider` saw, by user.
+pub fn client_peers(net: &Network, provider: &str) -> BTreeMap<String, BTreeSet<IpAddr>> {
+    net.node(provider)
+        .unwrap()
+        .provider
+        .as_ref()
+        .unwrap()
+        .client_peers()
+}
+
+/// Asserts that each `(provider, user)` saw only its user, and only from
+/// the proxy's outgoing address.
+pub fn assert_only_proxied(net: &Network, users: &[(&str, &str)]) {
+    let via_proxy: BTreeSet<IpAddr> = [OUTGOING.parse().unwrap()].into();
+    for (provider, user) in users {
+        assert_eq!(
+            client_peers(net, provider),
+            BTreeMap::from([(user.to_string(), via_proxy.clone())]),
+            "{provider} saw a client from outside the proxy"
+        );
+    }
+}
