@@ -1,7 +1,8 @@
 //! The engine against a real in-process testnet: alice@provider1 sends to
 //! bob@provider2, each with its own store and engine. One network runs
 //! voting authorities instead of the nonvoting one. One puts both accounts
-//! behind a real SOCKS5 server (microsocks).
+//! behind a real SOCKS5 server (microsocks; one over TCP, one over a Unix
+//! socket relayed by socat).
 
 mod socks_support;
 
@@ -23,7 +24,7 @@ use testnet::config::Params;
 use testnet::network::{Network, Shape};
 use testnet::voting::ServeFault;
 
-use socks_support::{assert_only_proxied, client_peers, free_port, microsocks};
+use socks_support::{assert_only_proxied, client_peers, free_port, microsocks, unix_relay};
 
 const PERIOD: u64 = 600;
 
@@ -1037,11 +1038,11 @@ async fn voting_authorities_bad_documents_are_refused_and_mail_flows_with_one_pe
     p.net.shutdown().await;
 }
 
-fn socks5(addr: std::net::SocketAddr) -> Arc<Upstream> {
+fn socks5(address: UpstreamProxyAddress) -> Arc<Upstream> {
     Arc::new(Upstream::new(
         Some(UpstreamProxyConfig {
             kind: UpstreamProxyKind::Socks5,
-            address: UpstreamProxyAddress::Tcp(addr),
+            address,
             credentials: None,
         }),
         vec!["tcp".into(), "tcp4".into(), "tcp6".into()],
@@ -1052,7 +1053,7 @@ fn socks5(addr: std::net::SocketAddr) -> Arc<Upstream> {
 async fn accounts_behind_a_real_socks5_proxy_exchange_mail_and_nothing_bypasses_it() {
     let p = pair(20).await;
     let proxy = free_port();
-    let upstream = socks5(proxy);
+    let upstream = socks5(UpstreamProxyAddress::Tcp(proxy));
     // The proxy is down: nothing connects, and the status says why.
     let a_store = p.alice.open();
     let mut cfg = p.alice.config(&p.net, &p.keys);
@@ -1071,13 +1072,17 @@ async fn accounts_behind_a_real_socks5_proxy_exchange_mail_and_nothing_bypasses_
     assert!(client_peers(&p.net, "provider1").is_empty());
     a.stop().await;
 
-    // The proxy is up: alice and bob exchange mail through it.
+    // The proxy is up: alice and bob exchange mail through it, alice over
+    // TCP and bob over a Unix socket (socat relays it to microsocks).
     let _socks = microsocks(proxy).await;
+    let sockdir = tempfile::tempdir().unwrap();
+    let sock = sockdir.path().join("socks.sock");
+    let _relay = unix_relay(&sock, proxy).await;
     let b_store = p.bob.open();
     let mut a_cfg = p.alice.config(&p.net, &p.keys);
     a_cfg.upstream = upstream.clone();
     let mut b_cfg = p.bob.config(&p.net, &p.keys);
-    b_cfg.upstream = upstream.clone();
+    b_cfg.upstream = socks5(UpstreamProxyAddress::Unix(sock));
     let a = Engine::start(a_store.clone(), a_cfg);
     let b = Engine::start(b_store.clone(), b_cfg);
     deliver_one(&p, &a, &a_store, &b_store, &message(2000, 7)).await;

@@ -210,35 +210,86 @@ mod tests {
         );
     }
 
-    /// A minimal SOCKS5 server side for one CONNECT: returns the request's
-    /// address type and address bytes.
-    async fn socks_accept(listener: tokio::net::TcpListener) -> (u8, Vec<u8>) {
+    /// What a client sent in one SOCKS5 CONNECT.
+    struct Request {
+        /// User name and password, if it authenticated.
+        credentials: Option<(Vec<u8>, Vec<u8>)>,
+        /// Address type and address bytes (with the port).
+        atyp: u8,
+        addr: Vec<u8>,
+    }
+
+    /// A minimal SOCKS5 server side for one CONNECT; it picks
+    /// user/password authentication when offered (as Tor does).
+    async fn socks_accept(listener: tokio::net::TcpListener) -> Request {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut s, _) = listener.accept().await.unwrap();
         let mut head = [0u8; 2];
         s.read_exact(&mut head).await.unwrap();
         let mut methods = vec![0u8; head[1] as usize];
         s.read_exact(&mut methods).await.unwrap();
-        s.write_all(&[5, 0]).await.unwrap();
+        let credentials = if methods.contains(&2) {
+            s.write_all(&[5, 2]).await.unwrap();
+            async fn field(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+                let mut len = [0u8; 1];
+                s.read_exact(&mut len).await.unwrap();
+                let mut v = vec![0u8; len[0] as usize];
+                s.read_exact(&mut v).await.unwrap();
+                v
+            }
+            let mut version = [0u8; 1];
+            s.read_exact(&mut version).await.unwrap();
+            let user = field(&mut s).await;
+            let password = field(&mut s).await;
+            s.write_all(&[1, 0]).await.unwrap();
+            Some((user, password))
+        } else {
+            s.write_all(&[5, 0]).await.unwrap();
+            None
+        };
         let mut req = [0u8; 4];
         s.read_exact(&mut req).await.unwrap();
-        let addr = match req[3] {
+        let len = match req[3] {
             3 => {
                 let mut len = [0u8; 1];
                 s.read_exact(&mut len).await.unwrap();
-                let mut a = vec![0u8; len[0] as usize + 2];
-                s.read_exact(&mut a).await.unwrap();
-                a
+                len[0] as usize + 2
             }
-            1 => {
-                let mut a = vec![0u8; 6];
-                s.read_exact(&mut a).await.unwrap();
-                a
-            }
+            1 => 6,
             t => panic!("address type {t}"),
         };
+        let mut addr = vec![0u8; len];
+        s.read_exact(&mut addr).await.unwrap();
         s.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await.unwrap();
-        (req[3], addr)
+        Request {
+            credentials,
+            atyp: req[3],
+            addr,
+        }
+    }
+
+    #[tokio::test]
+    async fn tor_streams_carry_the_isolation_user_name_of_their_tag() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(socks_accept(listener));
+        let mut u = tor();
+        u.proxy.as_mut().unwrap().address = UpstreamProxyAddress::Tcp(addr);
+        u.connect(
+            "192.0.2.7:29483",
+            "account:bob@provider2",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let req = server.await.unwrap();
+        let (user, password) = u.isolation("account:bob@provider2");
+        assert_eq!(
+            req.credentials,
+            Some((user.into_bytes(), password.into_bytes()))
+        );
+        assert_eq!(req.atyp, 1, "a literal IPv4 address");
+        assert_eq!(req.addr, [192, 0, 2, 7, 0x73, 0x2b]);
     }
 
     #[tokio::test]
@@ -258,8 +309,10 @@ mod tests {
         u.connect(&format!("{onion}:29483"), "t", Duration::from_secs(5))
             .await
             .unwrap();
-        let (atyp, bytes) = server.await.unwrap();
-        assert_eq!(atyp, 3, "a domain-name address");
+        let req = server.await.unwrap();
+        assert_eq!(req.credentials, None);
+        assert_eq!(req.atyp, 3, "a domain-name address");
+        let bytes = req.addr;
         assert_eq!(&bytes[..bytes.len() - 2], onion.as_bytes());
         assert_eq!(&bytes[bytes.len() - 2..], &29483u16.to_be_bytes());
     }

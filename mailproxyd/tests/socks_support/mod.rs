@@ -26,6 +26,42 @@ impl Drop for Microsocks {
     }
 }
 
+/// socat relaying a Unix socket to a TCP address (a SOCKS5 server reached
+/// with `Network = "unix"`). Killed (by its own pid) when dropped.
+pub struct UnixRelay {
+    child: std::process::Child,
+}
+
+impl Drop for UnixRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts socat listening on `path`, relaying each connection to `to`, and
+/// waits until the socket exists.
+pub async fn unix_relay(path: &std::path::Path, to: SocketAddr) -> UnixRelay {
+    let child = std::process::Command::new("socat")
+        .arg(format!("UNIX-LISTEN:{},fork", path.display()))
+        .arg(format!("TCP:{to}"))
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run socat ({e}): run scripts/install-test-deps as root")
+        });
+    let relay = UnixRelay { child };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "socat did not listen on {}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    relay
+}
+
 /// A loopback port free at the moment.
 pub fn free_port() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
