@@ -29,9 +29,16 @@ use socks_support::{assert_only_proxied, client_peers, free_port, microsocks, un
 const PERIOD: u64 = 600;
 
 /// A network whose clients send one packet per `send_ms` on average, with
-/// `voting` voting authority peers (0: a nonvoting authority).
-async fn start_network(dir: &Path, send_ms: u64, voting: usize) -> Network {
+/// `voting` voting authority peers (0: a nonvoting authority), whose
+/// providers also advertise `extra` (a transport and an address).
+async fn start_network(
+    dir: &Path,
+    send_ms: u64,
+    voting: usize,
+    extra: Option<(String, String)>,
+) -> Network {
     let mut params = Params::demo();
+    params.provider_extra_transport = extra;
     params.epoch_period_secs = PERIOD;
     params.mu = 1.0 / 5.0;
     params.mu_max_delay = 20;
@@ -185,12 +192,17 @@ async fn pair(send_ms: u64) -> Pair {
 
 /// [`pair`] on a network of `voting` voting authority peers.
 async fn pair_on(send_ms: u64, voting: usize) -> Pair {
+    pair_with(send_ms, voting, None).await
+}
+
+/// [`pair_on`] whose providers also advertise `extra`.
+async fn pair_with(send_ms: u64, voting: usize, extra: Option<(String, String)>) -> Pair {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let netdir = tempfile::tempdir().unwrap();
-    let net = start_network(netdir.path(), send_ms, voting).await;
+    let net = start_network(netdir.path(), send_ms, voting, extra).await;
     let alice = Account::new(&net, "alice", "provider1");
     let bob = Account::new(&net, "bob", "provider2");
     let mut keys = HashMap::new();
@@ -1087,6 +1099,42 @@ async fn accounts_behind_a_real_socks5_proxy_exchange_mail_and_nothing_bypasses_
     let b = Engine::start(b_store.clone(), b_cfg);
     deliver_one(&p, &a, &a_store, &b_store, &message(2000, 7)).await;
     assert_only_proxied(&p.net, &[("provider1", "alice"), ("provider2", "bob")]);
+    a.stop().await;
+    b.stop().await;
+    p.net.shutdown().await;
+}
+
+/// PreferedTransports against real connections: the providers also
+/// advertise a dead address under "onion". Preferring it, the engine dials
+/// only that (nothing reaches the provider); preferring tcp4, mail flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefered_transports_decide_which_descriptor_address_is_dialed() {
+    let dead = free_port();
+    let p = pair_with(20, 0, Some(("onion".into(), dead.to_string()))).await;
+    let prefer = |t: [&str; 2]| Arc::new(Upstream::new(None, t.map(String::from).to_vec()));
+    let a_store = p.alice.open();
+    let mut cfg = p.alice.config(&p.net, &p.keys);
+    cfg.upstream = prefer(["onion", "tcp4"]);
+    let a = Engine::start(a_store.clone(), cfg);
+    let refused = format!("connect to {dead}");
+    wait_for(
+        "the onion address to be dialed",
+        Duration::from_secs(30),
+        || a.status().last_error.is_some_and(|e| e.contains(&refused)),
+    )
+    .await;
+    assert!(!a.status().connected);
+    assert!(client_peers(&p.net, "provider1").is_empty());
+    a.stop().await;
+
+    let b_store = p.bob.open();
+    let mut a_cfg = p.alice.config(&p.net, &p.keys);
+    a_cfg.upstream = prefer(["tcp4", "onion"]);
+    let mut b_cfg = p.bob.config(&p.net, &p.keys);
+    b_cfg.upstream = prefer(["tcp4", "onion"]);
+    let a = Engine::start(a_store.clone(), a_cfg);
+    let b = Engine::start(b_store.clone(), b_cfg);
+    deliver_one(&p, &a, &a_store, &b_store, &message(500, 9)).await;
     a.stop().await;
     b.stop().await;
     p.net.shutdown().await;

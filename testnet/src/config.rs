@@ -48,6 +48,11 @@ pub struct Params {
     pub send_burst: u32,
     /// Mix layers.
     pub layers: usize,
+    /// Providers also advertise this `(transport, "host:port")` in their
+    /// descriptors, to test clients' transport preference against real
+    /// connections; `None` normally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_extra_transport: Option<(String, String)>,
 }
 
 impl Params {
@@ -69,6 +74,7 @@ impl Params {
             send_rate_per_minute: 6_000,
             send_burst: 100,
             layers: 3,
+            provider_extra_transport: None,
         }
     }
 }
