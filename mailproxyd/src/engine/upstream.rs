@@ -160,15 +160,19 @@ impl Upstream {
 mod tests {
     use super::*;
 
-    fn tor() -> Upstream {
+    fn proxy(kind: UpstreamProxyKind, addr: std::net::SocketAddr) -> Upstream {
         Upstream::new(
             Some(UpstreamProxyConfig {
-                kind: UpstreamProxyKind::TorSocks5,
-                address: UpstreamProxyAddress::Tcp("127.0.0.1:9".parse().unwrap()),
+                kind,
+                address: UpstreamProxyAddress::Tcp(addr),
                 credentials: None,
             }),
             vec!["tcp".into()],
         )
+    }
+
+    fn tor() -> Upstream {
+        proxy(UpstreamProxyKind::TorSocks5, "127.0.0.1:9".parse().unwrap())
     }
 
     #[test]
@@ -268,21 +272,31 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn tor_streams_carry_the_isolation_user_name_of_their_tag() {
+    /// Connects to `target` as `tag` through a proxy of `kind` served by
+    /// [`socks_accept`]: the upstream used and what the proxy received.
+    async fn through_proxy(
+        kind: UpstreamProxyKind,
+        target: &str,
+        tag: &str,
+    ) -> (Upstream, Request) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(socks_accept(listener));
-        let mut u = tor();
-        u.proxy.as_mut().unwrap().address = UpstreamProxyAddress::Tcp(addr);
-        u.connect(
+        let u = proxy(kind, addr);
+        u.connect(target, tag, Duration::from_secs(5))
+            .await
+            .unwrap();
+        (u, server.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn tor_streams_carry_the_isolation_user_name_of_their_tag() {
+        let (u, req) = through_proxy(
+            UpstreamProxyKind::TorSocks5,
             "192.0.2.7:29483",
             "account:bob@provider2",
-            Duration::from_secs(5),
         )
-        .await
-        .unwrap();
-        let req = server.await.unwrap();
+        .await;
         let (user, password) = u.isolation("account:bob@provider2");
         assert_eq!(
             req.credentials,
@@ -294,22 +308,9 @@ mod tests {
 
     #[tokio::test]
     async fn host_names_go_to_the_proxy_unresolved() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(socks_accept(listener));
-        let u = Upstream::new(
-            Some(UpstreamProxyConfig {
-                kind: UpstreamProxyKind::Socks5,
-                address: UpstreamProxyAddress::Tcp(addr),
-                credentials: None,
-            }),
-            vec!["tcp".into()],
-        );
         let onion = "abcdefghijklmnop.onion";
-        u.connect(&format!("{onion}:29483"), "t", Duration::from_secs(5))
-            .await
-            .unwrap();
-        let req = server.await.unwrap();
+        let (_, req) =
+            through_proxy(UpstreamProxyKind::Socks5, &format!("{onion}:29483"), "t").await;
         assert_eq!(req.credentials, None);
         assert_eq!(req.atyp, 3, "a domain-name address");
         let bytes = req.addr;
@@ -322,14 +323,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let u = Upstream::new(
-            Some(UpstreamProxyConfig {
-                kind: UpstreamProxyKind::Socks5,
-                address: UpstreamProxyAddress::Tcp(addr),
-                credentials: None,
-            }),
-            vec!["tcp".into()],
-        );
+        let u = proxy(UpstreamProxyKind::Socks5, addr);
         let e = u
             .connect("provider.example:29483", "t", Duration::from_secs(5))
             .await

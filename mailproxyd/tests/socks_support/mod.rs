@@ -12,44 +12,39 @@ use testnet::network::Network;
 /// The address microsocks's outgoing connections leave from.
 pub const OUTGOING: &str = "127.0.0.2";
 
-/// Debian's microsocks (installed by scripts/install-test-deps), listening
-/// on 127.0.0.1 with its outgoing connections bound to [`OUTGOING`]. Killed
-/// (by its own pid) when dropped.
-pub struct Microsocks {
-    child: std::process::Child,
-}
+/// A helper process started by a test, killed (by its own pid) when dropped.
+pub struct Helper(std::process::Child);
 
-impl Drop for Microsocks {
+impl Drop for Helper {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
-/// socat relaying a Unix socket to a TCP address (a SOCKS5 server reached
-/// with `Network = "unix"`). Killed (by its own pid) when dropped.
-pub struct UnixRelay {
-    child: std::process::Child,
-}
-
-impl Drop for UnixRelay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts socat listening on `path`, relaying each connection to `to`, and
-/// waits until the socket exists.
-pub async fn unix_relay(path: &std::path::Path, to: SocketAddr) -> UnixRelay {
-    let child = std::process::Command::new("socat")
-        .arg(format!("UNIX-LISTEN:{},fork", path.display()))
-        .arg(format!("TCP:{to}"))
+/// Starts `program` with `args`; the test fails if it is not installed.
+fn spawn(program: &str, args: &[String]) -> Helper {
+    std::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
         .spawn()
+        .map(Helper)
         .unwrap_or_else(|e| {
-            panic!("cannot run socat ({e}): run scripts/install-test-deps as root")
-        });
-    let relay = UnixRelay { child };
+            panic!("cannot run {program} ({e}): run scripts/install-test-deps as root")
+        })
+}
+
+/// Starts socat listening on `path`, relaying each connection to `to` (a
+/// SOCKS5 server reached with `Network = "unix"`), and waits until the
+/// socket exists.
+pub async fn unix_relay(path: &std::path::Path, to: SocketAddr) -> Helper {
+    let relay = spawn(
+        "socat",
+        &[
+            format!("UNIX-LISTEN:{},fork", path.display()),
+            format!("TCP:{to}"),
+        ],
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !path.exists() {
         assert!(
@@ -70,18 +65,21 @@ pub fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-/// Starts microsocks on `addr` and waits until it accepts connections.
-/// Panics (the test fails) if microsocks is not installed.
-pub async fn microsocks(addr: SocketAddr) -> Microsocks {
-    let child = std::process::Command::new("microsocks")
-        .args(["-i", "127.0.0.1", "-p", &addr.port().to_string()])
-        .args(["-b", OUTGOING])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run microsocks ({e}): run scripts/install-test-deps as root")
-        });
-    let socks = Microsocks { child };
+/// Starts Debian's microsocks (installed by scripts/install-test-deps) on
+/// `addr` with its outgoing connections bound to [`OUTGOING`], and waits
+/// until it accepts connections. The test fails if it is not installed.
+pub async fn microsocks(addr: SocketAddr) -> Helper {
+    let socks = spawn(
+        "microsocks",
+        &[
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            addr.port().to_string(),
+            "-b".into(),
+            OUTGOING.into(),
+        ],
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         assert!(
