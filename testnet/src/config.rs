@@ -96,6 +96,10 @@ pub struct NodeSpec {
     pub address: SocketAddr,
     /// Ed25519 identity public key, hex.
     pub identity_public: String,
+    /// A provider's HTTP registration endpoint (`POST /registration`), if
+    /// it serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<SocketAddr>,
 }
 
 /// The authority.
@@ -289,6 +293,7 @@ mod tests {
             role,
             address: format!("127.0.0.1:{port}").parse().unwrap(),
             identity_public: "00".repeat(32),
+            registration: None,
         };
         NetworkSpec {
             params: Params::demo(),

@@ -47,6 +47,10 @@ enum Cmd {
         /// authority (only when the network is created).
         #[arg(long)]
         authorities: Option<usize>,
+        /// Providers serve HTTP registration (`POST /registration`, as for
+        /// `mailproxyd -r`; only when the network is created).
+        #[arg(long)]
+        registration: bool,
     },
     /// Stop the network running in DIR.
     Down {
@@ -90,12 +94,14 @@ fn main() -> Result<()> {
             epoch_secs,
             no_rate_limit,
             authorities,
+            registration,
         } => up(
             &dir,
             mixes_per_layer,
             epoch_secs,
             no_rate_limit,
             authorities,
+            registration,
         ),
         Cmd::Down { dir } => down(&dir),
         Cmd::AddUser {
@@ -122,6 +128,15 @@ fn info(spec: &testnet::config::NetworkSpec) -> String {
         s += &format!(" {}", n.name);
     }
     s += "\n";
+    for n in spec.nodes.iter() {
+        if let Some(addr) = n.registration {
+            s += &format!(
+                "# {} registers accounts at http://{addr}{}\n",
+                n.name,
+                testnet::registration::PATH
+            );
+        }
+    }
     s
 }
 
@@ -131,6 +146,7 @@ fn up(
     epoch_secs: Option<u64>,
     no_rate_limit: bool,
     authorities: Option<usize>,
+    registration: bool,
 ) -> Result<()> {
     let mut params = Params::demo();
     if let Some(e) = epoch_secs {
@@ -140,6 +156,7 @@ fn up(
         params,
         mixes_per_layer,
         voting_authorities: authorities.unwrap_or(0),
+        registration,
         ..Shape::default()
     };
     let spec =

@@ -36,6 +36,8 @@ pub struct NodeConfig {
     pub identity: SigningKey,
     pub link_private: [u8; 32],
     pub address: SocketAddr,
+    /// A provider's HTTP registration listener, if it serves one.
+    pub registration: Option<SocketAddr>,
     /// The node's own directory (mix keys, provider spools and users).
     pub dir: PathBuf,
     pub params: Params,
@@ -154,6 +156,15 @@ impl Node {
         ];
         if node.provider.is_some() {
             tasks.push(tokio::spawn(provider::management_loop(node.clone())));
+            if let Some(addr) = node.config.registration {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| NodeError::Listen { addr, source })?;
+                tasks.push(tokio::spawn(crate::registration::serve(
+                    node.clone(),
+                    listener,
+                )));
+            }
         }
         Ok(NodeHandle { node, stop, tasks })
     }

@@ -43,6 +43,20 @@ pub struct ProviderState {
     client_peers: Mutex<BTreeMap<String, BTreeSet<IpAddr>>>,
 }
 
+/// Why a registration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The name is already registered.
+    #[error("the user name '{0}' is taken")]
+    Taken(String),
+    /// The name is not a valid user name.
+    #[error("bad request: {0}")]
+    Invalid(String),
+    /// The user database failed.
+    #[error("the provider could not store the user: {0}")]
+    Store(#[from] UserDbError),
+}
+
 /// Most users whose client addresses are recorded.
 const MAX_PEER_USERS: usize = 4096;
 /// Most addresses recorded per user.
@@ -107,6 +121,29 @@ impl ProviderState {
     /// Entries waiting in `user`'s spool.
     pub fn spool_len(&self, user: &str) -> Result<usize, SpoolError> {
         self.with_spool(user, |s| s.len())
+    }
+
+    /// The registered user `name`, if any.
+    pub fn user(&self, name: &str) -> Option<crate::users::User> {
+        self.users.lock().expect("lock").get(name).cloned()
+    }
+
+    /// Registers a new user with both keys (HTTP registration): as ADD_USER
+    /// then SET_USER_IDENTITY, refused if the name is taken.
+    pub fn register(
+        &self,
+        user: &str,
+        link_key: [u8; 32],
+        identity_key: [u8; 32],
+    ) -> Result<(), RegisterError> {
+        let name = normalize_user(user).map_err(|e| RegisterError::Invalid(e.to_string()))?;
+        let mut db = self.users.lock().expect("lock");
+        if db.get(&name).is_some() {
+            return Err(RegisterError::Taken(name));
+        }
+        db.set_link_key(&name, link_key)?;
+        db.set_identity_key(&name, Some(identity_key))?;
+        Ok(())
     }
 
     /// Adds or updates a user.
