@@ -14,6 +14,7 @@ pub mod lock;
 pub mod logging;
 pub mod mgmt;
 pub mod recipients;
+pub mod register;
 pub mod slots;
 
 // Mail front: the encrypted store, SMTP submission, POP3 retrieval.

@@ -99,7 +99,7 @@ impl Upstream {
 
     /// Connects to `target` (`host:port`), through the proxy if one is
     /// configured; `tag` isolates the stream under tor+socks5.
-    pub(super) async fn connect(
+    pub(crate) async fn connect(
         &self,
         target: &str,
         tag: &str,
