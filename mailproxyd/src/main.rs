@@ -147,15 +147,9 @@ fn register(args: RegistrationArgs) -> ExitCode {
         tor_socks_addr: args.tor_socks_addr,
         data_dir: required!(data_dir, "dataDir"),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mailproxyd: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_FATAL);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(registration.run()) {
         Ok(path) => {
@@ -210,15 +204,9 @@ fn main() -> ExitCode {
     if generate_only {
         return generate(config);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mailproxyd: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_FATAL);
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         match termination() {
@@ -234,6 +222,18 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_FATAL)
         }
     }
+}
+
+/// The tokio runtime; on failure, the error is printed and the exit code
+/// returned.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("mailproxyd: cannot start the runtime: {e}");
+            ExitCode::from(EXIT_FATAL)
+        })
 }
 
 /// Installs the SIGINT/SIGTERM handlers now (before anything can tell the

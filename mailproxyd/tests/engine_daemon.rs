@@ -99,6 +99,56 @@ impl Lines {
     }
 }
 
+/// A daemon running in this process.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
+}
+
+impl Running {
+    fn start(prepared: daemon::Prepared) -> Running {
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(daemon::run_prepared(prepared, async move {
+            let _ = stop_rx.await;
+        }));
+        Running { stop, task }
+    }
+
+    /// Stops it; it must stop cleanly within 20 s.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("the daemon stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Waits until a daemon's listener at `addr` is up.
+async fn wait_listening(addr: std::net::SocketAddr) {
+    let mut deadline = 50;
+    while TcpStream::connect(addr).await.is_err() {
+        deadline -= 1;
+        assert!(deadline > 0, "{addr} did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Submits `msg` from alice@provider1 to bob@provider2 once the SMTP
+/// listener is up.
+async fn submit(smtp: std::net::SocketAddr, msg: &str) {
+    wait_listening(smtp).await;
+    let mut c = Lines::connect(smtp).await;
+    c.smtp(None, "220").await;
+    c.smtp(Some("EHLO test\r\n"), "250").await;
+    c.smtp(Some("MAIL FROM:<alice@provider1>\r\n"), "250").await;
+    c.smtp(Some("RCPT TO:<bob@provider2>\r\n"), "250").await;
+    c.smtp(Some("DATA\r\n"), "354").await;
+    c.smtp(Some(&format!("{msg}.\r\n")), "250").await;
+    c.smtp(Some("QUIT\r\n"), "221").await;
+}
+
 async fn maildrop(pop3: std::net::SocketAddr, user: &str) -> Vec<Vec<u8>> {
     let mut c = Lines::connect(pop3).await;
     let greeting = c.line().await;
@@ -204,30 +254,11 @@ async fn discover_and_deliver(voting: usize, proxied: bool) {
         }
     }
     assert!(prepared.recipients.get("bob@provider2").unwrap().is_none());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let d = tokio::spawn(daemon::run_prepared(prepared, async move {
-        let _ = stop_rx.await;
-    }));
+    let d = Running::start(prepared);
 
     // Submit alice -> bob with no key known: accepted (discovery).
-    let mut deadline = 50;
-    let mut c = loop {
-        if let Ok(s) = TcpStream::connect(smtp).await {
-            drop(s);
-            break Lines::connect(smtp).await;
-        }
-        deadline -= 1;
-        assert!(deadline > 0, "SMTP did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    c.smtp(None, "220").await;
-    c.smtp(Some("EHLO test\r\n"), "250").await;
-    c.smtp(Some("MAIL FROM:<alice@provider1>\r\n"), "250").await;
-    c.smtp(Some("RCPT TO:<bob@provider2>\r\n"), "250").await;
-    c.smtp(Some("DATA\r\n"), "354").await;
     let msg = "From: alice@provider1\r\nTo: bob@provider2\r\nSubject: found you\r\n\r\nhello bob, via key discovery\r\n";
-    c.smtp(Some(&format!("{msg}.\r\n")), "250").await;
-    c.smtp(Some("QUIT\r\n"), "221").await;
+    submit(smtp, msg).await;
 
     // The key arrives as a PEM file, the mail at bob's maildrop.
     let pem = recipient_dir.join("bob@provider2.pem");
@@ -276,11 +307,81 @@ async fn discover_and_deliver(voting: usize, proxied: bool) {
         socks_support::assert_only_proxied(&net, &[("provider1", "alice"), ("provider2", "bob")]);
     }
 
-    let _ = stop_tx.send(());
-    tokio::time::timeout(Duration::from_secs(20), d)
+    d.stop().await;
+    net.shutdown().await;
+}
+
+/// Accounts created by the `mailproxyd -r` binary against the providers'
+/// registration endpoints exchange mail with the configs it wrote (only
+/// the listener ports are moved, so that two daemons share this process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_registered_with_mailproxyd_r_exchange_mail() {
+    let netdir = tempfile::tempdir().unwrap();
+    let mut params = Params::demo();
+    // The written config has the default EpochPeriod, as the demo's network.
+    params.epoch_period_secs = 10_800;
+    let shape = Shape {
+        params,
+        registration: true,
+        ..Shape::default()
+    };
+    let net = Network::launch(netdir.path(), &shape, false, Duration::from_secs(30))
         .await
-        .expect("the daemon stops")
-        .unwrap()
         .unwrap();
+    let dirs = tempfile::tempdir().unwrap();
+    let mut daemons = Vec::new();
+    let mut listeners = Vec::new();
+    for (user, provider) in [("alice", "provider1"), ("bob", "provider2")] {
+        let node = net.spec.node(provider).unwrap();
+        let dir = dirs.path().join(user);
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailproxyd"))
+            .args(["-r", "-registrationWithoutHttps"])
+            .args(["-account", user, "-provider", provider])
+            .args(["-providerKey", &node.identity_public])
+            .args(["-authority", &net.spec.authority.address.to_string()])
+            .args(["-authorityKey", &net.spec.authority.identity_public])
+            .args(["-registrationAddr", &node.registration.unwrap().to_string()])
+            .arg("-dataDir")
+            .arg(&dir)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut config = Config::load(&dir.join("mailproxy.toml")).unwrap();
+        let (smtp, pop3) = (
+            testnet::ports::reserve().unwrap(),
+            testnet::ports::reserve().unwrap(),
+        );
+        config.proxy.smtp_address = smtp;
+        config.proxy.pop3_address = pop3;
+        let prepared = tokio::task::spawn_blocking(move || daemon::prepare(config))
+            .await
+            .unwrap()
+            .unwrap();
+        daemons.push(Running::start(prepared));
+        listeners.push((smtp, pop3));
+    }
+    let msg = "From: alice@provider1\r\nTo: bob@provider2\r\nSubject: registered\r\n\r\nhello bob, from a registered account\r\n";
+    submit(listeners[0].0, msg).await;
+    wait_listening(listeners[1].1).await;
+    let mut tries = 0;
+    let bob_mail = loop {
+        let m = maildrop(listeners[1].1, "bob@provider2").await;
+        if !m.is_empty() {
+            break m;
+        }
+        tries += 1;
+        assert!(tries < 360, "no delivery to bob");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(bob_mail.len(), 1);
+    assert!(bob_mail[0].ends_with(msg.as_bytes()));
+    for d in daemons {
+        d.stop().await;
+    }
     net.shutdown().await;
 }
