@@ -2,13 +2,17 @@
 //! account is registered with the keys written into the new data dir and
 //! the config written loads; a second run refuses to overwrite; a taken
 //! name, a missing option and HTTPS (not supported yet) get one clear line,
-//! and a refused registration leaves nothing behind.
+//! and a refused registration leaves nothing behind. With `-onion` the
+//! registration goes through the SOCKS5 proxy (microsocks standing in for
+//! Tor), and not at all while it is down.
+
+mod socks_support;
 
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use mailproxyd::config::Config;
+use mailproxyd::config::{Config, UpstreamProxyAddress, UpstreamProxyKind};
 use mailproxyd::keys::AccountKeys;
 use testnet::network::{Network, Shape};
 
@@ -96,6 +100,33 @@ async fn mailproxyd_r_registers_an_account_and_refuses_clearly() {
     let e = stderr_line(&register(&net, "bob", &dirs.path().join("bob"), &[]).await);
     assert!(e.contains("-registrationWithoutHttps"), "{e}");
     assert!(provider.user("bob").is_none());
+    // -onion: through the proxy only. Down: nothing reaches the provider.
+    let proxy = socks_support::free_port();
+    let tor = ["-registrationWithoutHttps", "-onion", "-torSocksAddr"];
+    let proxy_text = proxy.to_string();
+    let onion: Vec<&str> = tor.iter().copied().chain([proxy_text.as_str()]).collect();
+    let carol = dirs.path().join("carol");
+    let e = stderr_line(&register(&net, "carol", &carol, &onion).await);
+    assert!(
+        e.contains(&format!("upstream proxy {proxy} is unreachable")),
+        "{e}"
+    );
+    assert!(provider.user("carol").is_none());
+    assert!(!carol.join("mailproxy.toml").exists());
+    let _socks = socks_support::microsocks(proxy).await;
+    let out = register(&net, "carol", &carol, &onion).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(provider.user("carol").is_some());
+    let config = Config::load(&carol.join("mailproxy.toml")).unwrap();
+    let upstream = config.upstream_proxy.expect("a tor+socks5 proxy");
+    assert_eq!(upstream.kind, UpstreamProxyKind::TorSocks5);
+    assert_eq!(upstream.address, UpstreamProxyAddress::Tcp(proxy));
+    assert_eq!(config.prefered_transports, ["onion"]);
+
     // A missing option.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailproxyd"))
         .args(["-r", "-account", "bob"])
