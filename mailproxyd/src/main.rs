@@ -78,6 +78,10 @@ struct RegistrationArgs {
     /// With -r: plain HTTP (test networks only).
     #[arg(long = "registrationWithoutHttps", requires = "register")]
     registration_without_https: bool,
+    /// With -r: also trust this CA certificate (PEM) for HTTPS, e.g. the one
+    /// `testnet info` names.
+    #[arg(long = "registrationCA", requires = "register")]
+    registration_ca: Option<PathBuf>,
     /// With -r: use Tor for everything (tor+socks5, onion transports).
     #[arg(long = "onion", requires = "register")]
     onion: bool,
@@ -90,7 +94,7 @@ struct RegistrationArgs {
 }
 
 /// The long options the original spelled with one dash.
-const GO_STYLE: [&str; 10] = [
+const GO_STYLE: [&str; 11] = [
     "account",
     "provider",
     "providerKey",
@@ -98,6 +102,7 @@ const GO_STYLE: [&str; 10] = [
     "authorityKey",
     "registrationAddr",
     "registrationWithoutHttps",
+    "registrationCA",
     "onion",
     "torSocksAddr",
     "dataDir",
@@ -143,6 +148,7 @@ fn register(args: RegistrationArgs) -> ExitCode {
         authority_key: required!(authority_key, "authorityKey"),
         registration_addr: required!(registration_addr, "registrationAddr"),
         without_https: args.registration_without_https,
+        ca_file: args.registration_ca,
         onion: args.onion,
         tor_socks_addr: args.tor_socks_addr,
         data_dir: required!(data_dir, "dataDir"),

@@ -7,6 +7,7 @@
 //! [`crate::engine::Upstream`], so host names go to the proxy unresolved.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
@@ -16,7 +17,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
 use crate::config::Config;
-use crate::engine::Upstream;
+use crate::engine::{BoxStream, Upstream};
 use crate::keys::AccountKeys;
 use crate::recipients::{normalize_provider, normalize_user};
 
@@ -46,6 +47,9 @@ pub struct Registration {
     pub registration_addr: String,
     /// `-registrationWithoutHttps`: plain HTTP (test networks).
     pub without_https: bool,
+    /// `-registrationCA`: also trust this CA certificate file (PEM; test
+    /// networks), besides the system's roots.
+    pub ca_file: Option<PathBuf>,
     /// `-onion`: reach everything through Tor (`tor+socks5`, onion transport).
     pub onion: bool,
     /// `-torSocksAddr`: Tor's SOCKS5 `IP:port`.
@@ -118,17 +122,16 @@ impl Registration {
 
     /// Registers: returns the config file written.
     pub async fn run(&self) -> Result<PathBuf, RegisterError> {
-        if !self.without_https {
-            return Err(RegisterError::Options(
-                "HTTPS registration is not supported yet; on a test network use -registrationWithoutHttps".into(),
-            ));
-        }
+        let tls = match self.without_https {
+            true => None,
+            false => Some(self.tls_connector()?),
+        };
         let text = self.config_text();
         let config = Config::parse(&text).map_err(|e| RegisterError::Options(e.to_string()))?;
         let path = self.data_dir.join(CONFIG_FILE);
         let (keys, key_dir) = self.prepare(&path, &text)?;
         let upstream = Upstream::new(config.upstream_proxy, config.prefered_transports);
-        if let Err(e) = self.post(&upstream, &keys).await {
+        if let Err(e) = self.post(&upstream, tls, &keys).await {
             // Not registered: leave nothing that would block a retry.
             let _ = std::fs::remove_file(&path);
             let _ = std::fs::remove_dir_all(&key_dir);
@@ -173,17 +176,64 @@ impl Registration {
             .finish()
     }
 
-    async fn post(&self, upstream: &Upstream, keys: &AccountKeys) -> Result<(), RegisterError> {
+    /// HTTPS: the system's roots, plus `-registrationCA`.
+    fn tls_connector(&self) -> Result<tokio_rustls::TlsConnector, RegisterError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::CertificateDer;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        if let Some(path) = &self.ca_file {
+            let bad = |e: String| {
+                RegisterError::Options(format!("-registrationCA {}: {e}", path.display()))
+            };
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| bad(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad("no certificate in the file".into()));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| bad(e.to_string()))?;
+            }
+        }
+        // ring rather than aws-lc-rs (no cmake build); deprecated in rustls
+        // 0.23.48 only for lacking post-quantum key exchange.
+        #[allow(deprecated)]
+        let provider = rustls::crypto::ring::default_provider();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| RegisterError::Options(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    }
+
+    async fn post(
+        &self,
+        upstream: &Upstream,
+        tls: Option<tokio_rustls::TlsConnector>,
+        keys: &AccountKeys,
+    ) -> Result<(), RegisterError> {
         let addr = self.registration_addr.clone();
         let unreachable = |problem: String| RegisterError::Unreachable {
             addr: addr.clone(),
             problem,
         };
         let exchange = async {
-            let stream = upstream
+            let mut stream = upstream
                 .connect(&addr, "registration", TIMEOUT)
                 .await
                 .map_err(|e| unreachable(e.to_string()))?;
+            if let Some(tls) = tls {
+                let host = host_of(&addr);
+                let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+                    .map_err(|e| unreachable(format!("'{host}': {e}")))?;
+                let secured = tls
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| unreachable(format!("TLS: {e}")))?;
+                stream = Box::new(secured) as BoxStream;
+            }
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
                 .map_err(|e| unreachable(e.to_string()))?;
@@ -228,6 +278,14 @@ impl Registration {
             answer,
         })
     }
+}
+
+/// The host part of `host:port` (`[v6]:port` too).
+fn host_of(addr: &str) -> &str {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h)
 }
 
 /// The path registrations are posted to.

@@ -311,9 +311,10 @@ async fn discover_and_deliver(voting: usize, proxied: bool) {
     net.shutdown().await;
 }
 
-/// Accounts created by the `mailproxyd -r` binary against the providers'
-/// registration endpoints exchange mail with the configs it wrote (only
-/// the listener ports are moved, so that two daemons share this process).
+/// Accounts created by the `mailproxyd -r` binary (HTTPS, trusting the
+/// testnet's CA) against the providers' registration endpoints exchange
+/// mail with the configs it wrote (only the listener ports are moved, so
+/// that two daemons share this process).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_registered_with_mailproxyd_r_exchange_mail() {
     let netdir = tempfile::tempdir().unwrap();
@@ -335,7 +336,8 @@ async fn accounts_registered_with_mailproxyd_r_exchange_mail() {
         let node = net.spec.node(provider).unwrap();
         let dir = dirs.path().join(user);
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailproxyd"))
-            .args(["-r", "-registrationWithoutHttps"])
+            .args(["-r", "-registrationCA"])
+            .arg(netdir.path().join(testnet::registration::CA_FILE))
             .args(["-account", user, "-provider", provider])
             .args(["-providerKey", &node.identity_public])
             .args(["-authority", &net.spec.authority.address.to_string()])

@@ -1,8 +1,9 @@
 //! `mailproxyd -r` against a testnet provider's registration endpoint: the
 //! account is registered with the keys written into the new data dir and
 //! the config written loads; a second run refuses to overwrite; a taken
-//! name, a missing option and HTTPS (not supported yet) get one clear line,
-//! and a refused registration leaves nothing behind. With `-onion` the
+//! name, a missing option and a server certificate from an unknown CA get
+//! one clear line, and a refused registration leaves nothing behind; HTTPS
+//! works with the testnet's CA named by `-registrationCA`. With `-onion` the
 //! registration goes through the SOCKS5 proxy (microsocks standing in for
 //! Tor), and not at all while it is down.
 
@@ -96,10 +97,25 @@ async fn mailproxyd_r_registers_an_account_and_refuses_clearly() {
     assert!(!other.join("mailproxy.toml").exists());
     assert!(!other.join("alice@provider1").exists());
     assert_eq!(provider.user("alice").unwrap().link_key, keys.link_public());
-    // HTTPS is not available yet: said so, before anything is written.
-    let e = stderr_line(&register(&net, "bob", &dirs.path().join("bob"), &[]).await);
-    assert!(e.contains("-registrationWithoutHttps"), "{e}");
+    // HTTPS: the testnet's CA is not a system root.
+    let bob = dirs.path().join("bob");
+    let e = stderr_line(&register(&net, "bob", &bob, &[]).await);
+    assert!(
+        e.contains("TLS: invalid peer certificate: UnknownIssuer"),
+        "{e}"
+    );
     assert!(provider.user("bob").is_none());
+    assert!(!bob.join("mailproxy.toml").exists());
+    // With the CA `testnet info` names, HTTPS registration works.
+    let ca = netdir.path().join(testnet::registration::CA_FILE);
+    let ca_arg = ca.display().to_string();
+    let out = register(&net, "bob", &bob, &["-registrationCA", &ca_arg]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(provider.user("bob").is_some());
     // -onion: through the proxy only. Down: nothing reaches the provider.
     let proxy = socks_support::free_port();
     let tor = ["-registrationWithoutHttps", "-onion", "-torSocksAddr"];

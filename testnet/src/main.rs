@@ -113,13 +113,13 @@ fn main() -> Result<()> {
         } => add_user(&dir, &provider, &user, &link_key, identity_key.as_deref()),
         Cmd::Info { dir } => {
             let spec = testnet::config::NetworkSpec::load(&dir)?;
-            print!("{}", info(&spec));
+            print!("{}", info(&spec, &dir));
             Ok(())
         }
     }
 }
 
-fn info(spec: &testnet::config::NetworkSpec) -> String {
+fn info(spec: &testnet::config::NetworkSpec, dir: &Path) -> String {
     let mut s = String::new();
     s += "# For mailproxyd's configuration:\n";
     s += &testnet::config::authority_block(spec, "testnet");
@@ -131,11 +131,19 @@ fn info(spec: &testnet::config::NetworkSpec) -> String {
     for n in spec.nodes.iter() {
         if let Some(addr) = n.registration {
             s += &format!(
-                "# {} registers accounts at http://{addr}{}\n",
+                "# {} registers accounts at http(s)://{addr}{}\n",
                 n.name,
                 testnet::registration::PATH
             );
         }
+    }
+    if spec.nodes.iter().any(|n| n.registration.is_some()) {
+        let ca = std::path::absolute(dir.join(testnet::registration::CA_FILE))
+            .unwrap_or_else(|_| dir.join(testnet::registration::CA_FILE));
+        s += &format!(
+            "# (https on the same port) its CA certificate: {}\n",
+            ca.display()
+        );
     }
     s
 }
@@ -168,7 +176,7 @@ fn up(
         let net = Network::start(dir, !no_rate_limit).await?;
         net.wait_ready(Duration::from_secs(60)).await?;
         println!("testnet is up in {} ({} nodes)", dir.display(), spec.nodes.len());
-        print!("{}", info(&spec));
+        print!("{}", info(&spec, dir));
         println!("# Register an account: testnet add-user --dir {} --provider provider1 --user alice --link-key <hex> --identity-key <hex>", dir.display());
         let _ = std::io::stdout().flush();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

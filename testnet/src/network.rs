@@ -151,6 +151,9 @@ pub fn init(dir: &Path, shape: &Shape) -> Result<NetworkSpec, NetworkError> {
         nodes,
     };
     spec.save(dir)?;
+    if shape.registration {
+        crate::registration::ensure_tls(dir).map_err(NetworkError::Other)?;
+    }
     std::fs::write(
         dir.join("authority.public"),
         format!("{}\n", spec.authority.identity_public),

@@ -2,9 +2,13 @@
 //! for `mailproxy -r`): `POST /registration` with the form
 //! `version=0&command=register_link_and_identity_key&user=…&link_key=…&identity_key=…`
 //! (base64 X25519 keys) registers the user exactly as ADD_USER and
-//! SET_USER_IDENTITY on the management socket would. Plain HTTP; off unless
-//! started.
+//! SET_USER_IDENTITY on the management socket would. Off unless started.
+//! One port serves both HTTPS (a certificate for 127.0.0.1 and localhost
+//! from the network's own CA, [`CA_FILE`] in the network directory) and
+//! plain HTTP (for `-registrationWithoutHttps`): a connection whose first
+//! byte is a TLS handshake record gets TLS.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -17,23 +21,86 @@ use tokio::net::TcpListener;
 use crate::node::provider::{ProviderState, RegisterError};
 use crate::node::Node;
 
+/// The network's registration CA certificate (PEM), in the network directory.
+pub const CA_FILE: &str = "registration-ca.pem";
+/// The providers' registration certificate and key (PEM), signed by the CA.
+const CERT_FILE: &str = "registration-cert.pem";
+const KEY_FILE: &str = "registration-key.pem";
+
+/// Creates the network's registration CA and the providers' certificate
+/// (for 127.0.0.1 and localhost) in `dir`, unless they exist.
+pub fn ensure_tls(dir: &Path) -> Result<(), String> {
+    if dir.join(CERT_FILE).exists() && dir.join(KEY_FILE).exists() && dir.join(CA_FILE).exists() {
+        return Ok(());
+    }
+    let err = |e: rcgen::Error| format!("registration certificate: {e}");
+    let ca_key = rcgen::KeyPair::generate().map_err(err)?;
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "mailproxy testnet registration CA",
+    );
+    let ca = ca.self_signed(&ca_key).map_err(err)?;
+    let key = rcgen::KeyPair::generate().map_err(err)?;
+    let cert =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .map_err(err)?
+            .signed_by(&key, &ca, &ca_key)
+            .map_err(err)?;
+    for (name, text) in [
+        (KEY_FILE, key.serialize_pem()),
+        (CERT_FILE, cert.pem()),
+        (CA_FILE, ca.pem()),
+    ] {
+        std::fs::write(dir.join(name), text)
+            .map_err(|e| format!("{}: {e}", dir.join(name).display()))?;
+    }
+    Ok(())
+}
+
+/// The TLS server configuration from the files [`ensure_tls`] wrote.
+pub fn tls_config(dir: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(dir.join(CERT_FILE))
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", dir.join(CERT_FILE).display()))?;
+    let key = PrivateKeyDer::from_pem_file(dir.join(KEY_FILE))
+        .map_err(|e| format!("{}: {e}", dir.join(KEY_FILE).display()))?;
+    // ring rather than aws-lc-rs (no cmake build); deprecated in rustls
+    // 0.23.48 only for lacking post-quantum key exchange.
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(config))
+}
+
 /// The path served.
 pub const PATH: &str = "/registration";
 /// Largest form accepted.
 const MAX_BODY: usize = 4096;
 
-/// Serves registrations for the provider `node` on `listener` until the
-/// task is aborted (nothing if `node` is not a provider).
-pub async fn serve(node: Arc<Node>, listener: TcpListener) {
+/// Serves registrations for the provider `node` on `listener` (HTTPS with
+/// `tls`, and plain HTTP) until the task is aborted (nothing if `node` is
+/// not a provider).
+pub async fn serve(node: Arc<Node>, listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
     if node.provider.is_none() {
         return;
     }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let node = node.clone();
+                let acceptor = acceptor.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let node = node.clone();
@@ -42,9 +109,21 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
                             Ok::<_, std::convert::Infallible>(handle(provider, req).await)
                         }
                     });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = conn.await {
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let mut first = [0u8; 1];
+                    // 0x16: a TLS handshake record.
+                    let served = if matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16) {
+                        match acceptor.accept(stream).await {
+                            Ok(tls) => http.serve_connection(TokioIo::new(tls), service).await,
+                            Err(e) => {
+                                tracing::debug!(error = %e, "registration TLS handshake failed");
+                                return;
+                            }
+                        }
+                    } else {
+                        http.serve_connection(TokioIo::new(stream), service).await
+                    };
+                    if let Err(e) = served {
                         tracing::debug!(error = %e, "registration connection failed");
                     }
                 });

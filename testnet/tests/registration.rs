@@ -73,8 +73,20 @@ async fn registration_over_http_registers_and_refuses_clearly() {
     let info = String::from_utf8_lossy(&out.stdout);
     assert!(
         info.contains(&format!(
-            "# provider1 registers accounts at http://{addr}/registration\n"
+            "# provider1 registers accounts at http(s)://{addr}/registration\n"
         )),
+        "{info}"
+    );
+    let ca = dir.path().join(testnet::registration::CA_FILE);
+    assert!(
+        std::fs::read_to_string(&ca)
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----"),
+        "{}",
+        ca.display()
+    );
+    assert!(
+        info.contains(&format!("its CA certificate: {}\n", ca.display())),
         "{info}"
     );
 

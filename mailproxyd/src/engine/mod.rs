@@ -25,7 +25,7 @@ use std::time::Duration;
 pub use error::EngineError;
 pub use receive::PartialLimits;
 pub use status::{ConnState, EngineStatus};
-pub use upstream::Upstream;
+pub use upstream::{BoxStream, Stream, Upstream};
 
 use crate::events::EventBus;
 use crate::store::Store;

@@ -119,6 +119,8 @@ pub enum NodeError {
     Keys(#[from] crate::mixkeys::MixKeyError),
     #[error(transparent)]
     Provider(#[from] provider::ProviderError),
+    #[error("registration endpoint: {0}")]
+    Registration(String),
 }
 
 impl Node {
@@ -157,12 +159,17 @@ impl Node {
         if node.provider.is_some() {
             tasks.push(tokio::spawn(provider::management_loop(node.clone())));
             if let Some(addr) = node.config.registration {
+                // The TLS material is the network's (the parent directory).
+                let network_dir = node.config.dir.parent().unwrap_or(&node.config.dir);
+                let tls = crate::registration::tls_config(network_dir)
+                    .map_err(NodeError::Registration)?;
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|source| NodeError::Listen { addr, source })?;
                 tasks.push(tokio::spawn(crate::registration::serve(
                     node.clone(),
                     listener,
+                    tls,
                 )));
             }
         }
