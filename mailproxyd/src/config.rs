@@ -88,6 +88,11 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `[Limits]`.
     pub limits: LimitsConfig,
+    /// `[UpstreamProxy]`; `None` with `Type = "none"` or no section.
+    pub upstream_proxy: Option<UpstreamProxyConfig>,
+    /// `[UpstreamProxy] PreferedTransports`: descriptor transports to dial,
+    /// in order (default `tcp`, `tcp4`, `tcp6`), proxy or not.
+    pub prefered_transports: Vec<String>,
 }
 
 /// `[Proxy]`.
@@ -269,6 +274,58 @@ impl Default for LimitsConfig {
             partial_bytes: 256 << 20,
             partial_messages_per_sender: 16,
             partial_bytes_per_sender: 64 << 20,
+        }
+    }
+}
+
+/// The default `[UpstreamProxy] PreferedTransports`.
+pub const DEFAULT_TRANSPORTS: [&str; 3] = ["tcp", "tcp4", "tcp6"];
+
+/// `[UpstreamProxy]` with a `Type` other than `none`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamProxyConfig {
+    /// `Type`: plain SOCKS5, or Tor's SOCKS5 port (stream isolation).
+    pub kind: UpstreamProxyKind,
+    /// `Network` and `Address`.
+    pub address: UpstreamProxyAddress,
+    /// `User`/`Password` (only with `socks5`).
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for UpstreamProxyConfig {
+    // Never print the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamProxyConfig")
+            .field("kind", &self.kind)
+            .field("address", &self.address)
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
+/// `[UpstreamProxy] Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProxyKind {
+    /// `socks5`.
+    Socks5,
+    /// `tor+socks5`: streams isolated by SOCKS user name.
+    TorSocks5,
+}
+
+/// Where the SOCKS5 server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamProxyAddress {
+    /// `Network = "tcp"`: a literal `IP:port`.
+    Tcp(SocketAddr),
+    /// `Network = "unix"`: a socket path (absolute, existing at load time).
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for UpstreamProxyAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamProxyAddress::Tcp(a) => write!(f, "{a}"),
+            UpstreamProxyAddress::Unix(p) => write!(f, "unix:{}", p.display()),
         }
     }
 }
@@ -496,7 +553,7 @@ fn absolute(f: &Fields<'_>, name: &str, text: &str) -> Result<PathBuf, ConfigErr
 }
 
 fn from_table(root: &Table) -> Result<Config, ConfigError> {
-    const SECTIONS: [&str; 10] = [
+    const SECTIONS: [&str; 11] = [
         "Proxy",
         "Logging",
         "NonvotingAuthority",
@@ -507,6 +564,7 @@ fn from_table(root: &Table) -> Result<Config, ConfigError> {
         "Recipients",
         "Storage",
         "Limits",
+        "UpstreamProxy",
     ];
     let mut sections: BTreeMap<&str, &Value> = BTreeMap::new();
     for (k, v) in root {
@@ -516,9 +574,6 @@ fn from_table(root: &Table) -> Result<Config, ConfigError> {
             }
             Some(s) => {
                 sections.insert(s, v);
-            }
-            None if k.eq_ignore_ascii_case("UpstreamProxy") => {
-                return Err(invalid(k, "", "upstream proxies are not supported yet"))
             }
             None if v.is_table() || v.is_array() => return Err(invalid(k, "", "unknown section")),
             None => {
@@ -550,6 +605,7 @@ fn from_table(root: &Table) -> Result<Config, ConfigError> {
     let recipients = parse_recipients(get("Recipients"), &debug)?;
     let storage = parse_storage(get("Storage"), &proxy.data_dir)?;
     let limits = parse_limits(get("Limits"), &proxy)?;
+    let (upstream_proxy, prefered_transports) = parse_upstream_proxy(get("UpstreamProxy"))?;
     Ok(Config {
         proxy,
         logging,
@@ -561,6 +617,8 @@ fn from_table(root: &Table) -> Result<Config, ConfigError> {
         recipients,
         storage,
         limits,
+        upstream_proxy,
+        prefered_transports,
     })
 }
 
@@ -1097,6 +1155,118 @@ fn parse_storage(value: &Value, data_dir: &Path) -> Result<StorageConfig, Config
     Ok(StorageConfig { passphrase })
 }
 
+fn parse_upstream_proxy(
+    value: &Value,
+) -> Result<(Option<UpstreamProxyConfig>, Vec<String>), ConfigError> {
+    let mut f = Fields::new("UpstreamProxy", value)?;
+    let kind = match f.string("Type")? {
+        None => None,
+        Some(t) if t.eq_ignore_ascii_case("none") => None,
+        Some(t) if t.eq_ignore_ascii_case("socks5") => Some(UpstreamProxyKind::Socks5),
+        Some(t) if t.eq_ignore_ascii_case("tor+socks5") => Some(UpstreamProxyKind::TorSocks5),
+        Some(t) => {
+            return Err(f.err(
+                "Type",
+                format!("'{t}' is not one of none, socks5, tor+socks5"),
+            ))
+        }
+    };
+    let network = f.string("Network")?;
+    let address = f.string("Address")?;
+    let user = f.string("User")?;
+    let password = f.string("Password")?;
+    let transports = match f.take("PreferedTransports") {
+        None => DEFAULT_TRANSPORTS.iter().map(|t| t.to_string()).collect(),
+        Some(Value::Array(list)) => {
+            let mut out: Vec<String> = Vec::new();
+            for v in list {
+                match v {
+                    Value::String(t) if !t.is_empty() && !out.contains(t) => out.push(t.clone()),
+                    Value::String(t) if t.is_empty() => {
+                        return Err(f.err("PreferedTransports", "a transport name is empty"))
+                    }
+                    Value::String(t) => {
+                        return Err(f.err(
+                            "PreferedTransports",
+                            format!("'{t}' is listed more than once"),
+                        ))
+                    }
+                    v => {
+                        return Err(f.err(
+                            "PreferedTransports",
+                            format!("expected transport names, found {}", type_name(v)),
+                        ))
+                    }
+                }
+            }
+            if out.is_empty() {
+                return Err(f.err(
+                    "PreferedTransports",
+                    "is empty (at least one transport is needed)",
+                ));
+            }
+            out
+        }
+        Some(v) => {
+            return Err(f.err(
+                "PreferedTransports",
+                format!("expected a list of transport names, found {}", type_name(v)),
+            ))
+        }
+    };
+    let Some(kind) = kind else {
+        f.finish()?;
+        return Ok((None, transports));
+    };
+    let address = match address {
+        Some(a) if !a.is_empty() => a,
+        _ => return Err(f.err("Address", "missing (the SOCKS5 server's address)")),
+    };
+    let network = network.unwrap_or_else(|| "tcp".to_owned());
+    let address = if network.eq_ignore_ascii_case("tcp") {
+        UpstreamProxyAddress::Tcp(socket_addr(&f, "Address", &address)?)
+    } else if network.eq_ignore_ascii_case("unix") {
+        let path = absolute(&f, "Address", &address)?;
+        if !path.exists() {
+            return Err(f.err(
+                "Address",
+                format!("the socket '{}' does not exist", path.display()),
+            ));
+        }
+        UpstreamProxyAddress::Unix(path)
+    } else {
+        return Err(f.err("Network", format!("'{network}' is not one of tcp, unix")));
+    };
+    let credentials = match (user, password) {
+        (None, None) => None,
+        (Some(_), _) | (_, Some(_)) if kind == UpstreamProxyKind::TorSocks5 => {
+            return Err(f.err(
+                "User",
+                "User and Password are not allowed with tor+socks5 (the proxy isolates streams with its own)",
+            ))
+        }
+        (Some(u), Some(p)) => {
+            for (name, v) in [("User", &u), ("Password", &p)] {
+                if v.is_empty() || v.len() > 255 {
+                    return Err(f.err(name, "must be 1 to 255 bytes"));
+                }
+            }
+            Some((u, p))
+        }
+        (Some(_), None) => return Err(f.err("Password", "missing (User is set)")),
+        (None, Some(_)) => return Err(f.err("User", "missing (Password is set)")),
+    };
+    f.finish()?;
+    Ok((
+        Some(UpstreamProxyConfig {
+            kind,
+            address,
+            credentials,
+        }),
+        transports,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1126,6 +1296,45 @@ mod tests {
         assert_eq!(c.accounts[0].id, "alice@example.org");
         assert_eq!(c.accounts[0].authority, "Test");
         assert_eq!(c.storage.passphrase, None);
+        assert_eq!(c.upstream_proxy, None);
+        assert_eq!(c.prefered_transports, ["tcp", "tcp4", "tcp6"]);
+    }
+
+    #[test]
+    fn upstream_proxy_section() {
+        let c = Config::parse(&format!(
+            "{}[UpstreamProxy]\nType = \"SOCKS5\"\nAddress = \"127.0.0.1:1080\"\nUser = \"u\"\nPassword = \"p\"\nPreferedTransports = [\"onion\", \"tcp4\"]\n",
+            minimal()
+        ))
+        .unwrap();
+        let p = c.upstream_proxy.unwrap();
+        assert_eq!(p.kind, UpstreamProxyKind::Socks5);
+        assert_eq!(
+            p.address,
+            UpstreamProxyAddress::Tcp("127.0.0.1:1080".parse().unwrap())
+        );
+        assert_eq!(p.credentials, Some(("u".into(), "p".into())));
+        assert!(!format!("{p:?}").contains("\"p\""));
+        assert_eq!(c.prefered_transports, ["onion", "tcp4"]);
+        let c = Config::parse(&format!(
+            "{}[UpstreamProxy]\nType = \"none\"\nPreferedTransports = [\"tcp6\"]\n",
+            minimal()
+        ))
+        .unwrap();
+        assert_eq!(c.upstream_proxy, None);
+        assert_eq!(c.prefered_transports, ["tcp6"]);
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("tor.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let c = Config::parse(&format!(
+            "{}[UpstreamProxy]\nType = \"tor+socks5\"\nNetwork = \"unix\"\nAddress = \"{}\"\n",
+            minimal(),
+            sock.display()
+        ))
+        .unwrap();
+        let p = c.upstream_proxy.unwrap();
+        assert_eq!(p.kind, UpstreamProxyKind::TorSocks5);
+        assert_eq!(p.address, UpstreamProxyAddress::Unix(sock));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::control::{ControlAccount, DaemonControl, EngineHandle, EngineOf};
 use crate::directory::{DaemonDirectory, LoginPassword};
 use crate::engine::{
     AuthorityConfig as EngineAuthority, Engine, EngineConfig, PartialLimits, Pki, Timings,
-    VotingPeer,
+    Upstream, VotingPeer,
 };
 use crate::events::EventBus;
 use crate::keys::{ensure_private_dir, AccountKeys, KeyError};
@@ -294,6 +294,7 @@ fn engine_config(
     account: &Account,
     recipients: &Recipients,
     events: &EventBus,
+    upstream: &Arc<Upstream>,
 ) -> Option<EngineConfig> {
     let a = &account.config;
     let authority = engine_pki(config, a)?;
@@ -306,6 +307,7 @@ fn engine_config(
         link_private: account.keys.link.to_bytes(),
         identity_private: account.keys.identity.to_bytes(),
         authority,
+        upstream: upstream.clone(),
         provider_key_pin: a.provider_key_pin,
         send_decoy_traffic: config.debug.send_decoy_traffic,
         max_incoming_blocks: u16::try_from(max_blocks).unwrap_or(u16::MAX),
@@ -449,8 +451,14 @@ where
     }
     // The network engine: one per account, over its store.
     let mut engines = Engines::new(events.clone());
+    // One per process: its tor+socks5 isolation tag is the process's.
+    let upstream = Arc::new(Upstream::new(
+        config.upstream_proxy.clone(),
+        config.prefered_transports.clone(),
+    ));
     for account in &accounts {
-        let Some(engine_config) = engine_config(&config, account, &recipients, &events) else {
+        let Some(engine_config) = engine_config(&config, account, &recipients, &events, &upstream)
+        else {
             tracing::error!(account = %account.config.id, "no authority for this account: its mail stays queued");
             continue;
         };

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod mgmt;
 pub mod password;
 pub mod recipients;
+pub mod register;
 pub mod slots;
 
 // Mail front: the encrypted store, SMTP submission, POP3 retrieval.

@@ -44,6 +44,135 @@ struct Args {
     /// hash for `[[Account]] PasswordHash`, and exit.
     #[arg(long = "hash-password", exclusive = true)]
     hash_password: bool,
+
+    #[command(flatten)]
+    registration: RegistrationArgs,
+}
+
+/// `-r` and its options, spelled as the original's (`-account` or
+/// `--account`).
+#[derive(Debug, clap::Args)]
+struct RegistrationArgs {
+    /// Register a new account with its provider over HTTP: create DataDir,
+    /// generate the keys, write DataDir/mailproxy.toml and post the keys to
+    /// the provider's /registration.
+    #[arg(short = 'r', long = "register")]
+    register: bool,
+    /// With -r: the user name.
+    #[arg(long = "account", requires = "register")]
+    account: Option<String>,
+    /// With -r: the provider's name.
+    #[arg(long = "provider", requires = "register")]
+    provider: Option<String>,
+    /// With -r: the provider's Ed25519 key (hex or base64; pinned).
+    #[arg(long = "providerKey", requires = "register")]
+    provider_key: Option<String>,
+    /// With -r: the nonvoting authority's host:port.
+    #[arg(long = "authority", requires = "register")]
+    authority: Option<String>,
+    /// With -r: the authority's Ed25519 key (hex or base64).
+    #[arg(long = "authorityKey", requires = "register")]
+    authority_key: Option<String>,
+    /// With -r: the provider's registration host:port.
+    #[arg(long = "registrationAddr", requires = "register")]
+    registration_addr: Option<String>,
+    /// With -r: plain HTTP (test networks only).
+    #[arg(long = "registrationWithoutHttps", requires = "register")]
+    registration_without_https: bool,
+    /// With -r: also trust this CA certificate (PEM) for HTTPS, e.g. the one
+    /// `testnet info` names.
+    #[arg(long = "registrationCA", requires = "register")]
+    registration_ca: Option<PathBuf>,
+    /// With -r: use Tor for everything (tor+socks5, onion transports).
+    #[arg(long = "onion", requires = "register")]
+    onion: bool,
+    /// With -r -onion: Tor's SOCKS5 address.
+    #[arg(long = "torSocksAddr", default_value = "127.0.0.1:9050")]
+    tor_socks_addr: String,
+    /// With -r: the new data directory (absolute).
+    #[arg(long = "dataDir", requires = "register")]
+    data_dir: Option<PathBuf>,
+}
+
+/// The long options the original spelled with one dash.
+const GO_STYLE: [&str; 11] = [
+    "account",
+    "provider",
+    "providerKey",
+    "authority",
+    "authorityKey",
+    "registrationAddr",
+    "registrationWithoutHttps",
+    "registrationCA",
+    "onion",
+    "torSocksAddr",
+    "dataDir",
+];
+
+/// `-account x` and `-account=x` become `--account x`, `--account=x`.
+fn go_style_args() -> Vec<std::ffi::OsString> {
+    std::env::args_os()
+        .map(|a| {
+            let Some(s) = a.to_str() else { return a };
+            let Some(rest) = s.strip_prefix('-').filter(|r| !r.starts_with('-')) else {
+                return a;
+            };
+            let name = rest.split('=').next().unwrap_or(rest);
+            if GO_STYLE.contains(&name) {
+                format!("-{s}").into()
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+/// Runs `-r`.
+fn register(args: RegistrationArgs) -> ExitCode {
+    let missing = |name: &str| {
+        eprintln!("mailproxyd: registration: -{name} is required with -r");
+        ExitCode::from(EXIT_CONFIG)
+    };
+    macro_rules! required {
+        ($field:ident, $name:literal) => {
+            match args.$field {
+                Some(v) => v,
+                None => return missing($name),
+            }
+        };
+    }
+    let registration = mailproxyd::register::Registration {
+        account: required!(account, "account"),
+        provider: required!(provider, "provider"),
+        provider_key: required!(provider_key, "providerKey"),
+        authority: required!(authority, "authority"),
+        authority_key: required!(authority_key, "authorityKey"),
+        registration_addr: required!(registration_addr, "registrationAddr"),
+        without_https: args.registration_without_https,
+        ca_file: args.registration_ca,
+        onion: args.onion,
+        tor_socks_addr: args.tor_socks_addr,
+        data_dir: required!(data_dir, "dataDir"),
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match runtime.block_on(registration.run()) {
+        Ok(path) => {
+            println!(
+                "mailproxyd: registered {}@{}; start with: mailproxyd -f {}",
+                registration.account,
+                registration.provider,
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailproxyd: {e}");
+            ExitCode::from(EXIT_FATAL)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -51,9 +180,12 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
-    let args = Args::parse();
+    let args = Args::parse_from(go_style_args());
     if args.hash_password {
         return hash_password();
+    }
+    if args.registration.register {
+        return register(args.registration);
     }
     let config = match Config::load(&args.config) {
         Ok(config) => config,
@@ -79,15 +211,9 @@ fn main() -> ExitCode {
     if generate_only {
         return generate(config);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mailproxyd: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_FATAL);
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         match termination() {
@@ -103,6 +229,18 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_FATAL)
         }
     }
+}
+
+/// The tokio runtime; on failure, the error is printed and the exit code
+/// returned.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("mailproxyd: cannot start the runtime: {e}");
+            ExitCode::from(EXIT_FATAL)
+        })
 }
 
 /// Installs the SIGINT/SIGTERM handlers now (before anything can tell the

@@ -2,7 +2,10 @@
 //! through the daemon's own hooks (the key lands in RecipientDir as a PEM
 //! file, as SET_RECIPIENT would write it), with `[Debug] EpochPeriod` set to
 //! the test network's short epoch; once with a nonvoting authority, once
-//! with `[VotingAuthority]` peers of which one is down.
+//! with `[VotingAuthority]` peers of which one is down, once with both
+//! accounts behind a real SOCKS5 `[UpstreamProxy]` (microsocks).
+
+mod socks_support;
 
 use std::time::Duration;
 
@@ -98,6 +101,59 @@ impl Lines {
 
 /// Both accounts' password, configured as a `PasswordHash`.
 const PASSWORD: &str = "engine-daemon-pw";
+/// A daemon running in this process.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
+}
+
+impl Running {
+    fn start(prepared: daemon::Prepared) -> Running {
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(daemon::run_prepared(prepared, async move {
+            let _ = stop_rx.await;
+        }));
+        Running { stop, task }
+    }
+
+    /// Stops it; it must stop cleanly within 20 s.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("the daemon stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Waits until a daemon's listener at `addr` is up.
+async fn wait_listening(addr: std::net::SocketAddr) {
+    let mut deadline = 50;
+    while TcpStream::connect(addr).await.is_err() {
+        deadline -= 1;
+        assert!(deadline > 0, "{addr} did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Submits `msg` from alice@provider1 to bob@provider2 once the SMTP
+/// listener is up.
+async fn submit(smtp: std::net::SocketAddr, msg: &str) {
+    wait_listening(smtp).await;
+    let mut c = Lines::connect(smtp).await;
+    c.smtp(None, "220").await;
+    c.smtp(Some("EHLO test\r\n"), "250").await;
+    let plain =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0alice@provider1\0{PASSWORD}"));
+    c.smtp(Some(&format!("AUTH PLAIN {plain}\r\n")), "235")
+        .await;
+    c.smtp(Some("MAIL FROM:<alice@provider1>\r\n"), "250").await;
+    c.smtp(Some("RCPT TO:<bob@provider2>\r\n"), "250").await;
+    c.smtp(Some("DATA\r\n"), "354").await;
+    c.smtp(Some(&format!("{msg}.\r\n")), "250").await;
+    c.smtp(Some("QUIT\r\n"), "221").await;
+}
 
 async fn maildrop(pop3: std::net::SocketAddr, user: &str) -> Vec<Vec<u8>> {
     let mut c = Lines::connect(pop3).await;
@@ -118,18 +174,25 @@ async fn maildrop(pop3: std::net::SocketAddr, user: &str) -> Vec<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_discovers_a_key_stores_it_as_pem_and_delivers() {
-    discover_and_deliver(0).await;
+    discover_and_deliver(0, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_delivers_through_a_socks5_upstream_proxy_only() {
+    discover_and_deliver(0, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_delivers_over_voting_authorities_with_one_peer_down() {
-    discover_and_deliver(3).await;
+    discover_and_deliver(3, false).await;
 }
 
 /// Alice mails bob, whose key she discovers, over a network with `voting`
 /// voting authority peers (0: a nonvoting authority; otherwise the first
-/// peer is down throughout).
-async fn discover_and_deliver(voting: usize) {
+/// peer is down throughout); with `proxied`, every connection goes through
+/// microsocks, and the providers must see their users only from its
+/// outgoing address.
+async fn discover_and_deliver(voting: usize, proxied: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -148,6 +211,15 @@ async fn discover_and_deliver(voting: usize) {
     );
     // The block `testnet info` prints; accounts name it as the Go configs did.
     let block = testnet::config::authority_block(&net.spec, "testnet");
+    let proxy = socks_support::free_port();
+    let (_socks, upstream) = if proxied {
+        (
+            Some(socks_support::microsocks(proxy).await),
+            format!("[UpstreamProxy]\nType = \"socks5\"\nAddress = \"{proxy}\"\n"),
+        )
+    } else {
+        (None, String::new())
+    };
     let field = if voting > 0 {
         "VotingAuthority"
     } else {
@@ -159,7 +231,7 @@ async fn discover_and_deliver(voting: usize) {
          {block}\
          [[Account]]\nUser = \"alice\"\nProvider = \"provider1\"\n{field} = \"testnet\"\nInsecureKeyDiscovery = true\nPasswordHash = \"{hash}\"\n\
          [[Account]]\nUser = \"bob\"\nProvider = \"provider2\"\n{field} = \"testnet\"\nPasswordHash = \"{hash}\"\n\
-         [Debug]\nPollingInterval = 1\nRetransmitSlack = 30\nEpochPeriod = {PERIOD}\n",
+         [Debug]\nPollingInterval = 1\nRetransmitSlack = 30\nEpochPeriod = {PERIOD}\n{upstream}",
         data.path().join("d").display(),
     );
     let config = Config::parse(&text).unwrap();
@@ -189,34 +261,11 @@ async fn discover_and_deliver(voting: usize) {
         }
     }
     assert!(prepared.recipients.get("bob@provider2").unwrap().is_none());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let d = tokio::spawn(daemon::run_prepared(prepared, async move {
-        let _ = stop_rx.await;
-    }));
+    let d = Running::start(prepared);
 
     // Submit alice -> bob with no key known: accepted (discovery).
-    let mut deadline = 50;
-    let mut c = loop {
-        if let Ok(s) = TcpStream::connect(smtp).await {
-            drop(s);
-            break Lines::connect(smtp).await;
-        }
-        deadline -= 1;
-        assert!(deadline > 0, "SMTP did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    c.smtp(None, "220").await;
-    c.smtp(Some("EHLO test\r\n"), "250").await;
-    let plain =
-        base64::engine::general_purpose::STANDARD.encode(format!("\0alice@provider1\0{PASSWORD}"));
-    c.smtp(Some(&format!("AUTH PLAIN {plain}\r\n")), "235")
-        .await;
-    c.smtp(Some("MAIL FROM:<alice@provider1>\r\n"), "250").await;
-    c.smtp(Some("RCPT TO:<bob@provider2>\r\n"), "250").await;
-    c.smtp(Some("DATA\r\n"), "354").await;
     let msg = "From: alice@provider1\r\nTo: bob@provider2\r\nSubject: found you\r\n\r\nhello bob, via key discovery\r\n";
-    c.smtp(Some(&format!("{msg}.\r\n")), "250").await;
-    c.smtp(Some("QUIT\r\n"), "221").await;
+    submit(smtp, msg).await;
 
     // The key arrives as a PEM file, the mail at bob's maildrop.
     let pem = recipient_dir.join("bob@provider2.pem");
@@ -261,12 +310,90 @@ async fn discover_and_deliver(voting: usize) {
     assert!(notice.contains("Subject: Key Discovery"), "{notice}");
     assert!(notice.contains(&b64), "{notice}");
     assert!(!notice.contains("hello bob"), "no message contents");
+    if proxied {
+        socks_support::assert_only_proxied(&net, &[("provider1", "alice"), ("provider2", "bob")]);
+    }
 
-    let _ = stop_tx.send(());
-    tokio::time::timeout(Duration::from_secs(20), d)
+    d.stop().await;
+    net.shutdown().await;
+}
+
+/// Accounts created by the `mailproxyd -r` binary (HTTPS, trusting the
+/// testnet's CA) against the providers' registration endpoints exchange
+/// mail with the configs it wrote (only the listener ports are moved, so
+/// that two daemons share this process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_registered_with_mailproxyd_r_exchange_mail() {
+    let netdir = tempfile::tempdir().unwrap();
+    let mut params = Params::demo();
+    // The written config has the default EpochPeriod, as the demo's network.
+    params.epoch_period_secs = 10_800;
+    let shape = Shape {
+        params,
+        registration: true,
+        ..Shape::default()
+    };
+    let net = Network::launch(netdir.path(), &shape, false, Duration::from_secs(30))
         .await
-        .expect("the daemon stops")
-        .unwrap()
         .unwrap();
+    let dirs = tempfile::tempdir().unwrap();
+    let mut daemons = Vec::new();
+    let mut listeners = Vec::new();
+    for (user, provider) in [("alice", "provider1"), ("bob", "provider2")] {
+        let node = net.spec.node(provider).unwrap();
+        let dir = dirs.path().join(user);
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailproxyd"))
+            .args(["-r", "-registrationCA"])
+            .arg(netdir.path().join(testnet::registration::CA_FILE))
+            .args(["-account", user, "-provider", provider])
+            .args(["-providerKey", &node.identity_public])
+            .args(["-authority", &net.spec.authority.address.to_string()])
+            .args(["-authorityKey", &net.spec.authority.identity_public])
+            .args(["-registrationAddr", &node.registration.unwrap().to_string()])
+            .arg("-dataDir")
+            .arg(&dir)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut config = Config::load(&dir.join("mailproxy.toml")).unwrap();
+        let (smtp, pop3) = (
+            testnet::ports::reserve().unwrap(),
+            testnet::ports::reserve().unwrap(),
+        );
+        config.proxy.smtp_address = smtp;
+        config.proxy.pop3_address = pop3;
+        for a in &mut config.accounts {
+            a.password_hash = Some(mailproxyd::auth::hash_password(PASSWORD).unwrap());
+        }
+        let prepared = tokio::task::spawn_blocking(move || daemon::prepare(config))
+            .await
+            .unwrap()
+            .unwrap();
+        daemons.push(Running::start(prepared));
+        listeners.push((smtp, pop3));
+    }
+    let msg = "From: alice@provider1\r\nTo: bob@provider2\r\nSubject: registered\r\n\r\nhello bob, from a registered account\r\n";
+    submit(listeners[0].0, msg).await;
+    wait_listening(listeners[1].1).await;
+    let mut tries = 0;
+    let bob_mail = loop {
+        let m = maildrop(listeners[1].1, "bob@provider2").await;
+        if !m.is_empty() {
+            break m;
+        }
+        tries += 1;
+        assert!(tries < 360, "no delivery to bob");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(bob_mail.len(), 1);
+    assert!(bob_mail[0].ends_with(msg.as_bytes()));
+    for d in daemons {
+        d.stop().await;
+    }
     net.shutdown().await;
 }

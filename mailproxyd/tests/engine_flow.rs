@@ -1,6 +1,10 @@
 //! The engine against a real in-process testnet: alice@provider1 sends to
 //! bob@provider2, each with its own store and engine. One network runs
-//! voting authorities instead of the nonvoting one.
+//! voting authorities instead of the nonvoting one. One puts both accounts
+//! behind a real SOCKS5 server (microsocks; one over TCP, one over a Unix
+//! socket relayed by socat).
+
+mod socks_support;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,8 +13,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use mailproxy_proto::EventKind;
+use mailproxyd::config::{UpstreamProxyAddress, UpstreamProxyConfig, UpstreamProxyKind};
 use mailproxyd::engine::{
-    AuthorityConfig, Engine, EngineConfig, PartialLimits, Pki, Timings, VotingPeer,
+    AuthorityConfig, Engine, EngineConfig, PartialLimits, Pki, Timings, Upstream, VotingPeer,
 };
 use mailproxyd::store::{unix_now, KeySource, NewQueueEntry, StorageKey, Store};
 use rand::rngs::OsRng;
@@ -19,12 +24,21 @@ use testnet::config::Params;
 use testnet::network::{Network, Shape};
 use testnet::voting::ServeFault;
 
+use socks_support::{assert_only_proxied, client_peers, free_port, microsocks, unix_relay};
+
 const PERIOD: u64 = 600;
 
 /// A network whose clients send one packet per `send_ms` on average, with
-/// `voting` voting authority peers (0: a nonvoting authority).
-async fn start_network(dir: &Path, send_ms: u64, voting: usize) -> Network {
+/// `voting` voting authority peers (0: a nonvoting authority), whose
+/// providers also advertise `extra` (a transport and an address).
+async fn start_network(
+    dir: &Path,
+    send_ms: u64,
+    voting: usize,
+    extra: Option<(String, String)>,
+) -> Network {
     let mut params = Params::demo();
+    params.provider_extra_transport = extra;
     params.epoch_period_secs = PERIOD;
     params.mu = 1.0 / 5.0;
     params.mu_max_delay = 20;
@@ -106,6 +120,7 @@ impl Account {
             link_private: self.link,
             identity_private: self.identity,
             authority: pki(net),
+            upstream: Arc::new(Upstream::direct()),
             provider_key_pin: None,
             send_decoy_traffic: false,
             max_incoming_blocks: 1000,
@@ -177,12 +192,17 @@ async fn pair(send_ms: u64) -> Pair {
 
 /// [`pair`] on a network of `voting` voting authority peers.
 async fn pair_on(send_ms: u64, voting: usize) -> Pair {
+    pair_with(send_ms, voting, None).await
+}
+
+/// [`pair_on`] whose providers also advertise `extra`.
+async fn pair_with(send_ms: u64, voting: usize, extra: Option<(String, String)>) -> Pair {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let netdir = tempfile::tempdir().unwrap();
-    let net = start_network(netdir.path(), send_ms, voting).await;
+    let net = start_network(netdir.path(), send_ms, voting, extra).await;
     let alice = Account::new(&net, "alice", "provider1");
     let bob = Account::new(&net, "bob", "provider2");
     let mut keys = HashMap::new();
@@ -1025,6 +1045,96 @@ async fn voting_authorities_bad_documents_are_refused_and_mail_flows_with_one_pe
     })
     .await;
     deliver_one(&p, &a, &a_store, &b_store, &message(3000, 9)).await;
+    a.stop().await;
+    b.stop().await;
+    p.net.shutdown().await;
+}
+
+fn socks5(address: UpstreamProxyAddress) -> Arc<Upstream> {
+    Arc::new(Upstream::new(
+        Some(UpstreamProxyConfig {
+            kind: UpstreamProxyKind::Socks5,
+            address,
+            credentials: None,
+        }),
+        vec!["tcp".into(), "tcp4".into(), "tcp6".into()],
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_behind_a_real_socks5_proxy_exchange_mail_and_nothing_bypasses_it() {
+    let p = pair(20).await;
+    let proxy = free_port();
+    let upstream = socks5(UpstreamProxyAddress::Tcp(proxy));
+    // The proxy is down: nothing connects, and the status says why.
+    let a_store = p.alice.open();
+    let mut cfg = p.alice.config(&p.net, &p.keys);
+    cfg.upstream = upstream.clone();
+    let a = Engine::start(a_store.clone(), cfg);
+    let unreachable = format!("upstream proxy {proxy} is unreachable");
+    wait_for("the proxy error", Duration::from_secs(30), || {
+        a.status()
+            .last_error
+            .is_some_and(|e| e.contains(&unreachable))
+    })
+    .await;
+    let st = a.status();
+    assert!(!st.connected, "{st:?}");
+    assert_eq!(st.document_epoch, None, "the authority was reached: {st:?}");
+    assert!(client_peers(&p.net, "provider1").is_empty());
+    a.stop().await;
+
+    // The proxy is up: alice and bob exchange mail through it, alice over
+    // TCP and bob over a Unix socket (socat relays it to microsocks).
+    let _socks = microsocks(proxy).await;
+    let sockdir = tempfile::tempdir().unwrap();
+    let sock = sockdir.path().join("socks.sock");
+    let _relay = unix_relay(&sock, proxy).await;
+    let b_store = p.bob.open();
+    let mut a_cfg = p.alice.config(&p.net, &p.keys);
+    a_cfg.upstream = upstream.clone();
+    let mut b_cfg = p.bob.config(&p.net, &p.keys);
+    b_cfg.upstream = socks5(UpstreamProxyAddress::Unix(sock));
+    let a = Engine::start(a_store.clone(), a_cfg);
+    let b = Engine::start(b_store.clone(), b_cfg);
+    deliver_one(&p, &a, &a_store, &b_store, &message(2000, 7)).await;
+    assert_only_proxied(&p.net, &[("provider1", "alice"), ("provider2", "bob")]);
+    a.stop().await;
+    b.stop().await;
+    p.net.shutdown().await;
+}
+
+/// PreferedTransports against real connections: the providers also
+/// advertise a dead address under "onion". Preferring it, the engine dials
+/// only that (nothing reaches the provider); preferring tcp4, mail flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefered_transports_decide_which_descriptor_address_is_dialed() {
+    let dead = free_port();
+    let p = pair_with(20, 0, Some(("onion".into(), dead.to_string()))).await;
+    let prefer = |t: [&str; 2]| Arc::new(Upstream::new(None, t.map(String::from).to_vec()));
+    let a_store = p.alice.open();
+    let mut cfg = p.alice.config(&p.net, &p.keys);
+    cfg.upstream = prefer(["onion", "tcp4"]);
+    let a = Engine::start(a_store.clone(), cfg);
+    let refused = format!("connect to {dead}");
+    wait_for(
+        "the onion address to be dialed",
+        Duration::from_secs(30),
+        || a.status().last_error.is_some_and(|e| e.contains(&refused)),
+    )
+    .await;
+    assert!(!a.status().connected);
+    assert!(client_peers(&p.net, "provider1").is_empty());
+    a.stop().await;
+
+    let b_store = p.bob.open();
+    let mut a_cfg = p.alice.config(&p.net, &p.keys);
+    a_cfg.upstream = prefer(["tcp4", "onion"]);
+    let mut b_cfg = p.bob.config(&p.net, &p.keys);
+    b_cfg.upstream = prefer(["tcp4", "onion"]);
+    let a = Engine::start(a_store.clone(), a_cfg);
+    let b = Engine::start(b_store.clone(), b_cfg);
+    deliver_one(&p, &a, &a_store, &b_store, &message(500, 9)).await;
     a.stop().await;
     b.stop().await;
     p.net.shutdown().await;

@@ -48,6 +48,11 @@ pub struct Params {
     pub send_burst: u32,
     /// Mix layers.
     pub layers: usize,
+    /// Providers also advertise this `(transport, "host:port")` in their
+    /// descriptors, to test clients' transport preference against real
+    /// connections; `None` normally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_extra_transport: Option<(String, String)>,
 }
 
 impl Params {
@@ -69,6 +74,7 @@ impl Params {
             send_rate_per_minute: 6_000,
             send_burst: 100,
             layers: 3,
+            provider_extra_transport: None,
         }
     }
 }
@@ -90,6 +96,10 @@ pub struct NodeSpec {
     pub address: SocketAddr,
     /// Ed25519 identity public key, hex.
     pub identity_public: String,
+    /// A provider's HTTP registration endpoint (`POST /registration`), if
+    /// it serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<SocketAddr>,
 }
 
 /// The authority.
@@ -283,6 +293,7 @@ mod tests {
             role,
             address: format!("127.0.0.1:{port}").parse().unwrap(),
             identity_public: "00".repeat(32),
+            registration: None,
         };
         NetworkSpec {
             params: Params::demo(),

@@ -31,6 +31,9 @@ pub struct NodeFacts<'a> {
     pub role: Role,
     pub link_public: [u8; 32],
     pub address: SocketAddr,
+    /// A provider's extra `(transport, address)` (see
+    /// [`crate::config::Params::provider_extra_transport`]).
+    pub extra_transport: Option<(&'a str, &'a str)>,
 }
 
 /// A node's descriptor for the mix keys given, signed by its identity key
@@ -47,6 +50,7 @@ pub fn signed_descriptor(
         role,
         link_public,
         address,
+        extra_transport,
     } = node;
     let mut kaetzchen = BTreeMap::new();
     if role == Role::Provider {
@@ -64,6 +68,12 @@ pub fn signed_descriptor(
     }
     let mut addresses = BTreeMap::new();
     addresses.insert("tcp4".to_string(), vec![address.to_string()]);
+    if let (Role::Provider, Some((transport, extra))) = (role, extra_transport) {
+        addresses
+            .entry(transport.to_string())
+            .or_default()
+            .push(extra.to_string());
+    }
     let mut desc = MixDescriptor {
         name: name.to_string(),
         identity_key: identity.verifying_key().to_bytes(),

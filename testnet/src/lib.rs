@@ -16,6 +16,7 @@ pub mod node;
 pub mod ports;
 pub mod process;
 pub mod ratelimit;
+pub mod registration;
 pub mod replay;
 pub mod spool;
 pub mod users;

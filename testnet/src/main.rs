@@ -47,6 +47,10 @@ enum Cmd {
         /// authority (only when the network is created).
         #[arg(long)]
         authorities: Option<usize>,
+        /// Providers serve HTTP registration (`POST /registration`, as for
+        /// `mailproxyd -r`; only when the network is created).
+        #[arg(long)]
+        registration: bool,
     },
     /// Stop the network running in DIR.
     Down {
@@ -90,12 +94,14 @@ fn main() -> Result<()> {
             epoch_secs,
             no_rate_limit,
             authorities,
+            registration,
         } => up(
             &dir,
             mixes_per_layer,
             epoch_secs,
             no_rate_limit,
             authorities,
+            registration,
         ),
         Cmd::Down { dir } => down(&dir),
         Cmd::AddUser {
@@ -107,13 +113,13 @@ fn main() -> Result<()> {
         } => add_user(&dir, &provider, &user, &link_key, identity_key.as_deref()),
         Cmd::Info { dir } => {
             let spec = testnet::config::NetworkSpec::load(&dir)?;
-            print!("{}", info(&spec));
+            print!("{}", info(&spec, &dir));
             Ok(())
         }
     }
 }
 
-fn info(spec: &testnet::config::NetworkSpec) -> String {
+fn info(spec: &testnet::config::NetworkSpec, dir: &Path) -> String {
     let mut s = String::new();
     s += "# For mailproxyd's configuration:\n";
     s += &testnet::config::authority_block(spec, "testnet");
@@ -122,6 +128,23 @@ fn info(spec: &testnet::config::NetworkSpec) -> String {
         s += &format!(" {}", n.name);
     }
     s += "\n";
+    for n in spec.nodes.iter() {
+        if let Some(addr) = n.registration {
+            s += &format!(
+                "# {} registers accounts at http(s)://{addr}{}\n",
+                n.name,
+                testnet::registration::PATH
+            );
+        }
+    }
+    if spec.nodes.iter().any(|n| n.registration.is_some()) {
+        let ca = std::path::absolute(dir.join(testnet::registration::CA_FILE))
+            .unwrap_or_else(|_| dir.join(testnet::registration::CA_FILE));
+        s += &format!(
+            "# (https on the same port) its CA certificate: {}\n",
+            ca.display()
+        );
+    }
     s
 }
 
@@ -131,6 +154,7 @@ fn up(
     epoch_secs: Option<u64>,
     no_rate_limit: bool,
     authorities: Option<usize>,
+    registration: bool,
 ) -> Result<()> {
     let mut params = Params::demo();
     if let Some(e) = epoch_secs {
@@ -140,6 +164,7 @@ fn up(
         params,
         mixes_per_layer,
         voting_authorities: authorities.unwrap_or(0),
+        registration,
         ..Shape::default()
     };
     let spec =
@@ -151,7 +176,7 @@ fn up(
         let net = Network::start(dir, !no_rate_limit).await?;
         net.wait_ready(Duration::from_secs(60)).await?;
         println!("testnet is up in {} ({} nodes)", dir.display(), spec.nodes.len());
-        print!("{}", info(&spec));
+        print!("{}", info(&spec, dir));
         println!("# Register an account: testnet add-user --dir {} --provider provider1 --user alice --link-key <hex> --identity-key <hex>", dir.display());
         let _ = std::io::stdout().flush();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -42,6 +42,8 @@ pub struct Shape {
     /// Voting authority peers to run (0: one nonvoting authority; else at
     /// least [`MIN_VOTING_PEERS`]).
     pub voting_authorities: usize,
+    /// Providers serve HTTP registration (`POST /registration`).
+    pub registration: bool,
 }
 
 impl Default for Shape {
@@ -51,6 +53,7 @@ impl Default for Shape {
             mixes_per_layer: 2,
             providers: vec!["provider1".into(), "provider2".into()],
             voting_authorities: 0,
+            registration: false,
         }
     }
 }
@@ -108,6 +111,10 @@ pub fn init(dir: &Path, shape: &Shape) -> Result<NetworkSpec, NetworkError> {
             role,
             address: free_port()?,
             identity_public: hex::encode(key.verifying_key().to_bytes()),
+            registration: match role {
+                Role::Provider if shape.registration => Some(free_port()?),
+                _ => None,
+            },
         });
         Ok(())
     };
@@ -144,6 +151,9 @@ pub fn init(dir: &Path, shape: &Shape) -> Result<NetworkSpec, NetworkError> {
         nodes,
     };
     spec.save(dir)?;
+    if shape.registration {
+        crate::registration::ensure_tls(dir).map_err(NetworkError::Other)?;
+    }
     std::fs::write(
         dir.join("authority.public"),
         format!("{}\n", spec.authority.identity_public),
@@ -292,6 +302,7 @@ impl Network {
                 &self.dir.join(name).join("link.private"),
             )?,
             address: n.address,
+            registration: n.registration,
             dir: self.dir.join(name),
             params: self.spec.params.clone(),
             authorities,

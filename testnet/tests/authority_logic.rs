@@ -41,6 +41,7 @@ fn desc(n: &N, epoch: u64, now: u64, period: u64) -> Vec<u8> {
         role: n.role,
         link_public: [7; 32],
         address: "127.0.0.1:4000".parse().unwrap(),
+        extra_transport: None,
     };
     signed_descriptor(facts, &n.key, keys, now, period)
         .unwrap()

@@ -291,6 +291,7 @@ async fn authority_refuses_a_node_not_on_its_whitelist() {
         role: testnet::config::Role::Mix,
         link_public: [1; 32],
         address: "127.0.0.1:9".parse().unwrap(),
+        extra_transport: None,
     };
     let keys = (e..e + 3).map(|x| (x, [2; 32])).collect();
     let desc = testnet::descriptor::signed_descriptor(facts, &stranger, keys, now().as_secs(), 600)

@@ -90,6 +90,7 @@ impl Committee {
             role: *role,
             link_public: [n as u8 + 1; 32],
             address: format!("127.0.0.1:{}", 4000 + n).parse().unwrap(),
+            extra_transport: None,
         };
         let mix_keys = (epoch..epoch + 3).map(|e| (e, [e as u8; 32])).collect();
         let desc =

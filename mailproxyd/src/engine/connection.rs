@@ -1,7 +1,8 @@
 //! Link sessions: to the account's provider (authenticated with the account's
 //! link key, provider checked against its PKI descriptor and the optional
 //! pin) and one-shot anonymous sessions to an authority (nonvoting, or one
-//! voting peer with its own link key).
+//! voting peer with its own link key). Every one is dialed by [`Upstream`]
+//! (directly, or through the `[UpstreamProxy]`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,45 +11,42 @@ use katzenpost::pki::document::MixDescriptor;
 use katzenpost::wire::commands::Command;
 use katzenpost::wire::handshake::{ExpectPeer, LocalIdentity};
 use katzenpost::wire::session::{Session, SessionConfig};
-use tokio::net::TcpStream;
 
+use super::upstream::{BoxStream, Upstream};
 use super::{AuthorityConfig, EngineError};
 
 /// A link session to the provider.
-pub(super) type Link = Session<TcpStream>;
+pub(super) type Link = Session<BoxStream>;
 
-/// The first usable TCP address in a descriptor.
-pub(super) fn descriptor_address(desc: &MixDescriptor) -> Option<String> {
-    ["tcp4", "tcp", "tcp6"]
-        .iter()
-        .filter_map(|t| desc.addresses.get(*t))
-        .flat_map(|v| v.iter())
-        .next()
-        .cloned()
-}
-
-async fn dial(addr: &str, config: &SessionConfig, timeout: Duration) -> Result<Link, EngineError> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| EngineError::Timeout("connect"))?
-        .map_err(|source| EngineError::Connect {
-            addr: addr.to_string(),
-            source,
-        })?;
-    let _ = stream.set_nodelay(true);
+/// Dials `addr` (isolated as `tag` under tor+socks5) and runs the handshake.
+async fn dial(
+    upstream: &Upstream,
+    addr: &str,
+    tag: &str,
+    config: &SessionConfig,
+    timeout: Duration,
+) -> Result<Link, EngineError> {
+    let stream = upstream.connect(addr, tag, timeout).await?;
     Ok(Session::initiate(stream, config).await?)
 }
 
-/// Connects to the provider described by `desc` as `user` with `link_private`.
+/// Connects to the provider described by `desc` as `user` with
+/// `link_private`; `account` (`user@provider`) isolates the stream.
 pub(super) async fn connect_provider(
+    upstream: &Upstream,
+    account: &str,
     desc: &MixDescriptor,
     user: &str,
     link_private: [u8; 32],
     pin: Option<[u8; 32]>,
     timeout: Duration,
 ) -> Result<Link, EngineError> {
-    let addr = descriptor_address(desc)
-        .ok_or_else(|| EngineError::Pki(format!("provider {} has no address", desc.name)))?;
+    let addr = upstream.descriptor_address(desc).ok_or_else(|| {
+        EngineError::Pki(format!(
+            "provider {} has no address in a preferred transport",
+            desc.name
+        ))
+    })?;
     let identity = LocalIdentity::new(link_private, user.to_ascii_lowercase().into_bytes())
         .map_err(|e| EngineError::Protocol(format!("link identity: {e}")))?;
     let mut config = SessionConfig::new(
@@ -57,7 +55,14 @@ pub(super) async fn connect_provider(
     );
     config.handshake_timeout = timeout;
     config.io_timeout = timeout;
-    dial(&addr, &config, timeout).await
+    dial(
+        upstream,
+        &addr,
+        &format!("account:{account}"),
+        &config,
+        timeout,
+    )
+    .await
 }
 
 /// Sends one command.
@@ -74,8 +79,11 @@ pub(super) async fn recv(link: &mut Link, timeout: Duration) -> Result<Command, 
 }
 
 /// One request on a fresh anonymous session (fresh ephemeral key, empty
-/// additional data) to an authority at `addr` that must prove `expect`.
+/// additional data) to an authority at `addr` that must prove `expect`;
+/// `tag` isolates the stream.
 pub(super) async fn authority_request(
+    upstream: &Upstream,
+    tag: &str,
     addr: &str,
     expect: ExpectPeer,
     cmd: &Command,
@@ -86,7 +94,7 @@ pub(super) async fn authority_request(
     let mut config = SessionConfig::new(identity, Arc::new(expect));
     config.handshake_timeout = timeout;
     config.io_timeout = timeout;
-    let mut link = dial(addr, &config, timeout).await?;
+    let mut link = dial(upstream, addr, tag, &config, timeout).await?;
     send(&mut link, cmd).await?;
     let reply = recv(&mut link, timeout).await?;
     let _ = link.close().await;

@@ -26,6 +26,24 @@ pub enum EngineError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The `[UpstreamProxy]` SOCKS5 server could not be reached.
+    #[error("upstream proxy {proxy} is unreachable: {source}")]
+    ProxyUnreachable {
+        /// The proxy's address.
+        proxy: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The upstream proxy did not connect us to the peer.
+    #[error("connect to {addr} through upstream proxy {proxy}: {problem}")]
+    Proxy {
+        /// The peer's address.
+        addr: String,
+        /// The proxy's address.
+        proxy: String,
+        /// What the proxy (or the SOCKS exchange) said.
+        problem: String,
+    },
     /// A network operation timed out.
     #[error("timed out: {0}")]
     Timeout(&'static str),

@@ -16,6 +16,7 @@ mod receive;
 mod reports;
 mod send;
 mod status;
+mod upstream;
 mod worker;
 
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ use std::time::Duration;
 pub use error::EngineError;
 pub use receive::PartialLimits;
 pub use status::{ConnState, EngineStatus};
+pub use upstream::{BoxStream, Stream, Upstream};
 
 use crate::events::EventBus;
 use crate::store::Store;
@@ -181,6 +183,9 @@ pub struct EngineConfig {
     pub identity_private: [u8; 32],
     /// The PKI authority (nonvoting) or authorities (voting).
     pub authority: Pki,
+    /// How every connection is made (directly or through the
+    /// `[UpstreamProxy]`), and which descriptor transports are dialed.
+    pub upstream: Arc<Upstream>,
     /// Expected provider identity key (overrides nothing: must also match the PKI).
     pub provider_key_pin: Option<[u8; 32]>,
     /// Send loop decoys on idle Poisson ticks.
@@ -209,6 +214,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("user", &self.user)
             .field("provider", &self.provider)
             .field("authority", &self.authority.describe())
+            .field("upstream", &self.upstream)
             .field("send_decoy_traffic", &self.send_decoy_traffic)
             .field("key_discovery", &self.key_discovery)
             .field("timings", &self.timings)

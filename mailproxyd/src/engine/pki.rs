@@ -16,6 +16,7 @@ use katzenpost::wire::handshake::ExpectPeer;
 use rand::Rng;
 
 use super::connection::{authority_request, expect_nonvoting};
+use super::upstream::Upstream;
 use super::{EngineError, Pki, VotingPeer};
 use crate::store::{unix_now, KvTable, Store};
 
@@ -212,10 +213,12 @@ impl Documents {
 
     /// Fetches the document for `epoch` from the authority directly: the
     /// nonvoting authority, or a random voting peer and, on failure, the
-    /// next ones in turn.
+    /// next ones in turn. Streams are isolated per nonvoting authority (its
+    /// key) and for voting.
     pub(super) async fn fetch_from_authority(
         &mut self,
         store: &Store,
+        upstream: &Upstream,
         pki: &Pki,
         epoch: u64,
         timeout: Duration,
@@ -224,12 +227,15 @@ impl Documents {
             Pki::Nonvoting(authority) => {
                 let expect = expect_nonvoting(authority)?;
                 let cmd = Command::GetConsensus { epoch };
-                let reply = authority_request(&authority.address, expect, &cmd, timeout).await?;
+                let tag = format!("nonvoting:{}", hex::encode(authority.public_key));
+                let reply =
+                    authority_request(upstream, &tag, &authority.address, expect, &cmd, timeout)
+                        .await?;
                 super::worker::blocking(|| self.consensus_reply(store, epoch, reply))
             }
             Pki::Voting(peers) => {
                 let first = rand::thread_rng().gen_range(0..peers.len().max(1));
-                self.fetch_from_peers(store, peers, first, epoch, timeout)
+                self.fetch_from_peers(store, upstream, peers, first, epoch, timeout)
                     .await
             }
         }
@@ -241,6 +247,7 @@ impl Documents {
     async fn fetch_from_peers(
         &mut self,
         store: &Store,
+        upstream: &Upstream,
         peers: &[VotingPeer],
         first: usize,
         epoch: u64,
@@ -253,7 +260,11 @@ impl Documents {
             let peer = &peers[(first + i) % peers.len()];
             for addr in &peer.addresses {
                 let expect = ExpectPeer::new(peer.identity_key, peer.link_key);
-                let outcome = match authority_request(addr, expect, &cmd, timeout).await {
+                let outcome = match authority_request(
+                    upstream, "voting", addr, expect, &cmd, timeout,
+                )
+                .await
+                {
                     Ok(reply) => {
                         super::worker::blocking(|| self.consensus_reply(store, epoch, reply))
                     }

@@ -307,6 +307,7 @@ impl Worker {
         match docs
             .fetch_from_authority(
                 &self.store,
+                &self.cfg.upstream,
                 &self.cfg.authority,
                 epoch,
                 self.cfg.timings.link_timeout,
@@ -338,8 +339,14 @@ impl Worker {
             .ok_or_else(|| {
                 EngineError::Pki(format!("provider {} not in the PKI", self.cfg.provider))
             })?;
-        let user = self.user.clone();
+        let (user, account, upstream) = (
+            self.user.clone(),
+            self.account.clone(),
+            self.cfg.upstream.clone(),
+        );
         let connect = connection::connect_provider(
+            &upstream,
+            &account,
             &desc,
             &user,
             self.cfg.link_private,
@@ -488,6 +495,7 @@ impl Worker {
                     match docs
                         .fetch_from_authority(
                             &self.store,
+                            &self.cfg.upstream,
                             &self.cfg.authority,
                             epoch,
                             self.cfg.timings.link_timeout,

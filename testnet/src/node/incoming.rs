@@ -3,6 +3,7 @@
 //! and link key). Node sessions carry SendPacket; client sessions also
 //! RetrieveMessage and GetConsensus.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,11 +27,11 @@ pub(super) async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, from)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let node = node.clone();
                 sessions.spawn(async move {
-                    if let Err(e) = serve(node.clone(), stream).await {
+                    if let Err(e) = serve(node.clone(), stream, from.ip()).await {
                         tracing::debug!(node = %node.config.name, error = %e, "session ended");
                     }
                 });
@@ -46,7 +47,11 @@ fn known_node(node: &Node, peer: &PeerCredentials) -> Option<bool> {
     Some(d.link_key == peer.static_key)
 }
 
-async fn serve(node: Arc<Node>, stream: TcpStream) -> Result<(), crate::link::NetError> {
+async fn serve(
+    node: Arc<Node>,
+    stream: TcpStream,
+    from: IpAddr,
+) -> Result<(), crate::link::NetError> {
     let me = node.clone();
     let auth = move |peer: &PeerCredentials| -> Result<(), AuthError> {
         match known_node(&me, peer) {
@@ -76,7 +81,7 @@ async fn serve(node: Arc<Node>, stream: TcpStream) -> Result<(), crate::link::Ne
     if known_node(&node, &peer) == Some(true) {
         node_session(node, session).await
     } else {
-        client_session(node, session, peer).await
+        client_session(node, session, peer, from).await
     }
 }
 
@@ -104,6 +109,7 @@ async fn client_session(
     node: Arc<Node>,
     mut session: Session<TcpStream>,
     peer: PeerCredentials,
+    from: IpAddr,
 ) -> Result<(), crate::link::NetError> {
     let Some(p) = &node.provider else {
         return Ok(());
@@ -112,6 +118,7 @@ async fn client_session(
     let Ok(user) = normalize_user(&raw) else {
         return Ok(());
     };
+    p.record_client_peer(&user, from);
     if !p.sessions.lock().expect("lock").insert(user.clone()) {
         tracing::info!(node = %node.config.name, "a session with these credentials already exists");
         let _ = session.close().await;

@@ -36,6 +36,8 @@ pub struct NodeConfig {
     pub identity: SigningKey,
     pub link_private: [u8; 32],
     pub address: SocketAddr,
+    /// A provider's HTTP registration listener, if it serves one.
+    pub registration: Option<SocketAddr>,
     /// The node's own directory (mix keys, provider spools and users).
     pub dir: PathBuf,
     pub params: Params,
@@ -117,6 +119,8 @@ pub enum NodeError {
     Keys(#[from] crate::mixkeys::MixKeyError),
     #[error(transparent)]
     Provider(#[from] provider::ProviderError),
+    #[error("registration endpoint: {0}")]
+    Registration(String),
 }
 
 impl Node {
@@ -154,6 +158,20 @@ impl Node {
         ];
         if node.provider.is_some() {
             tasks.push(tokio::spawn(provider::management_loop(node.clone())));
+            if let Some(addr) = node.config.registration {
+                // The TLS material is the network's (the parent directory).
+                let network_dir = node.config.dir.parent().unwrap_or(&node.config.dir);
+                let tls = crate::registration::tls_config(network_dir)
+                    .map_err(NodeError::Registration)?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| NodeError::Listen { addr, source })?;
+                tasks.push(tokio::spawn(crate::registration::serve(
+                    node.clone(),
+                    listener,
+                    tls,
+                )));
+            }
         }
         Ok(NodeHandle { node, stop, tasks })
     }

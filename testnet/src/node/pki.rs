@@ -105,6 +105,12 @@ async fn post(node: &Arc<Node>, addr: &str, config: &SessionConfig, e: u64) -> b
         role: node.config.role,
         link_public: katzenpost::sphinx::public_key(&node.config.link_private),
         address: node.config.address,
+        extra_transport: node
+            .config
+            .params
+            .provider_extra_transport
+            .as_ref()
+            .map(|(t, a)| (t.as_str(), a.as_str())),
     };
     let desc = signed_descriptor(
         facts,

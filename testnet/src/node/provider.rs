@@ -2,7 +2,8 @@
 //! the client sessions open (one per credentials), and its management
 //! socket (`<dir>/management_sock`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,7 +38,29 @@ pub struct ProviderState {
     /// Rate limiter overrides from SEND_RATE / SEND_BURST (0 = not set).
     pub(crate) send_rate: AtomicU64,
     pub(crate) send_burst: AtomicU64,
+    /// The addresses authenticated client sessions came from, by user
+    /// (bounded: [`MAX_PEER_USERS`] users, [`MAX_PEERS_PER_USER`] each).
+    client_peers: Mutex<BTreeMap<String, BTreeSet<IpAddr>>>,
 }
+
+/// Why a registration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The name is already registered.
+    #[error("the user name '{0}' is taken")]
+    Taken(String),
+    /// The name is not a valid user name.
+    #[error("bad request: {0}")]
+    Invalid(String),
+    /// The user database failed.
+    #[error("the provider could not store the user: {0}")]
+    Store(#[from] UserDbError),
+}
+
+/// Most users whose client addresses are recorded.
+const MAX_PEER_USERS: usize = 4096;
+/// Most addresses recorded per user.
+const MAX_PEERS_PER_USER: usize = 64;
 
 impl ProviderState {
     /// Opens the user database and spools under `dir`.
@@ -53,7 +76,27 @@ impl ProviderState {
             sessions: Mutex::new(HashSet::new()),
             send_rate: AtomicU64::new(0),
             send_burst: AtomicU64::new(0),
+            client_peers: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Records that `user` authenticated a session from `ip`.
+    pub(crate) fn record_client_peer(&self, user: &str, ip: IpAddr) {
+        let mut peers = self.client_peers.lock().expect("lock");
+        if !peers.contains_key(user) && peers.len() >= MAX_PEER_USERS {
+            return;
+        }
+        let set = peers.entry(user.to_owned()).or_default();
+        if set.len() < MAX_PEERS_PER_USER {
+            set.insert(ip);
+        }
+    }
+
+    /// The addresses each user's client sessions came from (an observation
+    /// hook: tests check that clients behind a proxy arrive from its
+    /// outgoing address only).
+    pub fn client_peers(&self) -> BTreeMap<String, BTreeSet<IpAddr>> {
+        self.client_peers.lock().expect("lock").clone()
     }
 
     /// Runs `f` on `user`'s spool (opened on first use).
@@ -78,6 +121,29 @@ impl ProviderState {
     /// Entries waiting in `user`'s spool.
     pub fn spool_len(&self, user: &str) -> Result<usize, SpoolError> {
         self.with_spool(user, |s| s.len())
+    }
+
+    /// The registered user `name`, if any.
+    pub fn user(&self, name: &str) -> Option<crate::users::User> {
+        self.users.lock().expect("lock").get(name).cloned()
+    }
+
+    /// Registers a new user with both keys (HTTP registration): as ADD_USER
+    /// then SET_USER_IDENTITY, refused if the name is taken.
+    pub fn register(
+        &self,
+        user: &str,
+        link_key: [u8; 32],
+        identity_key: [u8; 32],
+    ) -> Result<(), RegisterError> {
+        let name = normalize_user(user).map_err(|e| RegisterError::Invalid(e.to_string()))?;
+        let mut db = self.users.lock().expect("lock");
+        if db.get(&name).is_some() {
+            return Err(RegisterError::Taken(name));
+        }
+        db.set_link_key(&name, link_key)?;
+        db.set_identity_key(&name, Some(identity_key))?;
+        Ok(())
     }
 
     /// Adds or updates a user.
