@@ -229,6 +229,76 @@ impl EngineConfig {
     }
 }
 
+/// The receive path driven directly, without a network: for the
+/// partial-flood benchmark (`benches/partial_flood.rs`) and its regression
+/// test. Not part of the daemon's API.
+#[doc(hidden)]
+pub mod bench {
+    use std::time::Duration;
+
+    use super::receive;
+    use super::{EngineError, PartialLimits};
+    use crate::store::Store;
+
+    /// What happened to one payload (the engine's own outcome, without its
+    /// delivery details).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Outcome {
+        /// Stored; its message is incomplete.
+        Stored,
+        /// It completed a message, now in the inbox.
+        Delivered,
+        /// Already held or already delivered.
+        Duplicate,
+        /// A report was put in the inbox.
+        Reported,
+        /// Unreadable and already reported, or refused at a limit.
+        Dropped,
+    }
+
+    /// The engine's incoming reassembly state for one account.
+    pub struct Incoming(receive::Incoming);
+
+    impl Incoming {
+        /// As the engine loads it at start.
+        pub fn load(
+            store: &Store,
+            max_blocks: u16,
+            coalesce: Duration,
+            limits: PartialLimits,
+            account: &str,
+        ) -> Result<Self, EngineError> {
+            receive::Incoming::load(store, max_blocks, coalesce, limits, account).map(Incoming)
+        }
+
+        /// Handles one retrieved user payload, as the engine does.
+        pub fn accept(
+            &mut self,
+            store: &Store,
+            identity_private: &[u8; 32],
+            payload: &[u8],
+            account: &str,
+        ) -> Result<Outcome, EngineError> {
+            use receive::Received;
+            Ok(
+                match self.0.accept(store, identity_private, payload, account)? {
+                    Received::Stored => Outcome::Stored,
+                    Received::Delivered(_) => Outcome::Delivered,
+                    Received::Duplicate => Outcome::Duplicate,
+                    Received::Reported => Outcome::Reported,
+                    Received::Dropped => Outcome::Dropped,
+                },
+            )
+        }
+
+        /// How many partial messages the in-memory index holds, and their
+        /// stored bytes.
+        pub fn partial_usage(&self) -> (usize, u64) {
+            self.0.partial_usage()
+        }
+    }
+}
+
 /// A request to the worker, answered at a point where it holds no queue
 /// entry in flight.
 pub(crate) enum Control {
