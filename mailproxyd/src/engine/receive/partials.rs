@@ -45,6 +45,9 @@ impl Default for PartialLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Entry {
     pub first_seen: u64,
+    /// Arrival order among messages first seen in the same second (so ties
+    /// are not broken by the sender's key, which the sender chooses).
+    seq: u64,
     pub total: u16,
     pub have: BTreeSet<u16>,
 }
@@ -70,8 +73,10 @@ struct Usage {
 pub(super) struct Partials {
     limits: PartialLimits,
     entries: HashMap<ReassemblyKey, Entry>,
-    /// Oldest first.
-    by_age: BTreeSet<(u64, ReassemblyKey)>,
+    /// Oldest first: (first seen, arrival number, message).
+    by_age: BTreeSet<(u64, u64, ReassemblyKey)>,
+    /// The next arrival number.
+    next_seq: u64,
     senders: HashMap<[u8; 32], Usage>,
     total: Usage,
 }
@@ -84,6 +89,7 @@ impl Partials {
             by_age: BTreeSet::new(),
             senders: HashMap::new(),
             total: Usage::default(),
+            next_seq: 0,
         }
     }
 
@@ -105,12 +111,15 @@ impl Partials {
     /// message is created with `total` blocks, first seen at `first_seen`.
     pub fn insert(&mut self, key: ReassemblyKey, block_id: u16, total: u16, first_seen: u64) {
         let entry = self.entries.entry(key).or_insert_with(|| {
-            self.by_age.insert((first_seen, key));
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.by_age.insert((first_seen, seq, key));
             let s = self.senders.entry(key.sender).or_default();
             s.messages += 1;
             self.total.messages += 1;
             Entry {
                 first_seen,
+                seq,
                 total,
                 have: BTreeSet::new(),
             }
@@ -124,7 +133,7 @@ impl Partials {
     /// Forgets a message (after its blocks were removed from the store).
     pub fn remove(&mut self, key: &ReassemblyKey) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
-        self.by_age.remove(&(entry.first_seen, *key));
+        self.by_age.remove(&(entry.first_seen, entry.seq, *key));
         let bytes = entry.bytes();
         if let Some(s) = self.senders.get_mut(&key.sender) {
             s.messages -= 1;
@@ -154,7 +163,7 @@ impl Partials {
                     total: &mut Usage,
                     same_sender: bool|
          -> bool {
-            let victim = self.by_age.iter().map(|(_, k)| k).find(|k| {
+            let victim = self.by_age.iter().map(|(_, _, k)| k).find(|k| {
                 *k != key && (!same_sender || k.sender == key.sender) && !out.contains(k)
             });
             let Some(v) = victim else {
@@ -190,8 +199,8 @@ impl Partials {
     pub fn first_seen_by(&self, cutoff: u64) -> Vec<ReassemblyKey> {
         self.by_age
             .iter()
-            .take_while(|(t, _)| *t <= cutoff)
-            .map(|(_, k)| *k)
+            .take_while(|(t, _, _)| *t <= cutoff)
+            .map(|(_, _, k)| *k)
             .collect()
     }
 
@@ -288,6 +297,19 @@ mod tests {
         p.insert(key(2, 1), 1, 5, 11);
         assert_eq!(p.victims(&key(2, 1)), vec![key(1, 1)]);
         assert_eq!(p.victims(&key(3, 1)), vec![key(1, 1)]);
+    }
+
+    #[test]
+    fn ties_in_one_second_go_by_arrival_not_by_sender_key() {
+        let mut p = Partials::new(limits(2, 2));
+        // The honest message arrives first, the flooder's key sorts higher.
+        p.insert(key(0xff, 1), 0, 2, 10);
+        p.insert(key(0x01, 1), 0, 2, 10);
+        assert_eq!(p.victims(&key(0x02, 1)), vec![key(0xff, 1)]);
+        let mut p = Partials::new(limits(2, 2));
+        p.insert(key(0x01, 1), 0, 2, 10);
+        p.insert(key(0xff, 1), 0, 2, 10);
+        assert_eq!(p.victims(&key(0x02, 1)), vec![key(0x01, 1)]);
     }
 
     #[test]
