@@ -242,7 +242,13 @@ mod tests {
 
     fn store_with_entry(dir: &std::path::Path) -> (Store, QueueEntry) {
         let store = Store::open(dir, &KeySource::Raw(StorageKey::from_bytes([3; 32]))).unwrap();
-        let e = store
+        let e = enqueue_one(&store);
+        (store, e)
+    }
+
+    /// Queues one small message to bob@p2.
+    fn enqueue_one(store: &Store) -> QueueEntry {
+        store
             .enqueue(
                 "alice",
                 b"Subject: x\r\n\r\nbody\r\n",
@@ -254,8 +260,7 @@ mod tests {
                 }],
             )
             .unwrap()
-            .remove(0);
-        (store, e)
+            .remove(0)
     }
 
     #[test]
@@ -317,19 +322,7 @@ mod tests {
                 faults.clone(),
             )
             .unwrap();
-            let mut e = store
-                .enqueue(
-                    "alice",
-                    b"Subject: x\r\n\r\nbody\r\n",
-                    &[NewQueueEntry {
-                        recipient: "bob@p2".into(),
-                        created: 1,
-                        bounce_at: 2,
-                        unreliable: false,
-                    }],
-                )
-                .unwrap()
-                .remove(0);
+            let mut e = enqueue_one(&store);
             e.blocks = vec![Default::default(); 2];
             store.queue_update(&e).unwrap();
             for i in 0..2 {
