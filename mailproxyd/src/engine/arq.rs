@@ -246,6 +246,18 @@ mod tests {
         (store, e)
     }
 
+    /// Gives `e` two unsent blocks with their stored ciphertexts, as
+    /// preparing it for sending does.
+    fn prepare_two_blocks(store: &Store, e: &mut QueueEntry) {
+        e.blocks = vec![Default::default(); 2];
+        store.queue_update(e).unwrap();
+        for i in 0..2 {
+            store
+                .kv_put(KvTable::Meta, &ciphertext_key(e.id, i), b"ct")
+                .unwrap();
+        }
+    }
+
     /// Queues one small message to bob@p2.
     fn enqueue_one(store: &Store) -> QueueEntry {
         store
@@ -323,13 +335,7 @@ mod tests {
             )
             .unwrap();
             let mut e = enqueue_one(&store);
-            e.blocks = vec![Default::default(); 2];
-            store.queue_update(&e).unwrap();
-            for i in 0..2 {
-                store
-                    .kv_put(KvTable::Meta, &ciphertext_key(e.id, i), b"ct")
-                    .unwrap();
-            }
+            prepare_two_blocks(&store, &mut e);
             (store, e)
         };
         let mut failures = 0;
@@ -443,13 +449,7 @@ mod tests {
         let other = entries.pop().unwrap();
         let mut e = entries.pop().unwrap();
         assert_eq!(e.message.blob, other.message.blob);
-        e.blocks = vec![Default::default(); 2];
-        store.queue_update(&e).unwrap();
-        for i in 0..2 {
-            store
-                .kv_put(KvTable::Meta, &ciphertext_key(e.id, i), b"ct")
-                .unwrap();
-        }
+        prepare_two_blocks(&store, &mut e);
         for (sid, entry) in [([1u8; 16], e.id), ([2u8; 16], e.id), ([3u8; 16], other.id)] {
             let rec = SurbRecord {
                 entry,

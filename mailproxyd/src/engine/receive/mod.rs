@@ -259,10 +259,7 @@ impl Incoming {
                 // Held already. If it completed its message but the delivery
                 // failed, deliver now.
                 if e.is_complete() {
-                    return Ok(match self.complete(store, key, account)? {
-                        Some(d) => Received::Delivered(d),
-                        None => Received::Duplicate,
-                    });
+                    return self.deliver(store, key, account);
                 }
                 return Ok(Received::Duplicate);
             }
@@ -292,12 +289,23 @@ impl Incoming {
             self.flush_drop_report(store, account)?;
         }
         if self.partials.get(&key).is_some_and(|e| e.is_complete()) {
-            return Ok(match self.complete(store, key, account)? {
-                Some(d) => Received::Delivered(d),
-                None => Received::Duplicate,
-            });
+            return self.deliver(store, key, account);
         }
         Ok(Received::Stored)
+    }
+
+    /// [`Incoming::complete`] as what happened to the block that completed
+    /// the message.
+    fn deliver(
+        &mut self,
+        store: &Store,
+        key: ReassemblyKey,
+        account: &str,
+    ) -> Result<Received, EngineError> {
+        Ok(match self.complete(store, key, account)? {
+            Some(d) => Received::Delivered(d),
+            None => Received::Duplicate,
+        })
     }
 
     /// Drops incomplete messages whose first block arrived more than `limit`
