@@ -583,6 +583,38 @@ mod tests {
         }
     }
 
+    /// Found by `scripts/fuzz` (target mgmt_line): a kind name of two
+    /// newlines was accepted, and its `to_line()` did not parse back.
+    #[test]
+    fn fuzz_regression_control_characters_in_names() {
+        let found = "EVENT 0 0O \n\n ";
+        assert!(matches!(
+            StreamLine::parse_line(found),
+            Err(StreamError::Field(FieldError::ControlCharacter(_)))
+        ));
+        for bad in [
+            "EVENT 0 a@p\u{1b}[31m queued id=1 to=b size=1",
+            "EVENT 0 a@p report subject=x\ty",
+            "LOG 1 INFO target=x msg=\u{0}",
+            "LAGGED 1\u{7f}",
+        ] {
+            assert!(StreamLine::parse_line(bad).is_err(), "{bad:?}");
+        }
+        // Whatever parses formats to a line that parses the same.
+        for good in [
+            "EVENT 0 0O x",
+            "EVENT 0 a@p teleported  far=away ",
+            "LAGGED 3\r\n",
+        ] {
+            let line = StreamLine::parse_line(good).unwrap();
+            assert_eq!(
+                StreamLine::parse_line(&line.to_line()),
+                Ok(line),
+                "{good:?}"
+            );
+        }
+    }
+
     #[test]
     fn levels() {
         assert_eq!(Level::parse("WARNING"), Some(Level::Warn));

@@ -36,6 +36,10 @@ pub enum FieldError {
     /// The line has too few words.
     #[error("line too short: {0:?}")]
     TooShort(String),
+    /// The line holds a control character (values are percent-encoded and
+    /// words are identifiers, so no well-formed line has one).
+    #[error("control character in line {0:?}")]
+    ControlCharacter(String),
 }
 
 /// Percent-encodes a text value (never returns `-` alone; the empty text is
@@ -152,6 +156,9 @@ impl<'a> Fields<'a> {
     /// Splits `line` into `n_words` leading words and `key=value` fields.
     pub fn parse(line: &'a str, n_words: usize) -> Result<Fields<'a>, FieldError> {
         let line = line.trim_end_matches(['\r', '\n']);
+        if line.chars().any(char::is_control) {
+            return Err(FieldError::ControlCharacter(line.to_owned()));
+        }
         let mut tokens = line.split(' ').filter(|t| !t.is_empty());
         let mut words = Vec::with_capacity(n_words);
         for _ in 0..n_words {
@@ -274,5 +281,23 @@ mod tests {
         assert!(Fields::parse("a@p", 2).is_err());
         assert!(Fields::parse("a@p novalue", 1).is_err());
         assert!(Fields::parse("a@p =v", 1).is_err());
+    }
+
+    #[test]
+    fn control_characters_are_refused_anywhere() {
+        for line in [
+            "a\tb 1",
+            "a@p \n\n ",
+            "a@p k=v\u{7f}",
+            "a@p\r k=v",
+            "a@p k=\u{85}",
+        ] {
+            assert!(
+                matches!(Fields::parse(line, 1), Err(FieldError::ControlCharacter(_))),
+                "{line:?}"
+            );
+        }
+        // A trailing CRLF is the line's end, not part of it.
+        assert!(Fields::parse("a@p k=v\r\n", 1).is_ok());
     }
 }
