@@ -324,15 +324,7 @@ fn engine_config(
         store_key: Arc::new(move |addr, key| {
             stored.set(addr, key).map(|_| ()).map_err(|e| e.to_string())
         }),
-        timings: Timings {
-            polling_interval: config.debug.polling_interval,
-            retransmit_slack: config.debug.retransmit_slack,
-            receive_timeout: config.debug.receive_timeout,
-            urgent_queue_lifetime: config.debug.urgent_queue_lifetime,
-            bounce_queue_lifetime: config.debug.bounce_queue_lifetime,
-            epoch_period: config.debug.epoch_period,
-            ..Timings::default()
-        },
+        timings: Timings::from_config(&config.debug),
         events: events.clone(),
     })
 }

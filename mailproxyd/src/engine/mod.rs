@@ -151,22 +151,30 @@ impl Timings {
     }
 }
 
-impl Default for Timings {
-    fn default() -> Self {
+impl Timings {
+    /// The configured `[Debug]` knobs, the engine's own defaults for the rest.
+    pub fn from_config(debug: &crate::config::DebugConfig) -> Timings {
         Timings {
-            polling_interval: Duration::from_secs(30),
-            retransmit_slack: Duration::from_secs(5 * 60),
+            polling_interval: debug.polling_interval,
+            retransmit_slack: debug.retransmit_slack,
             reconnect_min: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(60),
             link_timeout: Duration::from_secs(60),
-            epoch_period: katzenpost::epoch::DEFAULT_PERIOD,
-            receive_timeout: Some(Duration::from_secs(7 * 24 * 3600)),
+            epoch_period: debug.epoch_period,
+            receive_timeout: debug.receive_timeout,
             pki_retry: Duration::from_secs(30),
             housekeeping_interval: Duration::from_secs(1),
             report_coalesce: Duration::from_secs(3600),
-            urgent_queue_lifetime: Duration::from_secs(3600),
-            bounce_queue_lifetime: Duration::from_secs(5 * 24 * 3600),
+            urgent_queue_lifetime: debug.urgent_queue_lifetime,
+            bounce_queue_lifetime: debug.bounce_queue_lifetime,
         }
+    }
+}
+
+/// The daemon's: the `[Debug]` knobs' defaults are the config's (one place).
+impl Default for Timings {
+    fn default() -> Self {
+        Timings::from_config(&crate::config::DebugConfig::default())
     }
 }
 
@@ -430,8 +438,28 @@ mod tests {
         assert_eq!(t.partial_limit(), Duration::from_secs(50));
         t.receive_timeout = Some(Duration::from_secs(500));
         assert_eq!(t.dedup_ttl(), Duration::from_secs(500));
-        // The daemon's defaults: 5 days of retransmission, 10 days of memory.
+        // The daemon's defaults: 5 days of retransmission, 10 days of memory,
+        // and partial messages kept until they cannot complete (no
+        // ReceiveTimeout, as the original's default of 0).
         let d = Timings::default();
         assert_eq!(d.dedup_ttl(), Duration::from_secs(10 * 24 * 3600));
+        assert_eq!(d.receive_timeout, None);
+        assert_eq!(d.partial_limit(), Duration::from_secs(10 * 24 * 3600));
+        assert_eq!(d.epoch_period, katzenpost::epoch::DEFAULT_PERIOD);
+    }
+
+    #[test]
+    fn configured_knobs_reach_the_engine() {
+        let debug = crate::config::DebugConfig {
+            receive_timeout: Some(Duration::from_secs(60)),
+            polling_interval: Duration::from_secs(7),
+            bounce_queue_lifetime: Duration::from_secs(99),
+            ..Default::default()
+        };
+        let t = Timings::from_config(&debug);
+        assert_eq!(t.receive_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(t.polling_interval, Duration::from_secs(7));
+        assert_eq!(t.bounce_queue_lifetime, Duration::from_secs(99));
+        assert_eq!(t.partial_limit(), Duration::from_secs(60));
     }
 }
