@@ -8,14 +8,64 @@
 //! which only explicit binds use, walking from a per-process offset so
 //! concurrent processes start far apart; each candidate is checked by binding
 //! it once.
+//!
+//! A port checked that way is free only at that moment: two processes walking
+//! the range could both see it free and both hand it out. So every port handed
+//! out is also claimed with an exclusive `flock` on a file named for it in a
+//! directory shared by every user of this module on the machine, held until
+//! the process exits: another process skips a port whose lock it cannot take.
+//! (A process that binds ports without this module can still take one; the
+//! range below the ephemeral one makes that rare.)
 
+use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 
 /// Lowest port handed out.
 const LOW: u32 = 10_000;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The locks of the ports this process handed out (held until exit).
+static CLAIMED: Mutex<Vec<File>> = Mutex::new(Vec::new());
+
+/// Where the port locks live: one directory per user, so that another user's
+/// files never stand in the way.
+fn lock_dir() -> PathBuf {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("testnet-ports-{uid}"))
+}
+
+/// Claims `port` for this process, unless another process holds its lock.
+/// Without a usable lock directory, claims nothing and says yes (the bind
+/// check alone, as before).
+fn claim(port: u32) -> bool {
+    let dir = lock_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    let file = match File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(port.to_string()))
+    {
+        Ok(f) => f,
+        Err(_) => return true,
+    };
+    // SAFETY: flock on a valid, owned file descriptor.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return false;
+    }
+    CLAIMED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(file);
+    true
+}
 
 /// The first port of the kernel's ephemeral range (32768 when it cannot be
 /// read).
@@ -35,7 +85,7 @@ pub fn reserve() -> std::io::Result<SocketAddr> {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let port = LOW + (offset + n) % span;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port as u16));
-        if TcpListener::bind(addr).is_ok() {
+        if TcpListener::bind(addr).is_ok() && claim(port) {
             return Ok(addr);
         }
     }
@@ -61,5 +111,21 @@ mod tests {
         }
         // Each is bindable right now.
         let _held: Vec<_> = a.iter().map(|a| TcpListener::bind(a).unwrap()).collect();
+    }
+
+    #[test]
+    fn another_process_skips_claimed_ports() {
+        let mine = reserve().unwrap();
+        // The lock another process would try to take: flock locks belong to
+        // the open file description, so a second open of the same file
+        // conflicts just as another process's would.
+        let other = File::options()
+            .write(true)
+            .open(lock_dir().join(mine.port().to_string()))
+            .unwrap();
+        // SAFETY: flock on a valid, owned file descriptor.
+        let rc = unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_ne!(rc, 0, "port {} was not claimed", mine.port());
+        assert!(!claim(u32::from(mine.port())));
     }
 }
