@@ -174,8 +174,7 @@ fn dropped_connection_deletes_nothing_and_in_use_is_reported() {
     assert!(c.line().starts_with("+OK 1 "));
     c.line();
     drop(c); // no QUIT
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let mut c = login(&h, "alice@p", "x");
+    let mut c = clients_support::pop3_login_once_released(h.pop3, "alice@p", "x");
     c.send(b"STAT\r\nQUIT\r\n");
     assert!(
         c.line().starts_with("+OK 2 "),

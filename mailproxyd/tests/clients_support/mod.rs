@@ -239,6 +239,32 @@ impl Client {
     }
 }
 
+/// Logs in to POP3 as soon as the maildrop lock is free: the server releases
+/// it when it has finished a dropped session (and whatever that session was
+/// going to commit), so this is how a test waits for that. Panics on any
+/// other answer, or if the lock is still held after 20 s.
+pub fn pop3_login_once_released(addr: SocketAddr, user: &str, pass: &str) -> Client {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut c = Client::connect(addr);
+        let greeting = c.line();
+        assert!(greeting.starts_with("+OK"), "{greeting}");
+        c.send(format!("USER {user}\r\nPASS {pass}\r\n").as_bytes());
+        let r = c.line();
+        assert!(r.starts_with("+OK"), "{r}");
+        let r = c.line();
+        if r.starts_with("+OK") {
+            return c;
+        }
+        assert!(r.starts_with("-ERR [IN-USE]"), "{r}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the maildrop of {user} is still locked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Every file under `dir`, recursively.
 pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
