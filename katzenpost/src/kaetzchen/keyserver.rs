@@ -13,6 +13,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use super::KaetzchenError;
+use crate::pki::json::write_str;
 
 /// The only protocol version.
 pub const KEYSERVER_VERSION: i64 = 0;
@@ -87,7 +88,7 @@ impl KeyserverRequest {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.user.len() + 26);
         out.extend_from_slice(b"{\"User\":");
-        write_json_string(&mut out, &self.user);
+        write_str(&mut out, &self.user);
         out.extend_from_slice(b",\"Version\":0}");
         out
     }
@@ -149,9 +150,9 @@ impl KeyserverResponse {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.user.len() + self.public_key.len() + 64);
         out.extend_from_slice(b"{\"PublicKey\":");
-        write_json_string(&mut out, &self.public_key);
+        write_str(&mut out, &self.public_key);
         out.extend_from_slice(format!(",\"StatusCode\":{},\"User\":", self.status_code).as_bytes());
-        write_json_string(&mut out, &self.user);
+        write_str(&mut out, &self.user);
         out.extend_from_slice(format!(",\"Version\":{}}}", self.version).as_bytes());
         out
     }
@@ -204,38 +205,6 @@ where
     response.encode()
 }
 
-/// Writes `s` as a JSON string the way the Go encoder did: `"` and `\` escaped,
-/// `\b \f \n \r \t` short forms, other control bytes and `< > &` as `\u00XX`,
-/// U+2028/U+2029 as `\u202X`, everything else as is.
-fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{8}' => out.extend_from_slice(b"\\b"),
-            '\u{c}' => out.extend_from_slice(b"\\f"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\u{0}'..='\u{1f}' | '<' | '>' | '&' => {
-                let b = c as u8;
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xf)]);
-            }
-            '\u{2028}' => out.extend_from_slice(b"\\u2028"),
-            '\u{2029}' => out.extend_from_slice(b"\\u2029"),
-            _ => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-        }
-    }
-    out.push(b'"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,7 +212,7 @@ mod tests {
     #[test]
     fn escaping_matches_go() {
         let mut out = Vec::new();
-        write_json_string(&mut out, "a\"b\\c\n\u{1}<&>\u{2028}é");
+        write_str(&mut out, "a\"b\\c\n\u{1}<&>\u{2028}é");
         assert_eq!(
             out,
             b"\"a\\\"b\\\\c\\n\\u0001\\u003c\\u0026\\u003e\\u2028\xc3\xa9\"".to_vec()

@@ -37,7 +37,13 @@ pub(crate) fn b64_decode(s: &str) -> Option<Vec<u8>> {
 
 // ------------------------------------------------------------------ writing
 
-/// Appends `s` as a JSON string literal, escaped as ugorji's encoder does.
+/// Appends `s` as a JSON string literal, escaped as ugorji's encoder does
+/// (the one JSON string writer: the PKI documents and the Kaetzchen keyserver
+/// messages both came from ugorji): `"` and `\` escaped, `\b \f \n \r \t`
+/// short forms, other control characters and the HTML characters `< > &` as
+/// `\u00XX`, U+2028/U+2029 as `\u202X`, everything else as is, U+007F
+/// included (ugorji, like Go's encoding/json, counts every byte from 0x20 to
+/// 0x7F as safe but `"`, `\` and the HTML ones).
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
@@ -50,7 +56,7 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
             '\u{8}' => out.extend_from_slice(b"\\b"),
             '\u{c}' => out.extend_from_slice(b"\\f"),
             '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 || c == '<' || c == '>' || c == '&' || c == '\u{7f}' => {
+            '\u{0}'..='\u{1f}' | '<' | '>' | '&' => {
                 let b = c as u8;
                 out.extend_from_slice(b"\\u00");
                 out.push(HEX[usize::from(b >> 4)]);
@@ -400,6 +406,13 @@ mod tests {
                 proptest::prop_assert!(!f.is_finite());
             }
         }
+    }
+
+    #[test]
+    fn del_is_not_escaped() {
+        let mut out = Vec::new();
+        write_str(&mut out, "a\u{7f}b\u{80}");
+        assert_eq!(out, "\"a\u{7f}b\u{80}\"".as_bytes());
     }
 
     #[test]

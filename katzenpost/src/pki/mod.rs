@@ -7,7 +7,7 @@
 
 pub mod cert;
 pub mod document;
-mod json;
+pub(crate) mod json;
 pub mod validate;
 pub mod voting;
 
