@@ -32,6 +32,9 @@ pub struct AuthorityState {
     start_epoch: u64,
     started_unix: u64,
     layers: BTreeMap<[u8; 32], usize>,
+    /// Whitelisted nodes run elsewhere: admitted like the others, but the
+    /// start-up document does not wait for them.
+    external: BTreeSet<[u8; 32]>,
 }
 
 /// A document of `params` for `epoch` (no commit, as both 2019 authorities).
@@ -88,7 +91,21 @@ impl AuthorityState {
             start_epoch,
             started_unix: now_unix,
             layers: BTreeMap::new(),
+            external: BTreeSet::new(),
         }
+    }
+
+    /// Whitelists mixes and providers run elsewhere (other implementations'
+    /// nodes): their descriptors are accepted and enter the documents made
+    /// after they posted; the start-up document does not wait for them.
+    pub fn admit_external(
+        &mut self,
+        mixes: BTreeSet<[u8; 32]>,
+        providers: BTreeMap<[u8; 32], String>,
+    ) {
+        self.external.extend(mixes.iter().chain(providers.keys()));
+        self.mixes.extend(mixes);
+        self.providers.extend(providers);
     }
 
     /// Whether `identity` may upload (whitelisted mix or provider).
@@ -145,6 +162,7 @@ impl AuthorityState {
         self.mixes
             .iter()
             .chain(self.providers.keys())
+            .filter(|k| !self.external.contains(*k))
             .all(|k| d.contains_key(k))
     }
 

@@ -123,6 +123,34 @@ pub struct VotingPeerSpec {
     pub link_public: String,
 }
 
+/// A node outside the testnet (another implementation's mix or provider)
+/// that the authorities admit: `[[external]]` in `network.toml`. It posts
+/// its own descriptor; the testnet only whitelists its identity key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalNodeSpec {
+    /// A provider's name (its descriptor must carry it); a label for a mix.
+    pub name: String,
+    pub role: Role,
+    /// Ed25519 identity public key, hex.
+    pub identity_public: String,
+}
+
+impl ExternalNodeSpec {
+    /// The identity key.
+    pub fn identity(&self) -> Result<[u8; 32], String> {
+        hex::decode(&self.identity_public)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| {
+                format!(
+                    "external node {:?}: identity_public must be 64 hex digits",
+                    self.name
+                )
+            })
+    }
+}
+
 /// Fewest voting authority peers a voting network runs.
 pub const MIN_VOTING_PEERS: usize = 3;
 
@@ -138,6 +166,9 @@ pub struct NetworkSpec {
     pub voting: Vec<VotingPeerSpec>,
     #[serde(rename = "node")]
     pub nodes: Vec<NodeSpec>,
+    /// Nodes run elsewhere that the authorities admit by identity key.
+    #[serde(default, rename = "external", skip_serializing_if = "Vec::is_empty")]
+    pub external: Vec<ExternalNodeSpec>,
 }
 
 impl NetworkSpec {
@@ -180,6 +211,15 @@ impl NetworkSpec {
                 return Err(format!(
                     "node name {:?} is empty, longer than 32 bytes or repeated",
                     n.name
+                ));
+            }
+        }
+        for x in &self.external {
+            x.identity()?;
+            if x.name.is_empty() || x.name.len() > 32 || !names.insert(x.name.as_str()) {
+                return Err(format!(
+                    "external node name {:?} is empty, longer than 32 bytes or repeated",
+                    x.name
                 ));
             }
         }
@@ -308,7 +348,35 @@ mod tests {
                 node("provider1", Role::Provider, 5),
             ],
             voting: Vec::new(),
+            external: Vec::new(),
         }
+    }
+
+    #[test]
+    fn external_nodes_round_trip_and_need_a_key() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = spec();
+        s.external.push(ExternalNodeSpec {
+            name: "gomix".into(),
+            role: Role::Mix,
+            identity_public: "ab".repeat(32),
+        });
+        s.save(d.path()).unwrap();
+        let text = std::fs::read_to_string(d.path().join("network.toml")).unwrap();
+        assert!(text.contains("[[external]]"), "{text}");
+        let back = NetworkSpec::load(d.path()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.external[0].identity(), Ok([0xab; 32]));
+        for bad_key in ["ab", "zz".repeat(32).as_str()] {
+            let mut bad = s.clone();
+            bad.external[0].identity_public = bad_key.into();
+            bad.save(d.path()).unwrap();
+            assert!(NetworkSpec::load(d.path()).is_err(), "{bad_key}");
+        }
+        let mut clash = s;
+        clash.external[0].name = "mix1".into();
+        clash.save(d.path()).unwrap();
+        assert!(NetworkSpec::load(d.path()).is_err());
     }
 
     #[test]

@@ -149,6 +149,7 @@ pub fn init(dir: &Path, shape: &Shape) -> Result<NetworkSpec, NetworkError> {
         },
         voting,
         nodes,
+        external: Vec::new(),
     };
     spec.save(dir)?;
     if shape.registration {
@@ -232,16 +233,37 @@ impl Network {
                 }
             }
         }
-        let whitelist: HashSet<[u8; 32]> = mixes.iter().chain(providers.keys()).copied().collect();
+        let mut external_mixes = BTreeSet::new();
+        let mut external_providers = BTreeMap::new();
+        for x in &spec.external {
+            let id = x.identity().map_err(NetworkError::Other)?;
+            match x.role {
+                Role::Mix => {
+                    external_mixes.insert(id);
+                }
+                Role::Provider => {
+                    external_providers.insert(id, x.name.clone());
+                }
+            }
+        }
+        let whitelist: HashSet<[u8; 32]> = mixes
+            .iter()
+            .chain(providers.keys())
+            .chain(external_mixes.iter())
+            .chain(external_providers.keys())
+            .copied()
+            .collect();
         let now = unix_now();
         let state = |key: &SigningKey| {
-            AuthorityState::new(
+            let mut s = AuthorityState::new(
                 key.clone(),
                 spec.params.clone(),
                 mixes.clone(),
                 providers.clone(),
                 now,
-            )
+            );
+            s.admit_external(external_mixes.clone(), external_providers.clone());
+            s
         };
         let (authority_stop, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {

@@ -166,3 +166,81 @@ fn forbidden_invalid_and_wrong_epoch_uploads() {
     // Past epochs are gone.
     assert_eq!(auth.get_consensus(epoch - 1, now).0, consensus_status::GONE);
 }
+
+#[test]
+fn external_whitelisted_nodes_enter_the_document_strangers_do_not() {
+    let params = Params::demo();
+    let p = params.epoch_period_secs;
+    let now = 1_795_521_600 + 30;
+    let epoch = EpochClock::new(Duration::from_secs(p))
+        .at(Duration::from_secs(now))
+        .epoch;
+    let ns = nodes();
+    let (mut auth, key) = authority(&ns, now);
+    let outside = |name: &str, role| N {
+        name: name.into(),
+        role,
+        key: SigningKey::generate(&mut OsRng),
+    };
+    let (gomix, goprov, stranger) = (
+        outside("gomix", Role::Mix),
+        outside("goprovider", Role::Provider),
+        outside("stranger", Role::Mix),
+    );
+    let id = |n: &N| n.key.verifying_key().to_bytes();
+    auth.admit_external(
+        BTreeSet::from([id(&gomix)]),
+        BTreeMap::from([(id(&goprov), "goprovider".to_owned())]),
+    );
+    for n in [&gomix, &goprov] {
+        assert_eq!(
+            auth.post_descriptor(&id(n), epoch, &desc(n, epoch, now, p), now),
+            descriptor_status::OK,
+            "{}",
+            n.name
+        );
+    }
+    assert_eq!(
+        auth.post_descriptor(&id(&stranger), epoch, &desc(&stranger, epoch, now, p), now),
+        descriptor_status::FORBIDDEN
+    );
+    assert!(
+        auth.generate_due(&mut OsRng, now).is_empty(),
+        "the testnet's own nodes have not posted yet"
+    );
+    for n in &ns {
+        assert_eq!(
+            auth.post_descriptor(&id(n), epoch, &desc(n, epoch, now, p), now),
+            descriptor_status::OK
+        );
+    }
+    assert_eq!(auth.generate_due(&mut OsRng, now), vec![epoch]);
+    let (code, doc) = auth.get_consensus(epoch, now);
+    assert_eq!(code, consensus_status::OK);
+    let doc = Document::verify_and_parse(&doc, &key.verifying_key(), now).unwrap();
+    assert!(doc.node_by_identity(&id(&gomix)).is_some(), "external mix");
+    assert!(
+        doc.provider_by_name("goprovider").is_some(),
+        "external provider"
+    );
+    assert!(doc.node_by_identity(&id(&stranger)).is_none());
+    assert_eq!(doc.nodes().count(), ns.len() + 2);
+}
+
+#[test]
+fn the_start_up_document_does_not_wait_for_external_nodes() {
+    let params = Params::demo();
+    let p = params.epoch_period_secs;
+    let now = 1_795_521_600 + 30;
+    let epoch = EpochClock::new(Duration::from_secs(p))
+        .at(Duration::from_secs(now))
+        .epoch;
+    let ns = nodes();
+    let (mut auth, _) = authority(&ns, now);
+    auth.admit_external(BTreeSet::from([[9; 32]]), BTreeMap::new());
+    for n in &ns {
+        let id = n.key.verifying_key().to_bytes();
+        auth.post_descriptor(&id, epoch, &desc(n, epoch, now, p), now);
+    }
+    assert_eq!(auth.generate_due(&mut OsRng, now), vec![epoch]);
+}
