@@ -272,6 +272,45 @@ async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) 
     }
 }
 
+/// Waits until every packet alice sent (`alice_sent`, over all her engine
+/// runs) has reached bob's spool at provider2 or been dropped by a node, and
+/// bob has retrieved the spool empty: every copy of every block has then been
+/// through bob's engine, so a duplicate delivery would already be in his
+/// inbox. (Alice sends nothing else here: no decoys, no key discovery.)
+async fn wait_every_copy_retrieved(p: &Pair, alice_sent: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let provider2 = p.net.node("provider2").expect("provider2 runs").clone();
+    wait_for(
+        "every packet alice sent to be spooled for bob (or dropped) and retrieved",
+        Duration::from_secs(120),
+        || {
+            let dropped: u64 = p
+                .net
+                .spec
+                .nodes
+                .iter()
+                .filter_map(|n| p.net.node(&n.name))
+                .map(|n| {
+                    let c = &n.counters;
+                    c.dropped_invalid.load(Relaxed)
+                        + c.dropped_replay.load(Relaxed)
+                        + c.dropped_other.load(Relaxed)
+                        + c.dropped_fault.load(Relaxed)
+                })
+                .sum();
+            provider2.counters.spooled.load(Relaxed) + dropped >= alice_sent
+                && provider2
+                    .provider
+                    .as_ref()
+                    .expect("a provider")
+                    .spool_len("bob")
+                    .expect("bob's spool")
+                    == 0
+        },
+    )
+    .await;
+}
+
 /// Bob's inbox with our `Received:` field (checked, first) stripped: what
 /// remains must be `X-Katzenpost-Sender` and the message as submitted.
 fn delivered(store: &Store) -> Vec<Vec<u8>> {
@@ -532,6 +571,7 @@ async fn engines_restarted_mid_transfer_lose_and_duplicate_nothing() {
     };
     a.stop().await;
     b.stop().await;
+    let sent_before = a.status().packets_sent;
     let a_store = p.alice.open();
     let e = a_store.queue_get(id).unwrap().expect("entry still queued");
     let acked = e.blocks.iter().filter(|b| b.acked).count();
@@ -553,8 +593,8 @@ async fn engines_restarted_mid_transfer_lose_and_duplicate_nothing() {
         a_store.queue_len().unwrap() == 0
     })
     .await;
-    // Give any duplicate a chance to show up.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every copy in flight, from both runs, reaches bob before the check.
+    wait_every_copy_retrieved(&p, sent_before + a.status().packets_sent).await;
     assert_eq!(delivered(&b_store), vec![expected_delivery(&p.alice, &big)]);
     a.stop().await;
     b.stop().await;
