@@ -136,10 +136,10 @@ where
     if let Some(i) = doc.topology.iter().position(Vec::is_empty) {
         return Err(PathError::EmptyLayer(i));
     }
-    if !(doc.mu.is_finite() && doc.mu > 0.0) {
-        return Err(PathError::BadMu(doc.mu));
+    if !(doc.params.mu.is_finite() && doc.params.mu > 0.0) {
+        return Err(PathError::BadMu(doc.params.mu));
     }
-    let exp = Exp::new(doc.mu).map_err(|_| PathError::BadMu(doc.mu))?;
+    let exp = Exp::new(doc.params.mu).map_err(|_| PathError::BadMu(doc.params.mu))?;
     let src = provider(doc, request.src_provider)?;
     let dst = provider(doc, request.dst_provider)?;
     let fwd_recipient = recipient_id(request.recipient)?;
@@ -149,7 +149,7 @@ where
     };
     let delays = Delays {
         exp,
-        max: doc.mu_max_delay,
+        max: doc.params.mu_max_delay,
     };
     let two_periods = epochs.period().saturating_mul(2);
 

@@ -9,7 +9,7 @@ use katzenpost::epoch::EpochClock;
 use katzenpost::path::{
     select_paths, PathError, PathRequest, SelectedPaths, SurbRequest, MAX_ATTEMPTS,
 };
-use katzenpost::pki::document::{Document, MixDescriptor};
+use katzenpost::pki::document::{Document, MixDescriptor, Parameters};
 use katzenpost::sphinx::commands::{PathHop, RoutingCommand};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -40,8 +40,11 @@ fn node(n: u8, name: &str, layer: u8, epochs: std::ops::Range<u64>) -> MixDescri
 fn document(epochs: std::ops::Range<u64>) -> Document {
     Document {
         epoch: EPOCH,
-        mu: 0.00025,
-        mu_max_delay: 46_051,
+        params: Parameters {
+            mu: 0.00025,
+            mu_max_delay: 46_051,
+            ..Default::default()
+        },
         topology: (0..3u8)
             .map(|l| {
                 (0..2u8)
@@ -239,7 +242,7 @@ fn deterministic_with_a_seeded_rng() {
 fn delays_follow_exp_mu_plus_one_and_the_cap() {
     let clock = EpochClock::default();
     let mut doc = document(EPOCH..EPOCH + 3);
-    doc.mu_max_delay = 0; // no cap
+    doc.params.mu_max_delay = 0; // no cap
     let mut delays = Vec::new();
     for seed in 0..2000 {
         let p = select(&doc, &clock, &reliable(), seed, noon()).unwrap();
@@ -256,7 +259,7 @@ fn delays_follow_exp_mu_plus_one_and_the_cap() {
     let mean = delays.iter().map(|&d| f64::from(d)).sum::<f64>() / delays.len() as f64;
     assert!((mean - 4000.5).abs() < 150.0, "mean delay {mean}");
 
-    doc.mu_max_delay = 1500;
+    doc.params.mu_max_delay = 1500;
     for seed in 0..200 {
         let p = select(&doc, &clock, &reliable(), seed, noon()).unwrap();
         let ds: Vec<u32> = p
@@ -269,7 +272,7 @@ fn delays_follow_exp_mu_plus_one_and_the_cap() {
     }
 
     // A fast rate: delays are mostly the +1 floor.
-    doc.mu = 10.0;
+    doc.params.mu = 10.0;
     let p = select(&doc, &clock, &reliable(), 3, noon()).unwrap();
     assert!(p.forward.iter().filter_map(delay_of).all(|d| d == 1));
 }
@@ -346,8 +349,8 @@ fn eta_of_two_periods_restarts_then_gives_up() {
     let now = Duration::from_secs(1_800_000_000);
     let e = clock.at(now).epoch;
     let mut doc = document(e..e + 100_000);
-    doc.mu = 1e-6;
-    doc.mu_max_delay = 0;
+    doc.params.mu = 1e-6;
+    doc.params.mu_max_delay = 0;
     match select(&doc, &clock, &reliable(), 5, now) {
         Err(PathError::GaveUp { last, .. }) => assert!(matches!(*last, PathError::EtaTooLong(_))),
         other => panic!("expected EtaTooLong, got {other:?}"),
@@ -470,7 +473,8 @@ fn bad_inputs_are_errors() {
     );
 
     for mu in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        let d = Document { mu, ..doc.clone() };
+        let mut d = doc.clone();
+        d.params.mu = mu;
         assert!(matches!(err(&d, &reliable()), PathError::BadMu(_)));
     }
     let d = Document {

@@ -8,7 +8,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use katzenpost::pki::cert::{self, CertError, Certificate};
 use katzenpost::pki::document::{
     expiration_for, sign_descriptor, sign_document, DescriptorError, Document, DocumentError,
-    MixDescriptor, RawDocument, LAYER_PROVIDER,
+    MixDescriptor, Parameters, RawDocument, LAYER_PROVIDER,
 };
 
 const CONSENSUS: &str = concat!(
@@ -46,13 +46,13 @@ fn consensus_verifies_and_parses() {
     let doc = Document::verify_and_parse(&bytes, &authority_key(), BEFORE_EXPIRY)
         .expect("consensus verifies before its expiry");
     assert_eq!(doc.epoch, 27_708);
-    assert_eq!(doc.send_rate_per_minute, 100);
+    assert_eq!(doc.params.send_rate_per_minute, 100);
     for (rate, max) in [
-        (doc.mu, doc.mu_max_delay),
-        (doc.lambda_p, doc.lambda_p_max_delay),
-        (doc.lambda_l, doc.lambda_l_max_delay),
-        (doc.lambda_d, doc.lambda_d_max_delay),
-        (doc.lambda_m, doc.lambda_m_max_delay),
+        (doc.params.mu, doc.params.mu_max_delay),
+        (doc.params.lambda_p, doc.params.lambda_p_max_delay),
+        (doc.params.lambda_l, doc.params.lambda_l_max_delay),
+        (doc.params.lambda_d, doc.params.lambda_d_max_delay),
+        (doc.params.lambda_m, doc.params.lambda_m_max_delay),
     ] {
         assert_eq!(rate, 0.00025);
         assert_eq!(max, 46_051);
@@ -244,17 +244,19 @@ fn signed(d: &MixDescriptor, k: &SigningKey) -> MixDescriptor {
 fn document() -> Document {
     Document {
         epoch: EPOCH,
-        send_rate_per_minute: 100,
-        mu: 0.00025,
-        mu_max_delay: 46_051,
-        lambda_p: 0.00025,
-        lambda_p_max_delay: 46_051,
-        lambda_l: 0.0005,
-        lambda_l_max_delay: 23_025,
-        lambda_d: 0.000025,
-        lambda_d_max_delay: 460_517,
-        lambda_m: 1.0,
-        lambda_m_max_delay: 1,
+        params: Parameters {
+            send_rate_per_minute: 100,
+            mu: 0.00025,
+            mu_max_delay: 46_051,
+            lambda_p: 0.00025,
+            lambda_p_max_delay: 46_051,
+            lambda_l: 0.0005,
+            lambda_l_max_delay: 23_025,
+            lambda_d: 0.000025,
+            lambda_d_max_delay: 460_517,
+            lambda_m: 1.0,
+            lambda_m_max_delay: 1,
+        },
         topology: vec![
             vec![signed(&mix(1), &key(1))],
             vec![signed(&mix(2), &key(2)), signed(&mix(3), &key(3))],
@@ -352,8 +354,8 @@ fn lenient_json_forms() {
     )
     .unwrap();
     assert_eq!(raw.epoch, 27_708);
-    assert_eq!(raw.mu, 0.5);
-    assert_eq!(raw.mu_max_delay, 7);
+    assert_eq!(raw.params.mu, 0.5);
+    assert_eq!(raw.params.mu_max_delay, 7);
     assert_eq!(raw.topology, vec![Vec::<Vec<u8>>::new(), Vec::new()]);
     assert!(raw.providers.is_empty() && raw.shared_random_commit.is_empty());
     // Wrong types are errors naming the field.
@@ -703,7 +705,7 @@ fn signing_refuses_bad_documents() {
         Err(DocumentError::NoProviders)
     );
     let mut d = document();
-    d.mu = f64::NAN;
+    d.params.mu = f64::NAN;
     assert_eq!(
         sign_document(&d, &authority, expiration_for(NOW)),
         Err(DocumentError::NonFinite("Mu"))

@@ -93,7 +93,7 @@ fn the_real_consensus_verifies_with_all_three_signatures() {
     let mut names: Vec<&str> = doc.providers.iter().map(|p| p.name.as_str()).collect();
     names.sort();
     assert_eq!(names, ["vprov1", "vprov2"]);
-    assert_eq!(doc.send_rate_per_minute, 100_000);
+    assert_eq!(doc.params.send_rate_per_minute, 100_000);
     assert!(doc.shared_random_commit.is_empty());
     assert_eq!(doc.shared_random_value.len(), 32);
     assert_eq!(

@@ -22,10 +22,10 @@ const PERIOD: u64 = 600;
 async fn start_network(dir: &std::path::Path, voting: usize) -> Network {
     let mut params = Params::demo();
     params.epoch_period_secs = PERIOD;
-    params.mu = 1.0 / 5.0;
-    params.mu_max_delay = 20;
-    params.lambda_p = 1.0 / 20.0;
-    params.lambda_p_max_delay = 100;
+    params.document.mu = 1.0 / 5.0;
+    params.document.mu_max_delay = 20;
+    params.document.lambda_p = 1.0 / 20.0;
+    params.document.lambda_p_max_delay = 100;
     let shape = Shape {
         params,
         voting_authorities: voting,

@@ -40,10 +40,10 @@ async fn start_network(
     let mut params = Params::demo();
     params.provider_extra_transport = extra;
     params.epoch_period_secs = PERIOD;
-    params.mu = 1.0 / 5.0;
-    params.mu_max_delay = 20;
-    params.lambda_p = 1.0 / send_ms as f64;
-    params.lambda_p_max_delay = 5 * send_ms;
+    params.document.mu = 1.0 / 5.0;
+    params.document.mu_max_delay = 20;
+    params.document.lambda_p = 1.0 / send_ms as f64;
+    params.document.lambda_p_max_delay = 5 * send_ms;
     let shape = Shape {
         params,
         voting_authorities: voting,

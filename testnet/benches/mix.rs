@@ -88,8 +88,8 @@ fn latency() {
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let mut params = Params::demo();
-        params.mu = 1.0 / 20.0;
-        params.mu_max_delay = 200;
+        params.document.mu = 1.0 / 20.0;
+        params.document.mu_max_delay = 200;
         init(dir.path(), &Shape { params, mixes_per_layer: 2, ..Shape::default() }).unwrap();
         let net = Network::start(dir.path(), false).await.unwrap();
         net.wait_ready(Duration::from_secs(30)).await.unwrap();

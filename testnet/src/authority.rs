@@ -47,17 +47,7 @@ pub fn document(
 ) -> Document {
     Document {
         epoch,
-        send_rate_per_minute: p.send_rate_per_minute,
-        mu: p.mu,
-        mu_max_delay: p.mu_max_delay,
-        lambda_p: p.lambda_p,
-        lambda_p_max_delay: p.lambda_p_max_delay,
-        lambda_l: p.lambda_l,
-        lambda_l_max_delay: p.lambda_l_max_delay,
-        lambda_d: p.lambda_d,
-        lambda_d_max_delay: p.lambda_d_max_delay,
-        lambda_m: p.lambda_m,
-        lambda_m_max_delay: p.lambda_m_max_delay,
+        params: p.document,
         topology,
         providers,
         shared_random_commit: Vec::new(),

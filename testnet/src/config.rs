@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use katzenpost::pki::document::Parameters;
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
@@ -25,25 +26,19 @@ pub enum ConfigError {
 }
 
 /// The document's parameters plus the testnet's own knobs.
+///
+/// The document's parameters are `[params]` keys of their own (`mu`,
+/// `lambda_p`, ..., `send_rate_per_minute`: packets per minute a provider
+/// accepts from one client, 0 = unlimited), from the one list in
+/// [`Parameters`]. (serde cannot deny unknown keys next to a flattened
+/// struct, so a misspelt key here is ignored.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Params {
     /// Epoch period in seconds (3 hours in the real profile).
     pub epoch_period_secs: u64,
-    /// Per-hop delay rate per ms (mean delay 1/Mu ms) and its cap.
-    pub mu: f64,
-    pub mu_max_delay: u64,
-    /// Client send rate per ms and its cap.
-    pub lambda_p: f64,
-    pub lambda_p_max_delay: u64,
-    pub lambda_l: f64,
-    pub lambda_l_max_delay: u64,
-    pub lambda_d: f64,
-    pub lambda_d_max_delay: u64,
-    pub lambda_m: f64,
-    pub lambda_m_max_delay: u64,
-    /// Packets per minute a provider accepts from one client (0 = unlimited).
-    pub send_rate_per_minute: u64,
+    /// What the documents carry.
+    #[serde(flatten)]
+    pub document: Parameters,
     /// Token-bucket capacity of the provider's rate limiter (at least 1).
     pub send_burst: u32,
     /// Mix layers.
@@ -61,17 +56,19 @@ impl Params {
     pub fn demo() -> Self {
         Self {
             epoch_period_secs: 600,
-            mu: 1.0 / 20.0,
-            mu_max_delay: 100,
-            lambda_p: 1.0 / 250.0,
-            lambda_p_max_delay: 1_000,
-            lambda_l: 1.0 / 1_000.0,
-            lambda_l_max_delay: 5_000,
-            lambda_d: 1.0 / 1_000.0,
-            lambda_d_max_delay: 5_000,
-            lambda_m: 1.0 / 1_000.0,
-            lambda_m_max_delay: 5_000,
-            send_rate_per_minute: 6_000,
+            document: Parameters {
+                mu: 1.0 / 20.0,
+                mu_max_delay: 100,
+                lambda_p: 1.0 / 250.0,
+                lambda_p_max_delay: 1_000,
+                lambda_l: 1.0 / 1_000.0,
+                lambda_l_max_delay: 5_000,
+                lambda_d: 1.0 / 1_000.0,
+                lambda_d_max_delay: 5_000,
+                lambda_m: 1.0 / 1_000.0,
+                lambda_m_max_delay: 5_000,
+                send_rate_per_minute: 6_000,
+            },
             send_burst: 100,
             layers: 3,
             provider_extra_transport: None,

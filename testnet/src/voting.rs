@@ -208,7 +208,7 @@ pub fn apply_fault(fault: ServeFault, signed: &[u8], key: &SigningKey) -> Vec<u8
         }
         ServeFault::Forged => {
             if let Ok(mut raw) = RawDocument::from_json(&cert.certified) {
-                raw.send_rate_per_minute += 1;
+                raw.params.send_rate_per_minute += 1;
                 if let Ok(json) = raw.to_json() {
                     cert.certified = json;
                 }

@@ -104,7 +104,7 @@ fn document_is_published_when_every_node_has_posted() {
     assert_eq!(doc.topology.len(), 3);
     assert!(doc.topology.iter().all(|l| l.len() == 1));
     assert_eq!(doc.providers[0].name, "provider1");
-    assert_eq!(doc.mu, params.mu);
+    assert_eq!(doc.params.mu, params.document.mu);
     // After publication, a different descriptor for that epoch conflicts.
     let id = ns[0].key.verifying_key().to_bytes();
     let other = desc(&ns[0], epoch, now + 1, params.epoch_period_secs);

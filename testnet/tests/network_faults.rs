@@ -25,9 +25,9 @@ fn now() -> Duration {
 async fn start(rate_limit: bool, mixes_per_layer: usize) -> (tempfile::TempDir, Network) {
     let dir = tempfile::tempdir().unwrap();
     let mut params = Params::demo();
-    params.mu = 1.0 / 2.0;
-    params.mu_max_delay = 10;
-    params.send_rate_per_minute = 60;
+    params.document.mu = 1.0 / 2.0;
+    params.document.mu_max_delay = 10;
+    params.document.send_rate_per_minute = 60;
     params.send_burst = 3;
     let shape = Shape {
         params,

@@ -30,8 +30,8 @@ async fn start(period: u64) -> (tempfile::TempDir, Network) {
     let dir = tempfile::tempdir().unwrap();
     let mut params = Params::demo();
     params.epoch_period_secs = period;
-    params.mu = 1.0 / 5.0; // 5 ms mean per hop
-    params.mu_max_delay = 20;
+    params.document.mu = 1.0 / 5.0; // 5 ms mean per hop
+    params.document.mu_max_delay = 20;
     init(
         dir.path(),
         &Shape {

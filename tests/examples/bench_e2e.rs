@@ -110,10 +110,10 @@ fn main() {
     let poll_ms = DaemonOptions::default().polling_interval as f64 * 1000.0;
     println!(
         "network.toml: Mu = {} /ms (MuMaxDelay {} ms), LambdaP = {} /ms (max {} ms), {} layers; daemons: PollingInterval {} s, decoys off; binaries: {}",
-        p.mu,
-        p.mu_max_delay,
-        p.lambda_p,
-        p.lambda_p_max_delay,
+        p.document.mu,
+        p.document.mu_max_delay,
+        p.document.lambda_p,
+        p.document.lambda_p_max_delay,
         p.layers,
         poll_ms / 1000.0,
         mailproxy_e2e::bins::target_dir().display()
@@ -123,8 +123,8 @@ fn main() {
         // Forward path: provider, one mix per layer, provider; with a SURB
         // every hop, the last too, carries a NodeDelay.
         let hops = p.layers + 2;
-        let hop_ms = mean_node_delay(p.mu, p.mu_max_delay);
-        let tick_ms = mean_residual_tick(p.lambda_p, p.lambda_p_max_delay);
+        let hop_ms = mean_node_delay(p.document.mu, p.document.mu_max_delay);
+        let tick_ms = mean_residual_tick(p.document.lambda_p, p.document.lambda_p_max_delay);
         let poll_wait_ms = poll_ms / 2.0;
         let predicted = hops as f64 * hop_ms + tick_ms + poll_wait_ms;
         let smtp_addr = world.daemons[a].smtp;

@@ -16,8 +16,8 @@ pub const EPOCH_SECS: u64 = 10_800;
 pub fn params(send_per_sec: f64) -> Params {
     let mut p = Params::demo();
     p.epoch_period_secs = EPOCH_SECS;
-    p.lambda_p = send_per_sec / 1000.0;
-    p.lambda_p_max_delay = (4_000.0 / send_per_sec).ceil() as u64;
+    p.document.lambda_p = send_per_sec / 1000.0;
+    p.document.lambda_p_max_delay = (4_000.0 / send_per_sec).ceil() as u64;
     p
 }
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::cert::{CertError, Certificate};
 use super::json::{self, FieldErr, ObjectWriter};
@@ -58,11 +58,10 @@ pub struct MixDescriptor {
     pub signed: Vec<u8>,
 }
 
-/// A network consensus document, parsed (§5.3).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Document {
-    /// The epoch this document is for.
-    pub epoch: u64,
+/// The network parameters a document carries (§5.3): the one list of them,
+/// shared by [`Document`], [`RawDocument`] and the testnet's configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Parameters {
     /// Client packets per minute the providers enforce.
     pub send_rate_per_minute: u64,
     /// Per-hop delay rate (per ms).
@@ -85,6 +84,36 @@ pub struct Document {
     pub lambda_m: f64,
     /// Cap on the LambdaM interval (ms).
     pub lambda_m_max_delay: u64,
+}
+
+impl Parameters {
+    /// Reads the parameters from a document's JSON object (lenient).
+    fn from_json(obj: &Map<String, Value>) -> Result<Parameters, DocumentError> {
+        let u = |k: &'static str| json::uint(obj, k).map_err(doc_field(k));
+        let f = |k: &'static str| json::float(obj, k).map_err(doc_field(k));
+        Ok(Parameters {
+            send_rate_per_minute: u("SendRatePerMinute")?,
+            mu: f("Mu")?,
+            mu_max_delay: u("MuMaxDelay")?,
+            lambda_p: f("LambdaP")?,
+            lambda_p_max_delay: u("LambdaPMaxDelay")?,
+            lambda_l: f("LambdaL")?,
+            lambda_l_max_delay: u("LambdaLMaxDelay")?,
+            lambda_d: f("LambdaD")?,
+            lambda_d_max_delay: u("LambdaDMaxDelay")?,
+            lambda_m: f("LambdaM")?,
+            lambda_m_max_delay: u("LambdaMMaxDelay")?,
+        })
+    }
+}
+
+/// A network consensus document, parsed (§5.3).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Document {
+    /// The epoch this document is for.
+    pub epoch: u64,
+    /// The network parameters.
+    pub params: Parameters,
     /// One entry per mix layer, layer 0 first.
     pub topology: Vec<Vec<MixDescriptor>>,
     /// Provider descriptors.
@@ -465,28 +494,8 @@ pub fn sign_descriptor(
 pub struct RawDocument {
     /// The epoch this document is for.
     pub epoch: u64,
-    /// Client packets per minute the providers enforce.
-    pub send_rate_per_minute: u64,
-    /// Per-hop delay rate (per ms).
-    pub mu: f64,
-    /// Cap on a sampled per-hop delay (ms).
-    pub mu_max_delay: u64,
-    /// Client send rate, message or decoy (per ms).
-    pub lambda_p: f64,
-    /// Cap on the LambdaP interval (ms).
-    pub lambda_p_max_delay: u64,
-    /// Client loop decoy rate (per ms).
-    pub lambda_l: f64,
-    /// Cap on the LambdaL interval (ms).
-    pub lambda_l_max_delay: u64,
-    /// Client drop decoy rate (per ms).
-    pub lambda_d: f64,
-    /// Cap on the LambdaD interval (ms).
-    pub lambda_d_max_delay: u64,
-    /// Mix decoy rate (per ms).
-    pub lambda_m: f64,
-    /// Cap on the LambdaM interval (ms).
-    pub lambda_m_max_delay: u64,
+    /// The network parameters.
+    pub params: Parameters,
     /// Signed descriptors per layer.
     pub topology: Vec<Vec<Vec<u8>>>,
     /// Signed provider descriptors.
@@ -508,8 +517,6 @@ impl RawDocument {
         let obj = v
             .as_object()
             .ok_or_else(|| DocumentError::Json("not an object".into()))?;
-        let u = |k: &'static str| json::uint(obj, k).map_err(doc_field(k));
-        let f = |k: &'static str| json::float(obj, k).map_err(doc_field(k));
         let mut topology = Vec::new();
         for layer in json::array(obj, "Topology").map_err(doc_field("Topology"))? {
             topology.push(match layer {
@@ -528,18 +535,8 @@ impl RawDocument {
             "Providers",
         )?;
         Ok(RawDocument {
-            epoch: u("Epoch")?,
-            send_rate_per_minute: u("SendRatePerMinute")?,
-            mu: f("Mu")?,
-            mu_max_delay: u("MuMaxDelay")?,
-            lambda_p: f("LambdaP")?,
-            lambda_p_max_delay: u("LambdaPMaxDelay")?,
-            lambda_l: f("LambdaL")?,
-            lambda_l_max_delay: u("LambdaLMaxDelay")?,
-            lambda_d: f("LambdaD")?,
-            lambda_d_max_delay: u("LambdaDMaxDelay")?,
-            lambda_m: f("LambdaM")?,
-            lambda_m_max_delay: u("LambdaMMaxDelay")?,
+            epoch: json::uint(obj, "Epoch").map_err(doc_field("Epoch"))?,
+            params: Parameters::from_json(obj)?,
             topology,
             providers,
             shared_random_commit: json::bytes(obj, "SharedRandomCommit")
@@ -569,22 +566,22 @@ impl RawDocument {
             |f: f64, name: &'static str| json::go_float(f).ok_or(DocumentError::NonFinite(name));
         json::write_uint(o.key("Epoch"), self.epoch);
         o.key("LambdaD")
-            .extend_from_slice(float(self.lambda_d, "LambdaD")?.as_bytes());
-        json::write_uint(o.key("LambdaDMaxDelay"), self.lambda_d_max_delay);
+            .extend_from_slice(float(self.params.lambda_d, "LambdaD")?.as_bytes());
+        json::write_uint(o.key("LambdaDMaxDelay"), self.params.lambda_d_max_delay);
         o.key("LambdaL")
-            .extend_from_slice(float(self.lambda_l, "LambdaL")?.as_bytes());
-        json::write_uint(o.key("LambdaLMaxDelay"), self.lambda_l_max_delay);
+            .extend_from_slice(float(self.params.lambda_l, "LambdaL")?.as_bytes());
+        json::write_uint(o.key("LambdaLMaxDelay"), self.params.lambda_l_max_delay);
         o.key("LambdaM")
-            .extend_from_slice(float(self.lambda_m, "LambdaM")?.as_bytes());
-        json::write_uint(o.key("LambdaMMaxDelay"), self.lambda_m_max_delay);
+            .extend_from_slice(float(self.params.lambda_m, "LambdaM")?.as_bytes());
+        json::write_uint(o.key("LambdaMMaxDelay"), self.params.lambda_m_max_delay);
         o.key("LambdaP")
-            .extend_from_slice(float(self.lambda_p, "LambdaP")?.as_bytes());
-        json::write_uint(o.key("LambdaPMaxDelay"), self.lambda_p_max_delay);
+            .extend_from_slice(float(self.params.lambda_p, "LambdaP")?.as_bytes());
+        json::write_uint(o.key("LambdaPMaxDelay"), self.params.lambda_p_max_delay);
         o.key("Mu")
-            .extend_from_slice(float(self.mu, "Mu")?.as_bytes());
-        json::write_uint(o.key("MuMaxDelay"), self.mu_max_delay);
+            .extend_from_slice(float(self.params.mu, "Mu")?.as_bytes());
+        json::write_uint(o.key("MuMaxDelay"), self.params.mu_max_delay);
         write_blob_list(o.key("Providers"), &self.providers);
-        json::write_uint(o.key("SendRatePerMinute"), self.send_rate_per_minute);
+        json::write_uint(o.key("SendRatePerMinute"), self.params.send_rate_per_minute);
         json::write_bytes_or_null(o.key("SharedRandomCommit"), &self.shared_random_commit);
         json::write_bytes_or_null(o.key("SharedRandomValue"), &self.shared_random_value);
         {
@@ -711,17 +708,7 @@ impl Document {
         }
         let doc = Document {
             epoch: raw.epoch,
-            send_rate_per_minute: raw.send_rate_per_minute,
-            mu: raw.mu,
-            mu_max_delay: raw.mu_max_delay,
-            lambda_p: raw.lambda_p,
-            lambda_p_max_delay: raw.lambda_p_max_delay,
-            lambda_l: raw.lambda_l,
-            lambda_l_max_delay: raw.lambda_l_max_delay,
-            lambda_d: raw.lambda_d,
-            lambda_d_max_delay: raw.lambda_d_max_delay,
-            lambda_m: raw.lambda_m,
-            lambda_m_max_delay: raw.lambda_m_max_delay,
+            params: raw.params,
             topology,
             providers,
             shared_random_commit: raw.shared_random_commit.clone(),
@@ -799,17 +786,7 @@ impl Document {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RawDocument {
             epoch: self.epoch,
-            send_rate_per_minute: self.send_rate_per_minute,
-            mu: self.mu,
-            mu_max_delay: self.mu_max_delay,
-            lambda_p: self.lambda_p,
-            lambda_p_max_delay: self.lambda_p_max_delay,
-            lambda_l: self.lambda_l,
-            lambda_l_max_delay: self.lambda_l_max_delay,
-            lambda_d: self.lambda_d,
-            lambda_d_max_delay: self.lambda_d_max_delay,
-            lambda_m: self.lambda_m,
-            lambda_m_max_delay: self.lambda_m_max_delay,
+            params: self.params,
             topology,
             providers,
             shared_random_commit: self.shared_random_commit.clone(),

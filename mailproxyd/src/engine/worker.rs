@@ -817,8 +817,8 @@ impl Worker {
             st.next_send = Instant::now() + Duration::from_millis(100);
             return Ok(());
         };
-        st.next_send =
-            Instant::now() + send::poisson_interval(doc.lambda_p, doc.lambda_p_max_delay);
+        st.next_send = Instant::now()
+            + send::poisson_interval(doc.params.lambda_p, doc.params.lambda_p_max_delay);
         // Key queries are urgent: they go before normal mail.
         let now = unix_now();
         let lifetime = self.cfg.timings.urgent_queue_lifetime.as_secs();

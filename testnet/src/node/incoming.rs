@@ -127,7 +127,7 @@ async fn client_session(
     let _guard = SessionGuard(p, user.clone());
     let params = &node.config.params;
     let rate = |p: &super::provider::ProviderState| match p.send_rate.load(Ordering::Relaxed) {
-        0 => params.send_rate_per_minute,
+        0 => params.document.send_rate_per_minute,
         n => n,
     };
     let burst = match p.send_burst.load(Ordering::Relaxed) {
