@@ -167,16 +167,22 @@ fn forbidden_invalid_and_wrong_epoch_uploads() {
     assert_eq!(auth.get_consensus(epoch - 1, now).0, consensus_status::GONE);
 }
 
-#[test]
-fn external_whitelisted_nodes_enter_the_document_strangers_do_not() {
-    let params = Params::demo();
-    let p = params.epoch_period_secs;
+/// The demo parameters' epoch period, a time 30 s into an epoch, that
+/// epoch, the nodes, and an authority that started then.
+fn demo_network() -> (u64, u64, u64, Vec<N>, AuthorityState, SigningKey) {
+    let p = Params::demo().epoch_period_secs;
     let now = 1_795_521_600 + 30;
     let epoch = EpochClock::new(Duration::from_secs(p))
         .at(Duration::from_secs(now))
         .epoch;
     let ns = nodes();
-    let (mut auth, key) = authority(&ns, now);
+    let (auth, key) = authority(&ns, now);
+    (p, now, epoch, ns, auth, key)
+}
+
+#[test]
+fn external_whitelisted_nodes_enter_the_document_strangers_do_not() {
+    let (p, now, epoch, ns, mut auth, key) = demo_network();
     let outside = |name: &str, role| N {
         name: name.into(),
         role,
@@ -229,14 +235,7 @@ fn external_whitelisted_nodes_enter_the_document_strangers_do_not() {
 
 #[test]
 fn the_start_up_document_does_not_wait_for_external_nodes() {
-    let params = Params::demo();
-    let p = params.epoch_period_secs;
-    let now = 1_795_521_600 + 30;
-    let epoch = EpochClock::new(Duration::from_secs(p))
-        .at(Duration::from_secs(now))
-        .epoch;
-    let ns = nodes();
-    let (mut auth, _) = authority(&ns, now);
+    let (p, now, epoch, ns, mut auth, _) = demo_network();
     auth.admit_external(BTreeSet::from([[9; 32]]), BTreeMap::new());
     for n in &ns {
         let id = n.key.verifying_key().to_bytes();
