@@ -8,6 +8,7 @@
 //! (or killed) at any point and started again on the same store.
 
 mod arq;
+mod clock;
 mod connection;
 mod discovery;
 mod error;
@@ -299,6 +300,18 @@ pub mod bench {
     }
 }
 
+/// Runs store work (which may wait for a durable commit) in a blocking
+/// task and waits for it, leaving the runtime's threads free.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(EngineError::Stopped),
+    }
+}
+
 /// A request to the worker, answered at a point where it holds no queue
 /// entry in flight.
 pub(crate) enum Control {
@@ -323,8 +336,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the engine on the current tokio runtime (multi-threaded: store
-    /// calls block briefly on durable commits).
+    /// Starts the engine on the current tokio runtime (any flavour: store
+    /// work runs in blocking tasks).
     pub fn start(store: Store, config: EngineConfig) -> Engine {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let wake = Arc::new(tokio::sync::Notify::new());

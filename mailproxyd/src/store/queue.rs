@@ -129,6 +129,7 @@ impl Store {
     ) -> Result<Vec<QueueEntry>, StoreError> {
         let (bytes, run, entries) = self.prepare_enqueue(sender, message, recipients);
         self.inner.writer.write(bytes, run)?;
+        self.inner.queued.added(entries.iter().map(|e| e.id));
         Ok(entries)
     }
 
@@ -144,7 +145,18 @@ impl Store {
         tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
     ) {
         let (bytes, run, entries) = self.prepare_enqueue(sender, message, recipients);
-        (entries, self.inner.writer.submit(bytes, run))
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let (queued, ids) = (
+            self.inner.queued.clone(),
+            entries.iter().map(|e| e.id).collect::<Vec<_>>(),
+        );
+        self.inner.writer.submit_with(bytes, run, move |r| {
+            if r.is_ok() {
+                queued.added(ids);
+            }
+            let _ = done.send(r);
+        });
+        (entries, rx)
     }
 
     fn prepare_enqueue(
