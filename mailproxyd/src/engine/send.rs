@@ -17,7 +17,7 @@ use super::EngineError;
 use crate::store::{BlockState, KvTable, QueueEntry, Store};
 
 /// Most ciphertext bytes stored in one commit when preparing an entry.
-const PREPARE_BATCH_BYTES: usize = 4 << 20;
+pub(super) const PREPARE_BATCH_BYTES: usize = 4 << 20;
 
 /// Version byte of the entry's `engine` bytes.
 const ENGINE_STATE_V1: u8 = 1;
@@ -45,13 +45,15 @@ pub(super) fn split_address(addr: &str) -> Option<(String, String)> {
 }
 
 /// Fragments and encrypts the entry's message for `recipient_key`, stores
-/// every ciphertext, then records the blocks in the entry (in that order: a
-/// crash in between just prepares again, nothing was sent yet).
+/// every ciphertext (in commits of about `batch_bytes`), then records the
+/// blocks in the entry (in that order: a crash in between just prepares
+/// again, nothing was sent yet).
 pub(super) fn prepare(
     store: &Store,
     e: &mut QueueEntry,
     identity_private: &[u8; 32],
     recipient_key: &[u8; 32],
+    batch_bytes: usize,
 ) -> Result<(), EngineError> {
     let message = store.read_message(e.message.blob)?;
     let mut message_id = [0u8; 16];
@@ -65,7 +67,7 @@ pub(super) fn prepare(
         let ct = encrypt_block(identity_private, recipient_key, b)?;
         bytes += ct.len();
         batch.push((ciphertext_key(e.id, i), ct));
-        if bytes >= PREPARE_BATCH_BYTES || i + 1 == blocks.len() {
+        if bytes >= batch_bytes || i + 1 == blocks.len() {
             let puts: Vec<(KvTable, &[u8], &[u8])> = batch
                 .iter()
                 .map(|(k, v)| (KvTable::Meta, k.as_slice(), v.as_slice()))

@@ -249,6 +249,29 @@ impl Store {
         )
     }
 
+    /// Rewrites many queue entries in one durable transaction (all or none).
+    pub fn queue_update_many(&self, entries: &[QueueEntry]) -> Result<(), StoreError> {
+        let s = &self.inner.sealer;
+        let sealed: Vec<(u64, Vec<u8>)> = entries
+            .iter()
+            .map(|e| (e.id, s.seal(TABLE, &e.id.to_be_bytes(), &encode(e))))
+            .collect();
+        let bytes = sealed.iter().map(|(_, v)| v.len()).sum();
+        self.inner.writer.write(
+            bytes,
+            Box::new(move |tx| {
+                let mut q = tx.open_table(QUEUE)?;
+                for (id, v) in &sealed {
+                    if q.get(*id)?.is_none() {
+                        return Err(StoreError::NotFound("queue entry"));
+                    }
+                    q.insert(*id, v.as_slice())?;
+                }
+                Ok(())
+            }),
+        )
+    }
+
     /// Removes a queue entry (sent or bounced) and releases its message.
     pub fn queue_remove(&self, id: u64) -> Result<(), StoreError> {
         self.queue_remove_with(id, KvTable::Meta, &[])

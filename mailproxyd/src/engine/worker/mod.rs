@@ -25,7 +25,8 @@ use mailproxy_proto::{ConnState, EventKind};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
-use self::shared::Core;
+pub(super) use self::sending::Pick;
+pub(super) use self::shared::{Core, State};
 use super::arq;
 use super::pki::Documents;
 use super::{Control, EngineConfig, EngineError, EngineStatus};

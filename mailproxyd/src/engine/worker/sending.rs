@@ -52,7 +52,13 @@ impl Core {
                     st.schedule.place(&e, now, false); // waits for its key (or its bounce)
                     continue;
                 };
-                send::prepare(&self.store, &mut e, &self.cfg.identity_private, &key)?;
+                send::prepare(
+                    &self.store,
+                    &mut e,
+                    &self.cfg.identity_private,
+                    &key,
+                    self.prepare_batch,
+                )?;
             }
             let Some(idx) = send::due_block(&e, now) else {
                 st.schedule.place(&e, now, true);

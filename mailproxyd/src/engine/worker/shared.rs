@@ -8,7 +8,7 @@ use mailproxy_proto::EventKind;
 
 use super::super::discovery::Discoveries;
 use super::super::receive::Incoming;
-use super::super::{blocking, reports, EngineConfig, EngineError, EngineStatus};
+use super::super::{blocking, reports, send, EngineConfig, EngineError, EngineStatus};
 use super::schedule::Schedule;
 use crate::store::Store;
 
@@ -33,6 +33,8 @@ pub(in crate::engine) struct Core {
     pub(in crate::engine) account: String,
     /// The account's user name, lower case.
     pub(in crate::engine) user: String,
+    /// Most ciphertext bytes per commit when an entry is prepared.
+    pub(in crate::engine) prepare_batch: usize,
     state: Mutex<State>,
 }
 
@@ -46,6 +48,7 @@ impl Core {
             store,
             account: cfg.address(),
             user: cfg.user.to_ascii_lowercase(),
+            prepare_batch: send::PREPARE_BATCH_BYTES,
             cfg,
             status,
             state: Mutex::default(),
