@@ -9,12 +9,13 @@
 //! most one housekeeping interval and one Poisson wait), with one commit
 //! per block (as before) and with bounded batches (now).
 //!
-//! Run: `cargo bench -p mailproxyd --bench engine_schedule` (or
-//! `scripts/bench-engine`, which also prints the 100k/10 ratios).
+//! Printed at the end: the 100k/10 ratios of both, and the 25 MiB figures.
+//! Run: `cargo bench -p mailproxyd --bench engine_schedule` (about 90 s;
+//! `--profile dev` reuses the test build).
 
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, BenchmarkId, Criterion};
+use criterion::{BenchmarkId, Criterion};
 use mailproxyd::engine::schedule_bench::{fill_queue, SendQueue};
 use mailproxyd::store::{KeySource, NewQueueEntry, StorageKey, Store};
 
@@ -26,19 +27,37 @@ fn open(dir: &std::path::Path) -> Store {
     Store::open(dir, &KeySource::Raw(StorageKey::from_bytes([9; 32]))).unwrap()
 }
 
-fn schedule(c: &mut Criterion) {
+/// A filled queue of `n` entries and its schedule.
+struct Filled {
+    n: usize,
+    store: Store,
+    queue: SendQueue,
+    _dir: tempfile::TempDir,
+}
+
+fn fill(n: usize) -> Filled {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = Instant::now();
+    fill_queue(&store, n, "bob@p2").unwrap();
+    let queue = SendQueue::load(store.clone(), [4; 32], None).unwrap();
+    assert_eq!(queue.len(), n);
+    eprintln!("{n} entries queued and loaded in {:.2?}", t.elapsed());
+    Filled {
+        n,
+        store,
+        queue,
+        _dir: dir,
+    }
+}
+
+fn schedule(c: &mut Criterion, filled: &[Filled]) {
     let mut g = c.benchmark_group("engine_schedule");
     g.sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    for n in SIZES {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
-        let t = Instant::now();
-        fill_queue(&store, n, "bob@p2").unwrap();
-        let q = SendQueue::load(store.clone(), [4; 32], None).unwrap();
-        assert_eq!(q.len(), n);
-        eprintln!("{n} entries queued and loaded in {:?}", t.elapsed());
+    for f in filled {
+        let (n, q, store) = (f.n, &f.queue, &f.store);
         g.bench_with_input(BenchmarkId::new("send_tick", n), &n, |b, _| {
             b.iter(|| assert!(q.pick().unwrap().is_some()))
         });
@@ -58,6 +77,37 @@ fn schedule(c: &mut Criterion) {
         }
     }
     g.finish();
+}
+
+/// Mean time of `f` over `runs` calls.
+fn mean(runs: u32, mut f: impl FnMut()) -> Duration {
+    let t = Instant::now();
+    for _ in 0..runs {
+        f();
+    }
+    t.elapsed() / runs
+}
+
+/// The largest queue's cost per operation over the smallest's.
+fn ratios(filled: &[Filled]) {
+    let (small, large) = (&filled[0], &filled[filled.len() - 1]);
+    let tick = |f: &Filled| {
+        mean(20_000, || {
+            f.queue.pick().unwrap();
+        })
+    };
+    let pass = |f: &Filled| mean(200_000, || f.queue.housekeeping().unwrap());
+    for (what, a, b) in [
+        ("send tick", tick(small), tick(large)),
+        ("housekeeping pass", pass(small), pass(large)),
+    ] {
+        println!(
+            "{what}: {a:.2?} at {} entries, {b:.2?} at {}: ratio {:.2}",
+            small.n,
+            large.n,
+            b.as_secs_f64() / a.as_secs_f64()
+        );
+    }
 }
 
 /// Enqueues a 25 MiB message and times preparing it and picking its first
@@ -82,18 +132,20 @@ fn first_block(batch: Option<usize>) -> Duration {
 }
 
 fn enqueue_to_first_block() {
-    for (label, batch) in [("one commit per block (before)", Some(0)), ("batched (now)", None)] {
+    for (label, batch) in [
+        ("one commit per block (before)", Some(0)),
+        ("batched (now)", None),
+    ] {
         let runs: Vec<Duration> = (0..3).map(|_| first_block(batch)).collect();
         println!("25 MiB entry, prepare + first block, {label}: {runs:.2?}");
     }
 }
 
-criterion_group!(benches, schedule);
-
 fn main() {
-    benches();
+    let filled: Vec<Filled> = SIZES.into_iter().map(fill).collect();
+    let mut c = Criterion::default().configure_from_args();
+    schedule(&mut c, &filled);
+    ratios(&filled);
     enqueue_to_first_block();
-    criterion::Criterion::default()
-        .configure_from_args()
-        .final_summary();
+    c.final_summary();
 }

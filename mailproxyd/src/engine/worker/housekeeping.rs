@@ -66,13 +66,19 @@ impl Core {
             QueueAdded::Ids(ids) => st.unindexed.extend(ids),
         }
         // Kept until indexed: an error here leaves the rest for the next pass.
-        while let Some(&id) = st.unindexed.first() {
-            if !st.schedule.contains(id) {
-                if let Some(e) = self.store.queue_get(id)? {
-                    self.schedule(st, &e, now);
+        let pending = std::mem::take(&mut st.unindexed);
+        for (i, &id) in pending.iter().enumerate() {
+            if st.schedule.contains(id) {
+                continue;
+            }
+            match self.store.queue_get(id) {
+                Ok(Some(e)) => self.schedule(st, &e, now),
+                Ok(None) => {}
+                Err(err) => {
+                    st.unindexed = pending[i..].to_vec();
+                    return Err(err.into());
                 }
             }
-            st.unindexed.remove(0);
         }
         let arrived: Vec<String> = st
             .schedule
