@@ -30,15 +30,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ProviderLink for Session<S> {
         async move { Ok(Session::send(self, &bytes).await?) }
     }
 
-    fn recv(
-        &mut self,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<Command, EngineError>> + Send {
-        async move {
-            let bytes = tokio::time::timeout(timeout, Session::recv(self))
-                .await
-                .map_err(|_| EngineError::Timeout("reply"))??;
-            Ok(Command::decode(&bytes)?)
-        }
+    async fn recv(&mut self, timeout: Duration) -> Result<Command, EngineError> {
+        let bytes = tokio::time::timeout(timeout, Session::recv(self))
+            .await
+            .map_err(|_| EngineError::Timeout("reply"))??;
+        Ok(Command::decode(&bytes)?)
     }
 }
