@@ -504,17 +504,16 @@ mod tests {
         fn cancel(&self, id: u64) -> BoxFuture<'_, Result<bool, String>> {
             Box::pin(async move {
                 self.cancelled.lock().unwrap().push(id);
-                tokio::task::block_in_place(|| {
-                    let present = self
-                        .store
-                        .queue_get(id)
-                        .map_err(|e| e.to_string())?
-                        .is_some();
+                let store = self.store.clone();
+                tokio::task::spawn_blocking(move || {
+                    let present = store.queue_get(id).map_err(|e| e.to_string())?.is_some();
                     if present {
-                        self.store.queue_remove(id).map_err(|e| e.to_string())?;
+                        store.queue_remove(id).map_err(|e| e.to_string())?;
                     }
                     Ok(present)
                 })
+                .await
+                .map_err(|e| e.to_string())?
             })
         }
     }

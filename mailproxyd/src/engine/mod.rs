@@ -8,6 +8,7 @@
 //! (or killed) at any point and started again on the same store.
 
 mod arq;
+mod clock;
 mod connection;
 mod discovery;
 mod error;
@@ -307,6 +308,143 @@ pub mod bench {
     }
 }
 
+/// The send schedule driven directly, without a network: for the
+/// scheduling benchmark (`benches/engine_schedule.rs`). Not part of the
+/// daemon's API.
+#[doc(hidden)]
+pub mod schedule_bench {
+    use std::sync::{Arc, Mutex};
+
+    use super::worker::{Core, State};
+    use super::{AuthorityConfig, EngineConfig, EngineError, PartialLimits, Timings, Upstream};
+    use crate::events::EventBus;
+    use crate::store::{unix_now, KvTable, NewQueueEntry, Store};
+
+    /// Queues `n` entries to `recipient` (one shared message), each already
+    /// prepared as one unsent block with a stored ciphertext, in a few
+    /// large commits.
+    pub fn fill_queue(store: &Store, n: usize, recipient: &str) -> Result<(), EngineError> {
+        let far = unix_now() + 365 * 24 * 3600;
+        let new: Vec<NewQueueEntry> = (0..n)
+            .map(|_| NewQueueEntry {
+                recipient: recipient.into(),
+                created: unix_now(),
+                bounce_at: far,
+                unreliable: false,
+            })
+            .collect();
+        let mut entries = store.enqueue("bench", b"Subject: x\r\n\r\nx\r\n", &new)?;
+        for chunk in entries.chunks_mut(5_000) {
+            for e in chunk.iter_mut() {
+                e.blocks = vec![Default::default()];
+                let mut state = vec![1u8];
+                state.extend_from_slice(&[0; 16]);
+                e.engine = state;
+            }
+            store.queue_update_many(chunk)?;
+            let keys: Vec<Vec<u8>> = chunk
+                .iter()
+                .map(|e| super::send::ciphertext_key(e.id, 0))
+                .collect();
+            let puts: Vec<(KvTable, &[u8], &[u8])> = keys
+                .iter()
+                .map(|k| (KvTable::Meta, k.as_slice(), b"ciphertext".as_slice()))
+                .collect();
+            store.kv_batch(&puts, &[])?;
+        }
+        Ok(())
+    }
+
+    /// One account's send schedule, loaded from its store as the engine
+    /// loads it.
+    pub struct SendQueue {
+        core: Arc<Core>,
+        state: Mutex<State>,
+    }
+
+    impl SendQueue {
+        /// Loads the schedule; every recipient's key is `recipient_key`,
+        /// and an entry's ciphertexts are stored in commits of about
+        /// `prepare_batch` bytes (0: one per block, as before batching).
+        pub fn load(
+            store: Store,
+            recipient_key: [u8; 32],
+            prepare_batch: Option<usize>,
+        ) -> Result<SendQueue, EngineError> {
+            let cfg = EngineConfig {
+                user: "bench".into(),
+                provider: "p".into(),
+                link_private: [1; 32],
+                identity_private: [2; 32],
+                authority: AuthorityConfig {
+                    address: String::new(),
+                    public_key: [0; 32],
+                }
+                .into(),
+                upstream: Arc::new(Upstream::direct()),
+                provider_key_pin: None,
+                send_decoy_traffic: false,
+                max_incoming_blocks: 1,
+                partial_limits: PartialLimits::default(),
+                recipient_keys: Arc::new(move |_| Some(recipient_key)),
+                key_discovery: false,
+                store_key: Arc::new(|_, _| Ok(())),
+                timings: Timings::default(),
+                events: EventBus::new(1),
+            };
+            let mut core = Core::new(store, cfg, Arc::default());
+            if let Some(b) = prepare_batch {
+                core.prepare_batch = b;
+            }
+            let mut state = State::default();
+            core.rebuild_schedule(&mut state)?;
+            Ok(SendQueue {
+                core: Arc::new(core),
+                state: Mutex::new(state),
+            })
+        }
+
+        /// Entries in the schedule.
+        pub fn len(&self) -> usize {
+            self.state.lock().map(|s| s.schedule.len()).unwrap_or(0)
+        }
+
+        /// Whether the schedule is empty.
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// A send tick's scheduling work: the next due block (preparing its
+        /// entry if need be) and its ciphertext, read from the store.
+        /// Returns the entry and block, if one was due.
+        pub fn pick(&self) -> Result<Option<(u64, usize)>, EngineError> {
+            let mut st = self.state.lock().map_err(|_| EngineError::Stopped)?;
+            Ok(match self.core.next_due(&mut st)? {
+                super::worker::Pick::Block(e, idx, _) => Some((e.id, idx)),
+                _ => None,
+            })
+        }
+
+        /// One housekeeping pass over the queue.
+        pub fn housekeeping(&self) -> Result<(), EngineError> {
+            let mut st = self.state.lock().map_err(|_| EngineError::Stopped)?;
+            self.core.scan_queue(&mut st)
+        }
+    }
+}
+
+/// Runs store work (which may wait for a durable commit) in a blocking
+/// task and waits for it, leaving the runtime's threads free.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(EngineError::Stopped),
+    }
+}
+
 /// A request to the worker, answered at a point where it holds no queue
 /// entry in flight.
 pub(crate) enum Control {
@@ -331,8 +469,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the engine on the current tokio runtime (multi-threaded: store
-    /// calls block briefly on durable commits).
+    /// Starts the engine on the current tokio runtime (any flavour: store
+    /// work runs in blocking tasks).
     pub fn start(store: Store, config: EngineConfig) -> Engine {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let wake = Arc::new(tokio::sync::Notify::new());

@@ -102,6 +102,12 @@ impl Documents {
         })
     }
 
+    /// Holds `doc` as if it were fetched and verified (unit tests).
+    #[cfg(test)]
+    pub(super) fn insert(&mut self, doc: Document) {
+        self.docs.insert(doc.epoch, doc);
+    }
+
     /// The current epoch.
     pub(super) fn epoch(&self) -> u64 {
         self.clock.now().epoch
@@ -138,8 +144,8 @@ impl Documents {
     }
 
     /// Verifies a signed document for `epoch` and keeps it (and saves it as
-    /// the last good one).
-    pub(super) fn accept(
+    /// the last good one, durably, before it is used).
+    pub(super) async fn accept(
         &mut self,
         store: &Store,
         epoch: u64,
@@ -150,10 +156,17 @@ impl Documents {
         if self.newest().is_none_or(|d| d.epoch <= epoch) {
             let mut v = epoch.to_be_bytes().to_vec();
             v.extend_from_slice(signed);
-            store.kv_put(KvTable::Meta, SAVED_KEY, &v)?;
             let mut t = epoch.to_be_bytes().to_vec();
             t.extend_from_slice(&now.to_be_bytes());
-            store.kv_put(KvTable::Meta, SAVED_OBTAINED_KEY, &t)?;
+            let store = store.clone();
+            super::blocking(move || {
+                let puts: [(KvTable, &[u8], &[u8]); 2] = [
+                    (KvTable::Meta, SAVED_KEY, &v),
+                    (KvTable::Meta, SAVED_OBTAINED_KEY, &t),
+                ];
+                Ok(store.kv_batch(&puts, &[])?)
+            })
+            .await?;
         }
         self.docs.insert(epoch, doc);
         self.obtained.insert(epoch, now);
@@ -165,8 +178,16 @@ impl Documents {
     }
 
     /// Loads the last good document from the store, if it still verifies.
-    pub(super) fn load_saved(&mut self, store: &Store) -> Result<bool, EngineError> {
-        let Some(v) = store.kv_get(KvTable::Meta, SAVED_KEY)? else {
+    pub(super) async fn load_saved(&mut self, store: &Store) -> Result<bool, EngineError> {
+        let store = store.clone();
+        let (saved, obtained) = super::blocking(move || {
+            Ok((
+                store.kv_get(KvTable::Meta, SAVED_KEY)?,
+                store.kv_get(KvTable::Meta, SAVED_OBTAINED_KEY)?,
+            ))
+        })
+        .await?;
+        let Some(v) = saved else {
             return Ok(false);
         };
         if v.len() < 8 {
@@ -176,8 +197,8 @@ impl Documents {
         match self.verifier.verify(&v[8..], epoch, unix_now()) {
             Ok(doc) => {
                 self.docs.insert(epoch, doc);
-                let t = store.kv_get(KvTable::Meta, SAVED_OBTAINED_KEY)?;
-                if let Some(t) = t.filter(|t| t.len() == 16 && t[..8] == epoch.to_be_bytes()) {
+                if let Some(t) = obtained.filter(|t| t.len() == 16 && t[..8] == epoch.to_be_bytes())
+                {
                     let at = u64::from_be_bytes(t[8..].try_into().unwrap_or_default());
                     self.obtained.insert(epoch, at);
                 }
@@ -191,7 +212,7 @@ impl Documents {
     }
 
     /// Interprets a Consensus reply.
-    pub(super) fn consensus_reply(
+    pub(super) async fn consensus_reply(
         &mut self,
         store: &Store,
         epoch: u64,
@@ -202,7 +223,7 @@ impl Documents {
                 error_code: consensus_status::OK,
                 payload,
             } => Ok(Fetched::Document(
-                self.accept(store, epoch, &payload)?.clone(),
+                self.accept(store, epoch, &payload).await?.clone(),
             )),
             Command::Consensus { .. } => Ok(Fetched::NotFound),
             other => Err(EngineError::Protocol(format!(
@@ -231,7 +252,7 @@ impl Documents {
                 let reply =
                     authority_request(upstream, &tag, &authority.address, expect, &cmd, timeout)
                         .await?;
-                super::worker::blocking(|| self.consensus_reply(store, epoch, reply))
+                self.consensus_reply(store, epoch, reply).await
             }
             Pki::Voting(peers) => {
                 let first = rand::thread_rng().gen_range(0..peers.len().max(1));
@@ -265,9 +286,7 @@ impl Documents {
                 )
                 .await
                 {
-                    Ok(reply) => {
-                        super::worker::blocking(|| self.consensus_reply(store, epoch, reply))
-                    }
+                    Ok(reply) => self.consensus_reply(store, epoch, reply).await,
                     Err(e) => Err(e),
                 };
                 match outcome {

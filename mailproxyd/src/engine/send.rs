@@ -3,7 +3,7 @@
 //! bytes), choosing the next block to send, and wrapping it in a Sphinx
 //! packet with a SURB.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use katzenpost::block::{encrypt_block, fragment, ForwardBody};
 use katzenpost::epoch::EpochClock;
@@ -12,8 +12,12 @@ use katzenpost::pki::document::Document;
 use katzenpost::sphinx::{self, SurbKeys};
 use rand::{Rng, RngCore};
 
+use super::clock::unix_now_duration;
 use super::EngineError;
 use crate::store::{BlockState, KvTable, QueueEntry, Store};
+
+/// Most ciphertext bytes stored in one commit when preparing an entry.
+pub(super) const PREPARE_BATCH_BYTES: usize = 4 << 20;
 
 /// Version byte of the entry's `engine` bytes.
 const ENGINE_STATE_V1: u8 = 1;
@@ -41,22 +45,37 @@ pub(super) fn split_address(addr: &str) -> Option<(String, String)> {
 }
 
 /// Fragments and encrypts the entry's message for `recipient_key`, stores
-/// every ciphertext, then records the blocks in the entry (in that order: a
-/// crash in between just prepares again, nothing was sent yet).
+/// every ciphertext (in commits of about `batch_bytes`), then records the
+/// blocks in the entry (in that order: a crash in between just prepares
+/// again, nothing was sent yet).
 pub(super) fn prepare(
     store: &Store,
     e: &mut QueueEntry,
     identity_private: &[u8; 32],
     recipient_key: &[u8; 32],
+    batch_bytes: usize,
 ) -> Result<(), EngineError> {
     let message = store.read_message(e.message.blob)?;
     let mut message_id = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut message_id);
     let blocks = fragment(message_id, &message)
         .map_err(|err| EngineError::Packet(format!("fragment: {err}")))?;
+    // Stored in bounded batches, one commit each, not one per block.
+    let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut bytes = 0;
     for (i, b) in blocks.iter().enumerate() {
         let ct = encrypt_block(identity_private, recipient_key, b)?;
-        store.kv_put(KvTable::Meta, &ciphertext_key(e.id, i), &ct)?;
+        bytes += ct.len();
+        batch.push((ciphertext_key(e.id, i), ct));
+        if bytes >= batch_bytes || i + 1 == blocks.len() {
+            let puts: Vec<(KvTable, &[u8], &[u8])> = batch
+                .iter()
+                .map(|(k, v)| (KvTable::Meta, k.as_slice(), v.as_slice()))
+                .collect();
+            store.kv_batch(&puts, &[])?;
+            batch.clear();
+            bytes = 0;
+        }
     }
     e.blocks = vec![BlockState::default(); blocks.len()];
     let mut state = vec![ENGINE_STATE_V1];
@@ -71,13 +90,6 @@ pub(super) fn due_block(e: &QueueEntry, now: u64) -> Option<usize> {
     e.blocks
         .iter()
         .position(|b| !b.acked && (b.attempts == 0 || b.retransmit_at <= now))
-}
-
-/// Unix time now.
-pub(super) fn unix_now_duration() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
 }
 
 /// A Sphinx packet ready to send.

@@ -140,7 +140,51 @@ pub(crate) struct Inner {
     slot: Arc<DbSlot>,
     health: tokio::sync::watch::Receiver<Health>,
     next_id: Arc<AtomicU64>,
+    /// Queue entries added since the engine last asked.
+    pub(crate) queued: Arc<QueuedIds>,
     dir: PathBuf,
+}
+
+/// Ids of queue entries whose enqueue became durable, for the engine's
+/// schedule (so it never rescans the queue to find new mail). Bounded: past
+/// [`QueuedIds::MAX`] unclaimed ids it only remembers that it overflowed,
+/// and the engine rescans the queue once.
+#[derive(Default)]
+pub(crate) struct QueuedIds(std::sync::Mutex<(Vec<u64>, bool)>);
+
+impl QueuedIds {
+    const MAX: usize = 1 << 16;
+
+    pub(crate) fn added(&self, ids: impl IntoIterator<Item = u64>) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if g.1 {
+            return;
+        }
+        g.0.extend(ids);
+        if g.0.len() > Self::MAX {
+            g.0 = Vec::new();
+            g.1 = true;
+        }
+    }
+
+    fn take(&self) -> QueueAdded {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (ids, overflow) = std::mem::take(&mut *g);
+        if overflow {
+            QueueAdded::Overflow
+        } else {
+            QueueAdded::Ids(ids)
+        }
+    }
+}
+
+/// What [`Store::take_queue_added`] returns.
+#[derive(Debug, PartialEq, Eq)]
+pub enum QueueAdded {
+    /// These entries were added (durably), oldest first.
+    Ids(Vec<u64>),
+    /// Too many to remember: rescan the queue.
+    Overflow,
 }
 
 /// Handle to one account's store. Cheap to clone; all clones share one
@@ -224,6 +268,7 @@ impl Store {
                 slot,
                 health,
                 next_id,
+                queued: Arc::default(),
                 dir: dir.to_owned(),
             }),
         };
@@ -277,6 +322,12 @@ impl Store {
             }
         }
         r
+    }
+
+    /// The queue entries added since the last call (each id once; an id
+    /// may also have left the queue again since).
+    pub fn take_queue_added(&self) -> QueueAdded {
+        self.inner.queued.take()
     }
 
     pub(crate) fn alloc_id(&self) -> u64 {

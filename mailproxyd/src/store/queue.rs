@@ -129,6 +129,7 @@ impl Store {
     ) -> Result<Vec<QueueEntry>, StoreError> {
         let (bytes, run, entries) = self.prepare_enqueue(sender, message, recipients);
         self.inner.writer.write(bytes, run)?;
+        self.inner.queued.added(entries.iter().map(|e| e.id));
         Ok(entries)
     }
 
@@ -144,7 +145,18 @@ impl Store {
         tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
     ) {
         let (bytes, run, entries) = self.prepare_enqueue(sender, message, recipients);
-        (entries, self.inner.writer.submit(bytes, run))
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let (queued, ids) = (
+            self.inner.queued.clone(),
+            entries.iter().map(|e| e.id).collect::<Vec<_>>(),
+        );
+        self.inner.writer.submit_with(bytes, run, move |r| {
+            if r.is_ok() {
+                queued.added(ids);
+            }
+            let _ = done.send(r);
+        });
+        (entries, rx)
     }
 
     fn prepare_enqueue(
@@ -232,6 +244,29 @@ impl Store {
                     return Err(StoreError::NotFound("queue entry"));
                 }
                 q.insert(id, v.as_slice())?;
+                Ok(())
+            }),
+        )
+    }
+
+    /// Rewrites many queue entries in one durable transaction (all or none).
+    pub fn queue_update_many(&self, entries: &[QueueEntry]) -> Result<(), StoreError> {
+        let s = &self.inner.sealer;
+        let sealed: Vec<(u64, Vec<u8>)> = entries
+            .iter()
+            .map(|e| (e.id, s.seal(TABLE, &e.id.to_be_bytes(), &encode(e))))
+            .collect();
+        let bytes = sealed.iter().map(|(_, v)| v.len()).sum();
+        self.inner.writer.write(
+            bytes,
+            Box::new(move |tx| {
+                let mut q = tx.open_table(QUEUE)?;
+                for (id, v) in &sealed {
+                    if q.get(*id)?.is_none() {
+                        return Err(StoreError::NotFound("queue entry"));
+                    }
+                    q.insert(*id, v.as_slice())?;
+                }
                 Ok(())
             }),
         )

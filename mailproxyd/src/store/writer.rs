@@ -32,7 +32,7 @@ use std::sync::{mpsc, Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, WriteTransaction};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::faults::{FaultBackend, Faults};
 use super::health::{io_is_full, redb_io, Health};
@@ -44,10 +44,20 @@ pub(crate) type WriteFn = Box<dyn FnMut(&WriteTransaction) -> Result<(), StoreEr
 /// A storage failure, shared by every request it fails.
 pub(crate) type Cause = Arc<redb::Error>;
 
+/// Called once with a request's outcome (on the writer thread: it must not
+/// block).
+pub(crate) struct Done(Box<dyn FnOnce(Result<(), StoreError>) + Send>);
+
+impl Done {
+    fn send(self, r: Result<(), StoreError>) {
+        (self.0)(r)
+    }
+}
+
 struct Job {
     run: WriteFn,
     bytes: usize,
-    done: oneshot::Sender<Result<(), StoreError>>,
+    done: Done,
 }
 
 enum Msg {
@@ -203,29 +213,37 @@ impl Writer {
         (w, slot, health_rx)
     }
 
-    /// Submits a write; the receiver yields once it is durable (or failed).
-    pub(crate) fn submit(
+    /// Submits a write; `done` is called with its outcome once it is durable
+    /// (or failed), on the writer thread.
+    pub(crate) fn submit_with(
         &self,
         bytes: usize,
         run: WriteFn,
-    ) -> oneshot::Receiver<Result<(), StoreError>> {
-        let (done, rx) = oneshot::channel();
-        let job = Job { run, bytes, done };
+        done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+    ) {
+        let job = Job {
+            run,
+            bytes,
+            done: Done(Box::new(done)),
+        };
         let Some(tx) = self.tx.as_ref() else {
-            let _ = job.done.send(Err(StoreError::Closed));
-            return rx;
+            job.done.send(Err(StoreError::Closed));
+            return;
         };
         if let Err(mpsc::SendError(Msg::Job(job))) = tx.send(Msg::Job(job)) {
-            let _ = job.done.send(Err(StoreError::Closed));
+            job.done.send(Err(StoreError::Closed));
         }
-        rx
     }
 
-    /// Submits a write and blocks until it is durable.
+    /// Submits a write and waits until it is durable. Blocks the calling
+    /// thread: for synchronous callers (a blocking task, a plain thread);
+    /// async code uses [`Writer::submit`] and awaits it.
     pub(crate) fn write(&self, bytes: usize, run: WriteFn) -> Result<(), StoreError> {
-        self.submit(bytes, run)
-            .blocking_recv()
-            .unwrap_or(Err(StoreError::Closed))
+        let (done, rx) = mpsc::sync_channel(1);
+        self.submit_with(bytes, run, move |r| {
+            let _ = done.send(r);
+        });
+        rx.recv().unwrap_or(Err(StoreError::Closed))
     }
 
     /// Asks the writer to probe the database (a reader met a storage error).
@@ -313,7 +331,7 @@ impl Worker {
                 }
                 Msg::Job(first) => {
                     if let Some(f) = &self.failure {
-                        let _ = first
+                        first
                             .done
                             .send(Err(StoreError::Unavailable(f.last.clone())));
                         continue;
@@ -354,14 +372,16 @@ impl Worker {
             Attempt::Done => reply_all(group, || Ok(())),
             Attempt::JobFailed(i, e) if group.len() == 1 => {
                 debug_assert_eq!(i, 0);
-                let _ = group.pop().map(|j| j.done.send(Err(e)));
+                if let Some(j) = group.pop() {
+                    j.done.send(Err(e));
+                }
             }
             Attempt::JobFailed(..) => {
                 // Isolate the failing request(s).
                 for j in group {
                     match &self.failure {
                         Some(f) => {
-                            let _ = j.done.send(Err(StoreError::Unavailable(f.last.clone())));
+                            j.done.send(Err(StoreError::Unavailable(f.last.clone())));
                         }
                         None => self.commit(vec![j]),
                     }
@@ -539,7 +559,7 @@ impl Worker {
 
 fn reply_all(jobs: Vec<Job>, res: impl Fn() -> Result<(), StoreError>) {
     for j in jobs {
-        let _ = j.done.send(res());
+        j.done.send(res());
     }
 }
 
