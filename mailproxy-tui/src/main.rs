@@ -30,8 +30,9 @@ use tokio::sync::mpsc::{self, UnboundedSender};
 
 const AFTER_HELP: &str = "\
 The socket is found with --socket, or else read from mailproxyd's config file
-(--config, default ./katzenpost.toml): [Management] Path, by default
-<DataDir>/management_sock. The daemon must have [Management] Enable = true.
+(--config or $MAILPROXYD_CONFIG; else ./katzenpost.toml if it exists, else
+~/.config/mailproxy/mailproxyd.toml, which scripts/demo points at its config):
+[Management] Path, by default <DataDir>/management_sock. The daemon must have [Management] Enable = true.
 
 Press ? in the dashboard for the keys.";
 
@@ -89,7 +90,7 @@ fn socket_path(cli: &Cli) -> anyhow::Result<PathBuf> {
     let config = cli
         .config
         .clone()
-        .unwrap_or_else(|| PathBuf::from("katzenpost.toml"));
+        .unwrap_or_else(locate::default_config);
     let loc = locate::from_config_file(&config)
         .map_err(|e| anyhow!("{e} (use --socket PATH or --config FILE to find the daemon)"))?;
     if !loc.enabled {

@@ -144,6 +144,21 @@ fn info(spec: &testnet::config::NetworkSpec, dir: &Path) -> String {
             "# (https on the same port) its CA certificate: {}\n",
             ca.display()
         );
+        // -r takes a nonvoting authority only.
+        if !spec.is_voting() {
+            s += "# A new account, with USER and DATADIR filled in:\n";
+            for n in spec.nodes.iter() {
+                let Some(addr) = n.registration else { continue };
+                s += &format!(
+                    "#   mailproxyd -r -account USER -provider {} -providerKey {} -authority {} -authorityKey {} -registrationAddr {addr} -registrationCA {} -dataDir DATADIR\n",
+                    n.name,
+                    n.identity_public,
+                    spec.authority.address,
+                    spec.authority.identity_public,
+                    ca.display()
+                );
+            }
+        }
     }
     s
 }

@@ -89,6 +89,17 @@ async fn registration_over_http_registers_and_refuses_clearly() {
         info.contains(&format!("its CA certificate: {}\n", ca.display())),
         "{info}"
     );
+    // And the whole `mailproxyd -r` command for a new account there.
+    assert!(
+        info.contains(&format!(
+            "#   mailproxyd -r -account USER -provider provider1 -providerKey {} -authority {} -authorityKey {} -registrationAddr {addr} -registrationCA {} -dataDir DATADIR\n",
+            spec.identity_public,
+            net.spec.authority.address,
+            net.spec.authority.identity_public,
+            ca.display()
+        )),
+        "{info}"
+    );
 
     let (status, body) = request(
         addr,
