@@ -68,7 +68,8 @@ struct Cli {
 }
 
 fn parse_level(text: &str) -> Result<Level, String> {
-    Level::parse(text).ok_or_else(|| format!("unknown level '{text}'"))
+    Level::parse(text)
+        .ok_or_else(|| format!("unknown level '{text}' (off, error, warn, info, debug or trace)"))
 }
 
 fn main() -> ExitCode {
@@ -87,10 +88,7 @@ fn socket_path(cli: &Cli) -> anyhow::Result<PathBuf> {
     if let Some(path) = &cli.socket {
         return Ok(path.clone());
     }
-    let config = cli
-        .config
-        .clone()
-        .unwrap_or_else(locate::default_config);
+    let config = cli.config.clone().unwrap_or_else(locate::default_config);
     let loc = locate::from_config_file(&config)
         .map_err(|e| anyhow!("{e} (use --socket PATH or --config FILE to find the daemon)"))?;
     if !loc.enabled {

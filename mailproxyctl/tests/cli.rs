@@ -447,6 +447,13 @@ fn status_queue_cancel_inbox_logs_and_shutdown() {
     let o = ctl(&["--socket", s, "logs"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--follow"), "{}", stderr(&o));
+    // One vocabulary of levels: the config's (and the original's) `notice`
+    // is `info` here too; an unknown word is a usage error.
+    let o = ctl(&["--socket", s, "logs", "--level", "NOTICE", "--for", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("at INFO"), "{}", stderr(&o));
+    let o = ctl(&["--socket", s, "logs", "--level", "loud", "--for", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     // A follower in JSON, started before anything happens.
     let mut follower = Command::new(env!("CARGO_BIN_EXE_mailproxyctl"))
         .args([
@@ -474,7 +481,10 @@ fn status_queue_cancel_inbox_logs_and_shutdown() {
         "{out}"
     );
     // Into a pipe nobody reads any more (`| head -1` gone): rc 0, no panic.
-    for args in [&["--socket", s, "queue"][..], &["--socket", s, "--json", "queue"]] {
+    for args in [
+        &["--socket", s, "queue"][..],
+        &["--socket", s, "--json", "queue"],
+    ] {
         let o = ctl_into_closed_pipe(args);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         assert_eq!(stderr(&o), "", "quiet");
