@@ -20,6 +20,8 @@ enum Closed {
 }
 
 struct Maildrop {
+    /// The account (for the log).
+    account: String,
     store: Store,
     messages: Vec<InboxEntry>,
     deleted: Vec<bool>,
@@ -145,6 +147,17 @@ impl Session {
     }
 
     async fn session(&mut self) -> Result<(), Closed> {
+        // A client trying TLS here (Thunderbird's probe) gets one line and
+        // the connection closed, so that it moves on at once.
+        while self.buf.is_empty() {
+            self.read_more().await?;
+        }
+        if crate::linebuf::is_tls_handshake(&self.buf) {
+            tracing::debug!("POP3: a TLS handshake on the plain-text port; closing");
+            self.reply("-ERR This port speaks plain POP3, not TLS; closing connection");
+            self.flush().await?;
+            return Err(Closed::Done);
+        }
         loop {
             match parser::parse(&self.buf) {
                 Ok((cmd, n)) => {
@@ -199,7 +212,10 @@ impl Session {
                     let store = md.store.clone();
                     let res = tokio::task::spawn_blocking(move || store.inbox_delete(&ids)).await;
                     match res {
-                        Ok(Ok(())) => self.reply(&format!("+OK Bye ({n} message(s) deleted)")),
+                        Ok(Ok(())) => {
+                            tracing::info!(account = %md.account, deleted = n, "POP3 QUIT: {n} message(s) deleted");
+                            self.reply(&format!("+OK Bye ({n} message(s) deleted)"))
+                        }
                         Ok(Err(e)) => {
                             tracing::error!(error = %e, "POP3 delete failed");
                             self.reply("-ERR [SYS/TEMP] Some deleted messages not removed");
@@ -308,6 +324,7 @@ impl Session {
                 ));
                 self.slot.prove();
                 self.drop = Some(Maildrop {
+                    account: id,
                     store,
                     deleted: vec![false; messages.len()],
                     messages,
@@ -375,7 +392,9 @@ impl Session {
             Command::Top(n, lines) => self.send(n, Some(lines)).await?,
             Command::Dele(n) => match self.lookup(n) {
                 Some(i) => {
-                    self.drop.as_mut().expect("state").deleted[i] = true;
+                    let md = self.drop.as_mut().expect("state");
+                    md.deleted[i] = true;
+                    tracing::info!(account = %md.account, message = n, "POP3 DELE {n} (removed at QUIT)");
                     self.reply(&format!("+OK Message {n} deleted"));
                 }
                 None => self.reply("-ERR [SYS/PERM] No such message"),
