@@ -245,10 +245,7 @@ fn socket_path(cli: &Cli) -> Result<PathBuf, Failure> {
     if let Some(path) = &cli.socket {
         return Ok(path.clone());
     }
-    let config = cli
-        .config
-        .clone()
-        .unwrap_or_else(locate::default_config);
+    let config = cli.config.clone().unwrap_or_else(locate::default_config);
     let loc = locate::from_config_file(&config).map_err(|e| {
         Failure::new(
             EXIT_OTHER,

@@ -17,6 +17,7 @@ pub mod password;
 pub mod recipients;
 pub mod register;
 pub mod slots;
+pub mod totals;
 
 // Mail front: the encrypted store, SMTP submission, POP3 retrieval.
 pub mod linebuf;

@@ -164,8 +164,8 @@ impl Worker {
     }
 
     fn record_error(&self, e: &EngineError) {
-        tracing::warn!(account = %self.account, error = %e, "engine error");
-        let msg = e.to_string();
+        let msg = e.explained();
+        tracing::warn!(account = %self.account, error = %msg, "engine error");
         self.set_status(|s| s.last_error = Some(msg));
     }
 
@@ -520,6 +520,18 @@ impl Worker {
         Ok(all)
     }
 
+    /// Emits `Queued` for an entry the first time the worker sees it, so
+    /// before any of its blocks is sent.
+    fn announce(&mut self, e: &QueueEntry) {
+        if self.seen.insert(e.id) {
+            self.emit(EventKind::Queued {
+                id: e.id,
+                to: e.recipient.clone(),
+                size: e.message.len,
+            });
+        }
+    }
+
     /// Announces entries not seen before and bounces every entry past its
     /// deadline.
     fn scan_queue(&mut self) -> Result<(), EngineError> {
@@ -531,13 +543,7 @@ impl Worker {
             let Some(e) = self.store.queue_get(id)? else {
                 continue;
             };
-            if self.seen.insert(id) {
-                self.emit(EventKind::Queued {
-                    id,
-                    to: e.recipient.clone(),
-                    size: e.message.len,
-                });
-            }
+            self.announce(&e);
             if self.cfg.key_discovery && !send::is_prepared(&e) {
                 let r = e.recipient.to_ascii_lowercase();
                 if (self.cfg.recipient_keys)(&r).is_none() {
@@ -794,6 +800,7 @@ impl Worker {
             let Some(mut e) = self.store.queue_get(id)? else {
                 continue;
             };
+            self.announce(&e);
             if !send::is_prepared(&e) {
                 let Some(key) = (self.cfg.recipient_keys)(&e.recipient.to_ascii_lowercase()) else {
                     continue; // waits for its key (or its bounce)

@@ -535,6 +535,7 @@ impl Session {
         match result {
             Ok(Ok(n)) => {
                 tracing::info!(account = %txn.account.id, recipients = n, size, "message queued");
+                self.dir.queued(&txn.account.id);
                 self.reply(&format!("250 2.0.0 OK: queued for {n} recipient(s)"));
             }
             Ok(Err(e)) if e.is_storage_full() => {
