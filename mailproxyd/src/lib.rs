@@ -5,6 +5,7 @@
 // Foundation: configuration, keys, recipients, management, process life.
 pub mod auth;
 pub mod config;
+pub mod connection;
 pub mod control;
 pub mod daemon;
 pub mod directory;
