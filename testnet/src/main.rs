@@ -113,8 +113,11 @@ fn main() -> Result<()> {
         } => add_user(&dir, &provider, &user, &link_key, identity_key.as_deref()),
         Cmd::Info { dir } => {
             let spec = testnet::config::NetworkSpec::load(&dir)?;
-            print!("{}", info(&spec, &dir));
-            Ok(())
+            // Into a closed pipe (`testnet info | head -1`): done, not a panic.
+            match std::io::stdout().write_all(info(&spec, &dir).as_bytes()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => r.map_err(Into::into),
+            }
         }
     }
 }

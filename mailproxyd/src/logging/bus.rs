@@ -264,14 +264,7 @@ impl<S> Filter<S> for BusFilter {
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(match self.inner.max() {
-            Level::Off => LevelFilter::OFF,
-            Level::Error => LevelFilter::ERROR,
-            Level::Warn => LevelFilter::WARN,
-            Level::Info => LevelFilter::INFO,
-            Level::Debug => LevelFilter::DEBUG,
-            Level::Trace => LevelFilter::TRACE,
-        })
+        Some(super::level_filter(self.inner.max()))
     }
 }
 
