@@ -1,4 +1,5 @@
-//! One client connection of the SMTP and POP3 servers (mini-redis style):
+//! One client connection of the SMTP, POP3 and management servers
+//! (mini-redis style):
 //! the socket, its input and output buffers, the server's shutdown signal
 //! and the connection's [`Slot`]. Sessions parse commands out of
 //! [`Connection::buf`], queue replies with [`Connection::reply`], and call
@@ -7,6 +8,7 @@
 //! evicted, server stopping) says the protocol's goodbye and reports
 //! [`Closed`].
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -23,17 +25,18 @@ pub enum Closed {
     Done,
 }
 
-/// A protocol's last words when the server ends a connection.
+/// A protocol's last words (one line each, without CRLF) when the server
+/// ends a connection.
 #[derive(Debug)]
 pub struct Goodbyes {
     /// Evicted to make room for a newcomer.
-    pub evicted: &'static str,
+    pub evicted: Cow<'static, str>,
     /// No valid first command in time.
-    pub first_command_timeout: &'static str,
+    pub first_command_timeout: Cow<'static, str>,
     /// No input within the read's time limit.
-    pub idle_timeout: &'static str,
-    /// The server is stopping.
-    pub shutting_down: &'static str,
+    pub idle_timeout: Cow<'static, str>,
+    /// The server is stopping (`None`: close without a word).
+    pub shutting_down: Option<Cow<'static, str>>,
 }
 
 /// A client connection: socket, buffers, shutdown signal and slot.
@@ -90,14 +93,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     /// Sends the queued replies, then reads more input into [`Self::buf`]
-    /// within `timeout`. Ends the connection (with the protocol's goodbye)
-    /// on timeout, eviction, a missed first-command deadline or, when
-    /// `stoppable`, the server stopping; reports the peer gone at EOF.
-    pub async fn read_more(&mut self, timeout: Duration, stoppable: bool) -> Result<(), Closed> {
+    /// within `timeout` (`None`: no limit). Ends the connection (with the
+    /// protocol's goodbye) on timeout, eviction, a missed first-command
+    /// deadline or, when `stoppable`, the server stopping; reports the peer
+    /// gone at EOF.
+    pub async fn read_more(
+        &mut self,
+        timeout: Option<Duration>,
+        stoppable: bool,
+    ) -> Result<(), Closed> {
         self.flush().await?;
         self.buf.reserve(self.read_size);
         let mut stop = self.stop.clone();
-        let read = tokio::time::timeout(timeout, self.sock.read_buf(&mut self.buf));
+        let (sock, buf) = (&mut self.sock, &mut self.buf);
+        let read = async move {
+            match timeout {
+                Some(t) => tokio::time::timeout(t, sock.read_buf(buf)).await,
+                None => Ok(sock.read_buf(buf).await),
+            }
+        };
         let mut cancelled = None;
         let res = tokio::select! {
             r = read => Some(r),
@@ -107,17 +121,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 None
             }
         };
+        let goodbyes = self.goodbyes;
         let goodbye = match (cancelled, res) {
-            (Some(Cancelled::Evicted), _) => self.goodbyes.evicted,
-            (Some(Cancelled::FirstCommandTimeout), _) => self.goodbyes.first_command_timeout,
-            (None, None) => self.goodbyes.shutting_down,
-            (None, Some(Err(_elapsed))) => self.goodbyes.idle_timeout,
+            (Some(Cancelled::Evicted), _) => Some(&goodbyes.evicted),
+            (Some(Cancelled::FirstCommandTimeout), _) => Some(&goodbyes.first_command_timeout),
+            (None, None) => goodbyes.shutting_down.as_ref(),
+            (None, Some(Err(_elapsed))) => Some(&goodbyes.idle_timeout),
             (None, Some(Ok(Ok(0)) | Ok(Err(_)))) => return Err(Closed::Gone),
             (None, Some(Ok(Ok(_)))) => return Ok(()),
         };
-        self.reply(goodbye);
-        let _ = self.flush().await;
+        if let Some(line) = goodbye {
+            self.reply(line);
+            let _ = self.flush().await;
+        }
         Err(Closed::Done)
+    }
+
+    /// The socket, the input not parsed yet and the slot, for a session that
+    /// changes protocol (the management socket's `EVENTS` stream); the
+    /// caller holds the slot until that session ends. Queued replies must
+    /// have been flushed.
+    pub fn into_parts(self) -> (S, Vec<u8>, Slot) {
+        (self.sock, self.buf, self.slot)
     }
 
     /// Shuts the socket's write side down (the session is over).

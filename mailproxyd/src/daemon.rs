@@ -110,6 +110,11 @@ impl Shutdown {
         self.tx.send_replace(true);
     }
 
+    /// A receiver that turns true when shutdown is triggered.
+    pub fn receiver(&self) -> watch::Receiver<bool> {
+        self.rx.clone()
+    }
+
     /// Whether shutdown was triggered.
     pub fn is_triggered(&self) -> bool {
         *self.rx.borrow()

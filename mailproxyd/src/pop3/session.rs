@@ -1,6 +1,7 @@
 //! One POP3 connection: its [`Connection`] and the session state,
 //! AUTHORIZATION or TRANSACTION (RFC 1939).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
@@ -17,10 +18,10 @@ use crate::store::{Directory, InboxEntry, Store};
 
 /// What POP3 says when the server ends a connection.
 static GOODBYES: Goodbyes = Goodbyes {
-    evicted: "-ERR [SYS/TEMP] Too many connections, closing this idle one",
-    first_command_timeout: "-ERR Idle timeout, closing connection",
-    idle_timeout: "-ERR Idle timeout, closing connection",
-    shutting_down: "-ERR [SYS/TEMP] Server shutting down",
+    evicted: Cow::Borrowed("-ERR [SYS/TEMP] Too many connections, closing this idle one"),
+    first_command_timeout: Cow::Borrowed("-ERR Idle timeout, closing connection"),
+    idle_timeout: Cow::Borrowed("-ERR Idle timeout, closing connection"),
+    shutting_down: Some(Cow::Borrowed("-ERR [SYS/TEMP] Server shutting down")),
 };
 
 /// Bytes read at most at a time.
@@ -93,7 +94,9 @@ impl Session {
     }
 
     async fn read_more(&mut self) -> Result<(), Closed> {
-        self.conn.read_more(self.settings.idle_timeout, true).await
+        self.conn
+            .read_more(Some(self.settings.idle_timeout), true)
+            .await
     }
 
     /// Runs the session to its end. A dropped connection deletes nothing.

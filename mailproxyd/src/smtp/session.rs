@@ -2,6 +2,7 @@
 //! slot) and the session state; the command grammar lives in
 //! [`super::parser`] and DATA decoding in [`super::data`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,10 +25,10 @@ struct Transaction {
 
 /// What SMTP says when the server ends a connection.
 static GOODBYES: Goodbyes = Goodbyes {
-    evicted: "421 4.7.0 Too many connections, closing this idle one",
-    first_command_timeout: "421 4.4.2 Timeout, closing connection",
-    idle_timeout: "421 4.4.2 Timeout, closing connection",
-    shutting_down: "421 4.3.2 Service shutting down",
+    evicted: Cow::Borrowed("421 4.7.0 Too many connections, closing this idle one"),
+    first_command_timeout: Cow::Borrowed("421 4.4.2 Timeout, closing connection"),
+    idle_timeout: Cow::Borrowed("421 4.4.2 Timeout, closing connection"),
+    shutting_down: Some(Cow::Borrowed("421 4.3.2 Service shutting down")),
 };
 
 /// Bytes read at most at a time.
@@ -87,7 +88,7 @@ impl Session {
 
     /// Reads more input (see [`Connection::read_more`]).
     async fn read_more(&mut self, timeout: Duration, stoppable: bool) -> Result<(), Closed> {
-        self.conn.read_more(timeout, stoppable).await
+        self.conn.read_more(Some(timeout), stoppable).await
     }
 
     /// Runs the session to its end.
