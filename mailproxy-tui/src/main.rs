@@ -30,8 +30,9 @@ use tokio::sync::mpsc::{self, UnboundedSender};
 
 const AFTER_HELP: &str = "\
 The socket is found with --socket, or else read from mailproxyd's config file
-(--config, default ./katzenpost.toml): [Management] Path, by default
-<DataDir>/management_sock. The daemon must have [Management] Enable = true.
+(--config or $MAILPROXYD_CONFIG; else ./katzenpost.toml if it exists, else
+~/.config/mailproxy/mailproxyd.toml, which scripts/demo points at its config):
+[Management] Path, by default <DataDir>/management_sock. The daemon must have [Management] Enable = true.
 
 Press ? in the dashboard for the keys.";
 
@@ -67,7 +68,8 @@ struct Cli {
 }
 
 fn parse_level(text: &str) -> Result<Level, String> {
-    Level::parse(text).ok_or_else(|| format!("unknown level '{text}'"))
+    Level::parse(text)
+        .ok_or_else(|| format!("unknown level '{text}' (off, error, warn, info, debug or trace)"))
 }
 
 fn main() -> ExitCode {
@@ -86,10 +88,7 @@ fn socket_path(cli: &Cli) -> anyhow::Result<PathBuf> {
     if let Some(path) = &cli.socket {
         return Ok(path.clone());
     }
-    let config = cli
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("katzenpost.toml"));
+    let config = cli.config.clone().unwrap_or_else(locate::default_config);
     let loc = locate::from_config_file(&config)
         .map_err(|e| anyhow!("{e} (use --socket PATH or --config FILE to find the daemon)"))?;
     if !loc.enabled {

@@ -373,3 +373,20 @@ fn store_failing_then_recovered() {
     assert!(!wide.contains("store full: No space"), "{wide}");
     assert!(wide.contains("store writes again"), "{wide}");
 }
+
+#[test]
+fn received_pane_lists_newest_first() {
+    // The daemon lists the inbox oldest first (by id); #4 arrived last.
+    let s = populated();
+    assert!(s.inbox[0].id < s.inbox[1].id && s.inbox[0].arrived < s.inbox[1].arrived);
+    let text = text(&render(&s, 80, 24));
+    let row = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in\n{text}"))
+    };
+    assert!(
+        row("4    (report)") < row("3    q80U2lS+x1P…"),
+        "newest first:\n{text}"
+    );
+}

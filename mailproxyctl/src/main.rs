@@ -25,8 +25,9 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 const AFTER_HELP: &str = "\
 The socket is found with --socket, or else read from mailproxyd's config file
-(--config, default ./katzenpost.toml): [Management] Path, by default
-<DataDir>/management_sock. The daemon must have [Management] Enable = true.
+(--config or $MAILPROXYD_CONFIG; else ./katzenpost.toml if it exists, else
+~/.config/mailproxy/mailproxyd.toml, which scripts/demo points at its config):
+[Management] Path, by default <DataDir>/management_sock. The daemon must have [Management] Enable = true.
 
 Keys are 32-byte X25519 public keys in hex or base64; output uses base64.
 
@@ -197,13 +198,12 @@ impl From<ClientError> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(
-            shell,
-            &mut Cli::command(),
-            "mailproxyctl",
-            &mut std::io::stdout(),
-        );
-        return ExitCode::SUCCESS;
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "mailproxyctl", &mut script);
+        return match emit(&String::from_utf8_lossy(&script)) {
+            Err(e) => e.exit_code(),
+            Ok(()) => ExitCode::SUCCESS,
+        };
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -219,13 +219,16 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(output) => {
             if !output.is_empty() {
-                println!("{output}");
+                if let Err(e) = emit(&format!("{output}\n")) {
+                    return e.exit_code();
+                }
             }
             ExitCode::SUCCESS
         }
         Err(f) => {
             if json {
-                println!("{}", json!({ "error": f.message, "code": f.server_code }));
+                let line = json!({ "error": f.message, "code": f.server_code });
+                let _ = emit(&format!("{line}\n"));
             }
             eprintln!("mailproxyctl: {}", f.message);
             ExitCode::from(f.code)
@@ -242,10 +245,7 @@ fn socket_path(cli: &Cli) -> Result<PathBuf, Failure> {
     if let Some(path) = &cli.socket {
         return Ok(path.clone());
     }
-    let config = cli
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("katzenpost.toml"));
+    let config = cli.config.clone().unwrap_or_else(locate::default_config);
     let loc = locate::from_config_file(&config).map_err(|e| {
         Failure::new(
             EXIT_OTHER,
@@ -470,14 +470,53 @@ async fn logs(
                 "mailproxyd closed the stream (it stopped)",
             ));
         };
-        if json {
-            println!("{}", to_json(&line));
-        } else {
-            println!("{}", table::stream_line(&line));
+        let text = match json {
+            true => to_json(&line),
+            false => table::stream_line(&line),
+        };
+        match emit(&format!("{text}\n")) {
+            Ok(()) => {}
+            // The reader went away (`| head`): stop quietly.
+            Err(StdoutError::Closed) => break,
+            Err(StdoutError::Other(e)) => return Err(Failure::new(EXIT_OTHER, e)),
         }
     }
     let _ = stream.quit().await;
     Ok(String::new())
+}
+
+/// Why stdout could not take the output.
+enum StdoutError {
+    /// The reader closed the pipe (`mailproxyctl queue | head -1`): not an
+    /// error, the reader has what it wanted.
+    Closed,
+    /// Any other write error.
+    Other(String),
+}
+
+impl StdoutError {
+    fn exit_code(self) -> ExitCode {
+        match self {
+            StdoutError::Closed => ExitCode::SUCCESS,
+            StdoutError::Other(e) => {
+                eprintln!("mailproxyctl: {e}");
+                ExitCode::from(EXIT_OTHER)
+            }
+        }
+    }
+}
+
+/// Writes `text` to stdout and flushes it, telling a closed pipe (EPIPE)
+/// from other failures instead of panicking as `println!` does.
+fn emit(text: &str) -> Result<(), StdoutError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => StdoutError::Closed,
+            _ => StdoutError::Other(format!("cannot write to stdout: {e}")),
+        })
 }
 
 fn ok_output(json: bool) -> String {

@@ -194,6 +194,81 @@ fn accounts_version_and_config_lookup() {
     assert_eq!(stdout(&o), "0 added, 0 changed, 0 removed, 0 bad");
 }
 
+/// Runs mailproxyctl with its stdout a pipe whose reader has exited.
+fn ctl_into_closed_pipe(args: &[&str]) -> Output {
+    let mut reader = Command::new("true")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let write_end = reader.stdin.take().unwrap();
+    assert!(reader.wait().unwrap().success());
+    Command::new(env!("CARGO_BIN_EXE_mailproxyctl"))
+        .args(args)
+        .env_remove("MAILPROXYD_SOCKET")
+        .env_remove("MAILPROXYD_CONFIG")
+        .stdout(write_end)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+/// As the README has it after `scripts/demo`: plain `mailproxyctl status`
+/// from a directory without `katzenpost.toml` finds the daemon through
+/// `~/.config/mailproxy/mailproxyd.toml` (the demo's symlink to its config);
+/// a `./katzenpost.toml` goes first; with neither, the error names
+/// `katzenpost.toml`.
+#[test]
+fn plain_commands_find_the_config_the_demo_points_at() {
+    let d = Running::start();
+    let home = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let plain = |args: &[&str], xdg: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailproxyctl"));
+        cmd.args(args)
+            .current_dir(cwd.path())
+            .env_remove("MAILPROXYD_SOCKET")
+            .env_remove("MAILPROXYD_CONFIG")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("HOME", home.path());
+        if let Some(x) = xdg {
+            cmd.env("XDG_CONFIG_HOME", x);
+        }
+        cmd.output().unwrap()
+    };
+    let o = plain(&["status"], None);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(
+        stderr(&o).contains("cannot read config file 'katzenpost.toml'"),
+        "{}",
+        stderr(&o)
+    );
+    // The pointer as scripts/demo writes it: ~/.config/mailproxy/mailproxyd.toml.
+    let pointer_dir = home.path().join(".config/mailproxy");
+    std::fs::create_dir_all(&pointer_dir).unwrap();
+    std::os::unix::fs::symlink(&d.config_file, pointer_dir.join("mailproxyd.toml")).unwrap();
+    let o = plain(&["status"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("alice@provider-0"), "{}", stdout(&o));
+    let o = plain(&["password", "alice@provider-0"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).len(), 34, "{}", stdout(&o));
+    // $XDG_CONFIG_HOME replaces ~/.config.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let o = plain(&["status"], Some(elsewhere.path()));
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let o = plain(&["status"], Some(&home.path().join(".config")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A katzenpost.toml in the working directory goes first.
+    std::fs::write(
+        cwd.path().join("katzenpost.toml"),
+        "[Proxy]\nDataDir = \"/nonexistent/d\"\n[Management]\nEnable = true\n",
+    )
+    .unwrap();
+    let o = plain(&["status"], None);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/nonexistent/d/management_sock"));
+}
+
 #[test]
 fn daemon_not_running_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
@@ -372,6 +447,13 @@ fn status_queue_cancel_inbox_logs_and_shutdown() {
     let o = ctl(&["--socket", s, "logs"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--follow"), "{}", stderr(&o));
+    // One vocabulary of levels: the config's (and the original's) `notice`
+    // is `info` here too; an unknown word is a usage error.
+    let o = ctl(&["--socket", s, "logs", "--level", "NOTICE", "--for", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("at INFO"), "{}", stderr(&o));
+    let o = ctl(&["--socket", s, "logs", "--level", "loud", "--for", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     // A follower in JSON, started before anything happens.
     let mut follower = Command::new(env!("CARGO_BIN_EXE_mailproxyctl"))
         .args([
@@ -398,6 +480,27 @@ fn status_queue_cancel_inbox_logs_and_shutdown() {
         out.contains("bob@provider-1") && out.contains("queued"),
         "{out}"
     );
+    // Into a pipe nobody reads any more (`| head -1` gone): rc 0, no panic.
+    for args in [
+        &["--socket", s, "queue"][..],
+        &["--socket", s, "--json", "queue"],
+    ] {
+        let o = ctl_into_closed_pipe(args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(stderr(&o), "", "quiet");
+    }
+    // The README's form, through a shell.
+    let o = Command::new("bash")
+        .args([
+            "-c",
+            r#""$0" --socket "$1" queue | head -1; exit "${PIPESTATUS[0]}""#,
+            env!("CARGO_BIN_EXE_mailproxyctl"),
+            s,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 1);
     let o = ctl(&["--socket", s, "--json", "queue"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v[0]["recipient"], "bob@provider-1");

@@ -14,7 +14,6 @@ use std::time::Duration;
 use mailproxy_proto::key::{decode_key, KEY_LEN};
 use toml::{Table, Value};
 
-use crate::logging::LogLevel;
 use crate::recipients::{normalize_address, normalize_provider, normalize_user};
 
 /// Default POP3 listener.
@@ -136,7 +135,7 @@ pub struct LoggingConfig {
     /// Log file (absolute); `None` logs to stdout.
     pub file: Option<PathBuf>,
     /// The level.
-    pub level: LogLevel,
+    pub level: mailproxy_proto::Level,
 }
 
 /// `[NonvotingAuthority.<Name>]`.
@@ -709,11 +708,11 @@ fn parse_logging(value: &Value, data_dir: &Path) -> Result<LoggingConfig, Config
         }
     };
     let level = match f.string("Level")? {
-        None => LogLevel::Notice,
-        Some(s) => s.parse().map_err(|_| {
+        None => mailproxy_proto::Level::Info,
+        Some(s) => crate::logging::parse_config_level(&s).ok_or_else(|| {
             f.err(
                 "Level",
-                format!("'{s}' is not one of ERROR, WARNING, NOTICE, INFO, DEBUG"),
+                format!("'{s}' is not one of {}", crate::logging::CONFIG_LEVELS),
             )
         })?,
     };
@@ -1290,7 +1289,7 @@ mod tests {
         assert_eq!(c.proxy.authentication, Authentication::Password);
         assert_eq!(c.management.path, PathBuf::from("/tmp/x/management_sock"));
         assert!(!c.management.enable);
-        assert_eq!(c.logging.level, LogLevel::Notice);
+        assert_eq!(c.logging.level, mailproxy_proto::Level::Info);
         assert_eq!(c.logging.file, None);
         assert_eq!(c.debug, DebugConfig::default());
         assert_eq!(c.accounts[0].id, "alice@example.org");
@@ -1401,7 +1400,7 @@ mod tests {
         );
         let c = Config::parse(&text).unwrap();
         assert_eq!(c.logging.file, Some(PathBuf::from("/tmp/x/log.txt")));
-        assert_eq!(c.logging.level, LogLevel::Debug);
+        assert_eq!(c.logging.level, mailproxy_proto::Level::Debug);
     }
 
     #[test]

@@ -31,6 +31,7 @@ use crate::lock::{DataDirLock, LockError};
 use crate::mgmt::{self, MgmtContext, MgmtError};
 use crate::recipients::{RecipientError, Recipients};
 use crate::store::Directory;
+use crate::totals::Counted;
 use crate::{pop3, smtp};
 
 /// How long services get to finish after shutdown is triggered.
@@ -107,6 +108,11 @@ impl Shutdown {
     /// Triggers shutdown (idempotent).
     pub fn trigger(&self) {
         self.tx.send_replace(true);
+    }
+
+    /// A receiver that turns true when shutdown is triggered.
+    pub fn receiver(&self) -> watch::Receiver<bool> {
+        self.rx.clone()
     }
 
     /// Whether shutdown was triggered.
@@ -458,14 +464,42 @@ where
             continue;
         };
         let engine = Arc::new(Engine::start(store, engine_config));
+        let weak = Arc::downgrade(&engine);
+        directory.on_queued(&account.config.id, move || {
+            if let Some(engine) = weak.upgrade() {
+                engine.wake();
+            }
+        });
         engines.insert(account.config.id.clone(), engine);
     }
     let engines = Arc::new(engines);
+    // Each engine's status counters, with the totals of earlier runs.
+    let counted: std::collections::HashMap<String, Arc<Counted>> = {
+        let list: Vec<(String, crate::store::Store)> = accounts
+            .iter()
+            .map(|a| a.config.id.clone())
+            .filter(|id| engines.get(id).is_some())
+            .filter_map(|id| Some((id.clone(), directory.store(&id)?)))
+            .collect();
+        let engines = engines.clone();
+        tokio::task::spawn_blocking(move || {
+            list.into_iter()
+                .map(|(id, store)| {
+                    let handle = Arc::new(EngineOf::new(engines.clone(), id.clone()));
+                    (id, Arc::new(Counted::new(handle, store)))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| DaemonError::Task(e.to_string()))?
+    };
     {
         let (engines, s) = (engines.clone(), stop.clone());
+        let counted: Vec<Arc<Counted>> = counted.values().cloned().collect();
         services.spawn(async move {
-            s.wait().await;
+            crate::totals::keep_saving(counted.clone(), s.wait()).await;
             engines.stop_all().await;
+            crate::totals::save_all(&counted).await;
             ("engine", Ok(()))
         });
     }
@@ -477,9 +511,7 @@ where
             .iter()
             .filter_map(|a| {
                 let id = a.config.id.clone();
-                let engine = engines.get(&id).map(|_| {
-                    Arc::new(EngineOf::new(engines.clone(), id.clone())) as Arc<dyn EngineHandle>
-                });
+                let engine = counted.get(&id).map(|c| c.clone() as Arc<dyn EngineHandle>);
                 Some(ControlAccount {
                     store: directory.store(&id)?,
                     id,

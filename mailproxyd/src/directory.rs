@@ -94,7 +94,12 @@ pub struct DaemonDirectory {
     /// Resets one at a time, so that the stored password and the hash file
     /// always come from the same reset.
     resets: Mutex<()>,
+    /// Per account, what tells its engine that mail was queued.
+    wakers: RwLock<HashMap<String, Waker>>,
 }
+
+/// Tells an engine that its queue grew.
+type Waker = Box<dyn Fn() + Send + Sync>;
 
 /// Opening an account's store or its password failed.
 #[derive(Debug, thiserror::Error)]
@@ -238,7 +243,16 @@ impl DaemonDirectory {
                 key
             },
             resets: Mutex::new(()),
+            wakers: RwLock::new(HashMap::new()),
         }))
+    }
+
+    /// Sets what [`Directory::queued`] calls for `account`: its engine's
+    /// wake-up, so that the engine announces and prepares new mail at once.
+    pub fn on_queued(&self, account: &str, wake: impl Fn() + Send + Sync + 'static) {
+        if let Ok(mut w) = self.wakers.write() {
+            w.insert(account.to_owned(), Box::new(wake));
+        }
     }
 
     /// The entry `name` stands for, with its id.
@@ -326,6 +340,18 @@ impl Directory for DaemonDirectory {
 
     fn store(&self, account: &str) -> Option<Store> {
         self.accounts.get(account).map(|e| e.store.clone())
+    }
+
+    fn queued(&self, account: &str) {
+        if let Some(wake) = self
+            .wakers
+            .read()
+            .ok()
+            .as_ref()
+            .and_then(|w| w.get(account))
+        {
+            wake();
+        }
     }
 }
 

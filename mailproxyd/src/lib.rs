@@ -5,6 +5,7 @@
 // Foundation: configuration, keys, recipients, management, process life.
 pub mod auth;
 pub mod config;
+pub mod connection;
 pub mod control;
 pub mod daemon;
 pub mod directory;
@@ -17,6 +18,7 @@ pub mod password;
 pub mod recipients;
 pub mod register;
 pub mod slots;
+pub mod totals;
 
 // Mail front: the encrypted store, SMTP submission, POP3 retrieval.
 pub mod linebuf;

@@ -19,6 +19,14 @@ pub enum ParseError {
     },
 }
 
+/// Whether a connection's first bytes are a TLS handshake record (a
+/// ClientHello: content type 22): a client trying TLS on a plain-text port,
+/// as Thunderbird's account setup probes each port. No text command starts
+/// with that control byte.
+pub fn is_tls_handshake(first_bytes: &[u8]) -> bool {
+    first_bytes.first() == Some(&0x16)
+}
+
 /// Finds the first line within `max` bytes. Returns the line without its
 /// terminator (CRLF or bare LF) and the bytes consumed.
 pub fn line(buf: &[u8], max: usize) -> Result<(&[u8], usize), ParseError> {

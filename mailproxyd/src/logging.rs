@@ -1,12 +1,17 @@
-//! Logging: the original's five levels mapped onto `tracing`, to stdout or a 0600 file.
+//! Logging with `tracing`, to stdout or a 0600 file, in one vocabulary of
+//! levels used everywhere (the config's `Level`, `mailproxyctl logs --level`,
+//! the TUI's filter, `EVENTS <level>`): `ERROR`, `WARN`, `INFO`, `DEBUG`,
+//! `TRACE`, each showing itself and everything more severe.
 //!
-//! | config level | shows tracing levels |
-//! |---|---|
-//! | `ERROR` | error |
-//! | `WARNING` | error, warn |
-//! | `NOTICE` (default) | error, warn, info |
-//! | `INFO` | error, warn, info, debug |
-//! | `DEBUG` | everything, trace included |
+//! For 2019 configs the original's words are accepted too: `WARNING` is
+//! `WARN` and `NOTICE` (the original's default) is `INFO`. The original's
+//! `INFO` and `DEBUG` meant one step more than they do here; such a config
+//! now logs a little less, never more.
+//!
+//! Only mailproxyd's own crates log below `INFO`: dependencies (mio, hyper,
+//! rustls...) are held at `INFO` and above whatever the level, so that
+//! `DEBUG` and `TRACE` show the daemon's own detail rather than I/O polling.
+//! Colours are used only when the output is a terminal.
 //!
 //! Nothing in mailproxyd logs message contents or private keys at any level.
 //!
@@ -14,11 +19,12 @@
 //! listens at its level), which management clients read with `EVENTS`.
 
 use std::fs::OpenOptions;
+use std::io::IsTerminal;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Mutex;
 
+use mailproxy_proto::Level;
 use tracing::level_filters::LevelFilter;
 
 use crate::config::LoggingConfig;
@@ -27,48 +33,56 @@ mod bus;
 
 pub use bus::{bus, BusLayer, LogBus, LogSubscription};
 
-/// A configured log level (the original daemon's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    /// Errors only.
-    Error,
-    /// Warnings and errors.
-    Warning,
-    /// Normal operation (default).
-    Notice,
-    /// Details.
-    Info,
-    /// Everything.
-    Debug,
+/// The level words the config accepts, for its error message.
+pub const CONFIG_LEVELS: &str =
+    "ERROR, WARN, INFO, DEBUG, TRACE (or the original's WARNING, NOTICE)";
+
+/// Parses the config's `Level` (case-insensitive; `OFF` is `Disable`'s job).
+pub fn parse_config_level(word: &str) -> Option<Level> {
+    Level::parse(word).filter(|l| *l != Level::Off)
 }
 
-impl LogLevel {
-    /// The `tracing` filter for this level.
-    pub fn filter(self) -> LevelFilter {
-        match self {
-            LogLevel::Error => LevelFilter::ERROR,
-            LogLevel::Warning => LevelFilter::WARN,
-            LogLevel::Notice => LevelFilter::INFO,
-            LogLevel::Info => LevelFilter::DEBUG,
-            LogLevel::Debug => LevelFilter::TRACE,
-        }
+/// The crates whose records pass below [`DEPENDENCY_LEVEL`].
+const OWN_TARGETS: [&str; 3] = ["mailproxyd", "katzenpost", "mailproxy_proto"];
+
+/// The most verbose level a dependency's records are shown at.
+pub const DEPENDENCY_LEVEL: Level = Level::Info;
+
+/// Whether `target` (a module path) is one of mailproxy's own crates.
+pub fn is_own_target(target: &str) -> bool {
+    OWN_TARGETS.iter().any(|own| {
+        target
+            .strip_prefix(own)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
+/// Whether a record at `level` from `target` passes the dependency cap.
+pub fn passes_dependency_cap(target: &str, level: Level) -> bool {
+    level <= DEPENDENCY_LEVEL || is_own_target(target)
+}
+
+/// The `tracing` filter for a level.
+pub fn level_filter(level: Level) -> LevelFilter {
+    match level {
+        Level::Off => LevelFilter::OFF,
+        Level::Error => LevelFilter::ERROR,
+        Level::Warn => LevelFilter::WARN,
+        Level::Info => LevelFilter::INFO,
+        Level::Debug => LevelFilter::DEBUG,
+        Level::Trace => LevelFilter::TRACE,
     }
 }
 
-impl FromStr for LogLevel {
-    type Err = ();
-
-    /// Case-insensitive; `WARN` is accepted for `WARNING`.
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Ok(match s.to_ascii_uppercase().as_str() {
-            "ERROR" => LogLevel::Error,
-            "WARNING" | "WARN" => LogLevel::Warning,
-            "NOTICE" => LogLevel::Notice,
-            "INFO" => LogLevel::Info,
-            "DEBUG" => LogLevel::Debug,
-            _ => return Err(()),
-        })
+/// The output filter: `level` for mailproxy's own crates, at most
+/// [`DEPENDENCY_LEVEL`] for the others.
+fn output_filter(level: Level) -> tracing_subscriber::filter::Targets {
+    let mut targets = tracing_subscriber::filter::Targets::new()
+        .with_default(level_filter(level.min(DEPENDENCY_LEVEL)));
+    for own in OWN_TARGETS {
+        targets = targets.with_target(own, level_filter(level));
     }
+    targets
 }
 
 /// Why logging could not be set up.
@@ -104,8 +118,12 @@ pub fn init_with(config: &LoggingConfig, stderr: bool) -> Result<(), LoggingErro
     } else {
         let layer = tracing_subscriber::fmt::layer().with_target(true);
         let layer = match &config.file {
-            None if stderr => layer.with_writer(BoxMakeWriter::new(std::io::stderr)),
-            None => layer.with_writer(BoxMakeWriter::new(std::io::stdout)),
+            None if stderr => layer
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(BoxMakeWriter::new(std::io::stderr)),
+            None => layer
+                .with_ansi(std::io::stdout().is_terminal())
+                .with_writer(BoxMakeWriter::new(std::io::stdout)),
             Some(path) => {
                 let file = OpenOptions::new()
                     .create(true)
@@ -121,7 +139,7 @@ pub fn init_with(config: &LoggingConfig, stderr: bool) -> Result<(), LoggingErro
                     .with_writer(BoxMakeWriter::new(Mutex::new(file)))
             }
         };
-        Some(layer.with_filter(config.level.filter()))
+        Some(layer.with_filter(output_filter(config.level)))
     };
     // An already installed subscriber is fine (library use, tests).
     let _ = tracing_subscriber::registry()
@@ -136,13 +154,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn levels_parse_case_insensitively_and_map() {
-        assert_eq!("notice".parse(), Ok(LogLevel::Notice));
-        assert_eq!("Warning".parse(), Ok(LogLevel::Warning));
-        assert_eq!("DEBUG".parse(), Ok(LogLevel::Debug));
-        assert_eq!("verbose".parse::<LogLevel>(), Err(()));
-        assert_eq!(LogLevel::Notice.filter(), LevelFilter::INFO);
-        assert_eq!(LogLevel::Error.filter(), LevelFilter::ERROR);
-        assert_eq!(LogLevel::Debug.filter(), LevelFilter::TRACE);
+    fn one_vocabulary_with_the_original_words_accepted() {
+        assert_eq!(parse_config_level("notice"), Some(Level::Info));
+        assert_eq!(parse_config_level("INFO"), Some(Level::Info));
+        assert_eq!(parse_config_level("Warning"), Some(Level::Warn));
+        assert_eq!(parse_config_level("warn"), Some(Level::Warn));
+        assert_eq!(parse_config_level("DEBUG"), Some(Level::Debug));
+        assert_eq!(parse_config_level("trace"), Some(Level::Trace));
+        assert_eq!(parse_config_level("verbose"), None);
+        assert_eq!(parse_config_level("off"), None, "that is Disable");
+        assert_eq!(level_filter(Level::Info), LevelFilter::INFO);
+        assert_eq!(level_filter(Level::Trace), LevelFilter::TRACE);
+    }
+
+    #[test]
+    fn dependencies_are_held_at_info() {
+        assert!(is_own_target("mailproxyd"));
+        assert!(is_own_target("mailproxyd::engine::worker"));
+        assert!(is_own_target("katzenpost::wire"));
+        assert!(!is_own_target("mio::poll"));
+        assert!(!is_own_target("mailproxyd_extra"));
+        assert!(passes_dependency_cap("mio::poll", Level::Info));
+        assert!(!passes_dependency_cap("mio::poll", Level::Trace));
+        assert!(!passes_dependency_cap("hyper::proto", Level::Debug));
+        assert!(passes_dependency_cap("mailproxyd::pop3", Level::Trace));
+        let f = output_filter(Level::Trace);
+        assert!(f.would_enable("mailproxyd::pop3", &tracing::Level::TRACE));
+        assert!(!f.would_enable("mio::poll", &tracing::Level::TRACE));
+        assert!(f.would_enable("mio::poll", &tracing::Level::INFO));
+        let f = output_filter(Level::Warn);
+        assert!(!f.would_enable("mailproxyd::pop3", &tracing::Level::INFO));
+        assert!(!f.would_enable("hyper", &tracing::Level::INFO));
     }
 }

@@ -158,21 +158,43 @@ fn register(args: RegistrationArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match runtime.block_on(registration.run()) {
-        Ok(path) => {
-            println!(
-                "mailproxyd: registered {}@{}; start with: mailproxyd -f {}",
-                registration.account,
-                registration.provider,
-                path.display()
-            );
-            ExitCode::SUCCESS
-        }
+    let path = match runtime.block_on(registration.run()) {
+        Ok(path) => path,
         Err(e) => {
             eprintln!("mailproxyd: {e}");
-            ExitCode::from(EXIT_FATAL)
+            return ExitCode::from(EXIT_FATAL);
         }
-    }
+    };
+    drop(runtime);
+    // Registered: the account's generated password, as -g makes it.
+    let generated = Config::load(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|config| daemon::generate_keys(config).map_err(|e| e.to_string()))
+        .and_then(|list| {
+            list.into_iter()
+                .next()
+                .ok_or_else(|| "no account in the config".to_owned())
+        });
+    let (info, login) = match generated {
+        Ok(first) => first,
+        Err(e) => {
+            eprintln!(
+                "mailproxyd: registered, but the account's password could not be made ({e}); `mailproxyd -g -f {}` retries",
+                path.display()
+            );
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    let password = match &login {
+        mailproxyd::directory::LoginPassword::Generated(p) => p.as_str(),
+        _ => "(set in the config)",
+    };
+    println!(
+        "mailproxyd: registered {id}\n  config:   {config}\n  password: {password}   (SMTP AUTH and POP3, user {id}; again: mailproxyd -g -f {config})\nstart with: mailproxyd -f {config}",
+        id = info.account,
+        config = path.display(),
+    );
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {

@@ -17,25 +17,27 @@
 
 mod stream;
 
+use std::borrow::Cow;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use mailproxy_proto::reply::{format_body, format_recipient_line};
 use mailproxy_proto::{
-    parse_frame, AccountInfo, ParseError, Request, Status, StatusCode, MAX_LINE, PROTOCOL_VERSION,
+    parse_frame, AccountInfo, ParseError, Request, Status, StatusCode, PROTOCOL_VERSION,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 
+use crate::connection::{Closed, Connection, Goodbyes};
 use crate::control::{Control, ControlError};
 use crate::daemon::Shutdown;
 use crate::directory::DaemonDirectory;
 use crate::logging::LogBus;
 use crate::recipients::{RecipientError, Recipients};
-use crate::slots::{Cancelled, Slot, SlotPolicy, Slots};
+use crate::slots::{Slot, SlotPolicy, Slots};
 
 /// Limits of the management server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,21 +218,39 @@ enum Next {
     Close,
 }
 
+/// What the management socket says when it ends a connection: a failure
+/// status when a client is evicted or sent no request in time, nothing when
+/// the daemon stops; there is no idle limit.
+static GOODBYES: LazyLock<Goodbyes> = LazyLock::new(|| {
+    let line = |detail: &str| Cow::Owned(failed(detail).trim_end().to_owned());
+    Goodbyes {
+        evicted: line("too many management clients, closing this idle one"),
+        first_command_timeout: line("no request in time, closing connection"),
+        idle_timeout: line("idle, closing connection"),
+        shutting_down: None,
+    }
+});
+
+/// Bytes read at most at a time.
+const READ_SIZE: usize = 1024;
+
 /// Serves one client. `slot` is held until the connection ends (also while
 /// it streams events); a valid request proves it.
-async fn handle_client(mut stream: UnixStream, ctx: MgmtContext, slot: Slot, max_bad_lines: u32) {
-    let greeting = Status::standard(StatusCode::READY).to_string();
-    if stream.write_all(greeting.as_bytes()).await.is_err() {
+async fn handle_client(stream: UnixStream, ctx: MgmtContext, slot: Slot, max_bad_lines: u32) {
+    let mut conn = Connection::new(stream, ctx.shutdown.receiver(), &GOODBYES, READ_SIZE, 256);
+    conn.slot = slot;
+    conn.out
+        .extend_from_slice(Status::standard(StatusCode::READY).to_string().as_bytes());
+    if conn.flush().await.is_err() {
         return;
     }
-    let mut buf: Vec<u8> = Vec::with_capacity(MAX_LINE);
-    let mut chunk = [0u8; 1024];
     let mut discarding = false;
     // Bad lines since the last valid request.
     let mut bad = 0u32;
     loop {
         // Answer every complete line already buffered.
         loop {
+            let buf = &mut conn.buf;
             if discarding {
                 match buf.iter().position(|&b| b == b'\n') {
                     Some(lf) => {
@@ -244,9 +264,9 @@ async fn handle_client(mut stream: UnixStream, ctx: MgmtContext, slot: Slot, max
                     }
                 }
             }
-            let (used, parsed) = parse_frame(&buf);
+            let (used, parsed) = parse_frame(buf);
             if parsed.is_ok() {
-                slot.prove();
+                conn.slot.prove();
                 bad = 0;
             }
             let reply = match parsed {
@@ -256,22 +276,25 @@ async fn handle_client(mut stream: UnixStream, ctx: MgmtContext, slot: Slot, max
                     Some(error_status(&ParseError::LineTooLong))
                 }
                 Err(e) => {
-                    buf.drain(..used);
+                    conn.buf.drain(..used);
                     e.status_code().map(|_| error_status(&e))
                 }
                 Ok(Request::Events { level }) => {
-                    buf.drain(..used);
-                    stream::run(stream, buf, level, &ctx).await;
+                    conn.buf.drain(..used);
+                    // The slot stays taken while the client streams events.
+                    let (stream, pending, _slot) = conn.into_parts();
+                    stream::run(stream, pending, level, &ctx).await;
                     return;
                 }
                 Ok(request) => {
-                    buf.drain(..used);
+                    conn.buf.drain(..used);
                     let (out, next) = dispatch(request, &ctx).await;
-                    if stream.write_all(out.as_bytes()).await.is_err() {
+                    conn.out.extend_from_slice(out.as_bytes());
+                    if conn.flush().await.is_err() {
                         return;
                     }
                     if let Next::Close = next {
-                        let _ = stream.shutdown().await;
+                        conn.shutdown().await;
                         return;
                     }
                     None
@@ -284,27 +307,20 @@ async fn handle_client(mut stream: UnixStream, ctx: MgmtContext, slot: Slot, max
                     tracing::debug!(bad, "management: too many bad lines, closing a client");
                     out.push_str(&failed("too many bad lines, closing connection"));
                 }
-                if stream.write_all(out.as_bytes()).await.is_err() || bad > max_bad_lines {
-                    let _ = stream.shutdown().await;
+                conn.out.extend_from_slice(out.as_bytes());
+                if conn.flush().await.is_err() || bad > max_bad_lines {
+                    conn.shutdown().await;
                     return;
                 }
             }
         }
-        tokio::select! {
-            _ = ctx.shutdown.wait() => return,
-            why = slot.cancelled() => {
-                let bye = match why {
-                    Cancelled::Evicted => "too many management clients, closing this idle one",
-                    Cancelled::FirstCommandTimeout => "no request in time, closing connection",
-                };
-                let _ = stream.write_all(failed(bye).as_bytes()).await;
-                let _ = stream.shutdown().await;
+        match conn.read_more(None, true).await {
+            Ok(()) => {}
+            Err(Closed::Done) => {
+                conn.shutdown().await;
                 return;
             }
-            read = stream.read(&mut chunk) => match read {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+            Err(Closed::Gone) => return,
         }
     }
 }

@@ -137,15 +137,15 @@ async fn wait_listening(addr: std::net::SocketAddr) {
     }
 }
 
-/// Submits `msg` from alice@provider1 to bob@provider2 once the SMTP
-/// listener is up.
-async fn submit(smtp: std::net::SocketAddr, msg: &str) {
+/// Submits `msg` from alice@provider1 (logged in with `password`) to
+/// bob@provider2 once the SMTP listener is up.
+async fn submit(smtp: std::net::SocketAddr, msg: &str, password: &str) {
     wait_listening(smtp).await;
     let mut c = Lines::connect(smtp).await;
     c.smtp(None, "220").await;
     c.smtp(Some("EHLO test\r\n"), "250").await;
     let plain =
-        base64::engine::general_purpose::STANDARD.encode(format!("\0alice@provider1\0{PASSWORD}"));
+        base64::engine::general_purpose::STANDARD.encode(format!("\0alice@provider1\0{password}"));
     c.smtp(Some(&format!("AUTH PLAIN {plain}\r\n")), "235")
         .await;
     c.smtp(Some("MAIL FROM:<alice@provider1>\r\n"), "250").await;
@@ -155,12 +155,12 @@ async fn submit(smtp: std::net::SocketAddr, msg: &str) {
     c.smtp(Some("QUIT\r\n"), "221").await;
 }
 
-async fn maildrop(pop3: std::net::SocketAddr, user: &str) -> Vec<Vec<u8>> {
+async fn maildrop(pop3: std::net::SocketAddr, user: &str, password: &str) -> Vec<Vec<u8>> {
     let mut c = Lines::connect(pop3).await;
     let greeting = c.line().await;
     assert!(greeting.starts_with("+OK"), "{greeting}");
     c.pop(&format!("USER {user}\r\n")).await;
-    c.pop(&format!("PASS {PASSWORD}\r\n")).await;
+    c.pop(&format!("PASS {password}\r\n")).await;
     let stat = c.pop("STAT\r\n").await;
     let n: usize = stat.split_whitespace().nth(1).unwrap().parse().unwrap();
     let mut out = Vec::new();
@@ -265,13 +265,13 @@ async fn discover_and_deliver(voting: usize, proxied: bool) {
 
     // Submit alice -> bob with no key known: accepted (discovery).
     let msg = "From: alice@provider1\r\nTo: bob@provider2\r\nSubject: found you\r\n\r\nhello bob, via key discovery\r\n";
-    submit(smtp, msg).await;
+    submit(smtp, msg, PASSWORD).await;
 
     // The key arrives as a PEM file, the mail at bob's maildrop.
     let pem = recipient_dir.join("bob@provider2.pem");
     let mut tries = 0;
     let bob_mail = loop {
-        let m = maildrop(pop3, "bob@provider2").await;
+        let m = maildrop(pop3, "bob@provider2", PASSWORD).await;
         if !m.is_empty() {
             break m;
         }
@@ -304,7 +304,7 @@ async fn discover_and_deliver(voting: usize, proxied: bool) {
     );
     assert!(got.ends_with(msg.as_bytes()), "{alice_sender}");
     // Alice has the Key Discovery notice naming bob's key.
-    let alice_mail = maildrop(pop3, "alice@provider1").await;
+    let alice_mail = maildrop(pop3, "alice@provider1", PASSWORD).await;
     assert_eq!(alice_mail.len(), 1);
     let notice = String::from_utf8_lossy(&alice_mail[0]);
     assert!(notice.contains("Subject: Key Discovery"), "{notice}");
@@ -320,8 +320,9 @@ async fn discover_and_deliver(voting: usize, proxied: bool) {
 
 /// Accounts created by the `mailproxyd -r` binary (HTTPS, trusting the
 /// testnet's CA) against the providers' registration endpoints exchange
-/// mail with the configs it wrote (only the listener ports are moved, so
-/// that two daemons share this process).
+/// mail with the configs it wrote and the passwords it printed, with no
+/// other step (only the listener ports are moved, so that two daemons share
+/// this process).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_registered_with_mailproxyd_r_exchange_mail() {
     let netdir = tempfile::tempdir().unwrap();
@@ -339,6 +340,7 @@ async fn accounts_registered_with_mailproxyd_r_exchange_mail() {
     let dirs = tempfile::tempdir().unwrap();
     let mut daemons = Vec::new();
     let mut listeners = Vec::new();
+    let mut passwords = Vec::new();
     for (user, provider) in [("alice", "provider1"), ("bob", "provider2")] {
         let node = net.spec.node(provider).unwrap();
         let dir = dirs.path().join(user);
@@ -360,16 +362,27 @@ async fn accounts_registered_with_mailproxyd_r_exchange_mail() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut config = Config::load(&dir.join("mailproxy.toml")).unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let config_path = dir.join("mailproxy.toml");
+        assert!(
+            stdout.contains(&format!("config:   {}\n", config_path.display())),
+            "{stdout}"
+        );
+        let password = stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("password: "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("-r printed no password: {stdout}"))
+            .to_owned();
+        assert_eq!(password.len(), 34, "{password}");
+        passwords.push(password);
+        let mut config = Config::load(&config_path).unwrap();
         let (smtp, pop3) = (
             testnet::ports::reserve().unwrap(),
             testnet::ports::reserve().unwrap(),
         );
         config.proxy.smtp_address = smtp;
         config.proxy.pop3_address = pop3;
-        for a in &mut config.accounts {
-            a.password_hash = Some(mailproxyd::auth::hash_password(PASSWORD).unwrap());
-        }
         let prepared = tokio::task::spawn_blocking(move || daemon::prepare(config))
             .await
             .unwrap()
@@ -378,11 +391,11 @@ async fn accounts_registered_with_mailproxyd_r_exchange_mail() {
         listeners.push((smtp, pop3));
     }
     let msg = "From: alice@provider1\r\nTo: bob@provider2\r\nSubject: registered\r\n\r\nhello bob, from a registered account\r\n";
-    submit(listeners[0].0, msg).await;
+    submit(listeners[0].0, msg, &passwords[0]).await;
     wait_listening(listeners[1].1).await;
     let mut tries = 0;
     let bob_mail = loop {
-        let m = maildrop(listeners[1].1, "bob@provider2").await;
+        let m = maildrop(listeners[1].1, "bob@provider2", &passwords[1]).await;
         if !m.is_empty() {
             break m;
         }

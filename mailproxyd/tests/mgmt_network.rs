@@ -39,17 +39,22 @@ async fn start_network(dir: &std::path::Path) -> Network {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn mgmt_status_and_events_of_a_connected_daemon() {
-    let netdir = tempfile::tempdir().unwrap();
-    let net = start_network(netdir.path()).await;
-
-    let tmp = tempfile::Builder::new().prefix("mpn").tempdir().unwrap();
-    let data_dir = tmp.path().join("data");
+/// Writes a daemon config for alice@provider1 on `net` into `tmp`; returns
+/// it with the data dir, socket, SMTP and POP3 ports.
+fn write_config(
+    tmp: &std::path::Path,
+    net: &Network,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    u16,
+) {
+    let data_dir = tmp.join("data");
     let socket = data_dir.join("management_sock");
     let smtp = testnet::ports::reserve().unwrap().port();
     let pop3 = testnet::ports::reserve().unwrap().port();
-    let config = tmp.path().join("mailproxyd.toml");
+    let config = tmp.join("mailproxyd.toml");
     fs::write(
         &config,
         format!(
@@ -65,6 +70,100 @@ async fn mgmt_status_and_events_of_a_connected_daemon() {
         ),
     )
     .unwrap();
+    (config, data_dir, socket, smtp)
+}
+
+/// Starts the daemon on `config` and waits for its management socket.
+fn spawn_daemon(
+    config: &std::path::Path,
+    socket: &std::path::Path,
+    stderr: &std::path::Path,
+) -> Killed {
+    let child = Command::new(env!("CARGO_BIN_EXE_mailproxyd"))
+        .arg("-f")
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let mut daemon = Killed(child);
+    wait_until("the management socket", || {
+        assert!(daemon.0.try_wait().unwrap().is_none(), "mailproxyd exited");
+        std::os::unix::net::UnixStream::connect(socket).is_ok()
+    });
+    daemon
+}
+
+/// SIGTERMs the daemon; it must exit 0.
+async fn stop_daemon(mut daemon: Killed, stderr: &std::path::Path) {
+    // SAFETY: signalling our own child.
+    assert_eq!(
+        unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) },
+        0
+    );
+    let exit = tokio::task::spawn_blocking(move || {
+        let mut status = None;
+        wait_until("mailproxyd to exit", || {
+            status = daemon.0.try_wait().unwrap();
+            status.is_some()
+        });
+        status.unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "{}",
+        fs::read_to_string(stderr).unwrap_or_default()
+    );
+}
+
+/// An account whose keys the provider does not know: the status, the log
+/// and so the TUI say what that most likely means.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unregistered_account_is_told_to_register() {
+    let netdir = tempfile::tempdir().unwrap();
+    let net = start_network(netdir.path()).await;
+    let tmp = tempfile::Builder::new().prefix("mpu").tempdir().unwrap();
+    let (config, data_dir, socket, _) = write_config(tmp.path(), &net);
+    let stderr = tmp.path().join("stderr");
+    let daemon = spawn_daemon(&config, &socket, &stderr);
+    let mut c = Client::connect(&socket).await.unwrap();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let s = loop {
+        let s = c.status().await.unwrap().remove(0);
+        if s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("did not accept"))
+        {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no link error: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let error = s.last_error.unwrap();
+    assert!(
+        error.contains(
+            "most likely the provider does not know this account's link key: register the account"
+        ),
+        "{error}"
+    );
+    assert_ne!(s.connection, ConnState::Up);
+    let log = fs::read_to_string(data_dir.join("mailproxyd.log")).unwrap();
+    assert!(log.contains("register the account"), "{log}");
+    stop_daemon(daemon, &stderr).await;
+    drop(net);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mgmt_status_and_events_of_a_connected_daemon() {
+    let netdir = tempfile::tempdir().unwrap();
+    let net = start_network(netdir.path()).await;
+
+    let tmp = tempfile::Builder::new().prefix("mpn").tempdir().unwrap();
+    let (config, data_dir, socket, smtp) = write_config(tmp.path(), &net);
 
     // Keys first (-g), registered at the provider, then the daemon.
     lifecycle_support::generate(&config);
@@ -80,18 +179,7 @@ async fn mgmt_status_and_events_of_a_connected_daemon() {
         .unwrap();
 
     let stderr = tmp.path().join("stderr");
-    let child = Command::new(env!("CARGO_BIN_EXE_mailproxyd"))
-        .arg("-f")
-        .arg(&config)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let mut daemon = Killed(child);
-    wait_until("the management socket", || {
-        std::os::unix::net::UnixStream::connect(&socket).is_ok()
-    });
+    let daemon = spawn_daemon(&config, &socket, &stderr);
     wait_until("the SMTP listener", || {
         std::net::TcpStream::connect(("127.0.0.1", smtp)).is_ok()
     });
@@ -135,6 +223,7 @@ async fn mgmt_status_and_events_of_a_connected_daemon() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // Its Queued event comes first, before anything was sent of it.
     let queued = tokio::time::timeout(TIMEOUT, async {
         let mut seen_log = false;
         loop {
@@ -143,12 +232,14 @@ async fn mgmt_status_and_events_of_a_connected_daemon() {
                     assert!(!l.message.contains("PRIVATE-BODY"));
                     seen_log |= l.level <= Level::Info;
                 }
-                StreamLine::Event(e) => {
-                    if let EventKind::Queued { id, to, size } = e.kind {
+                StreamLine::Event(e) => match e.kind {
+                    EventKind::Queued { id, to, size } => {
                         assert_eq!(e.account, "alice@provider1");
                         return (id, to, size, seen_log);
                     }
-                }
+                    EventKind::Sent { id, .. } => panic!("sent #{id} before it was queued"),
+                    _ => {}
+                },
                 StreamLine::Lagged { .. } => {}
             }
         }
@@ -164,26 +255,33 @@ async fn mgmt_status_and_events_of_a_connected_daemon() {
         "{queue:?}"
     );
 
-    // SAFETY: signalling our own child.
-    assert_eq!(
-        unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) },
-        0
+    // Once it went round (acknowledged and delivered to herself), the
+    // counters survive a restart.
+    let deadline = std::time::Instant::now() + TIMEOUT * 3;
+    let before = loop {
+        let s = c.status().await.unwrap().remove(0);
+        if s.acknowledged >= 1 && s.delivered >= 1 {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no round trip: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    drop((c, events));
+    stop_daemon(daemon, &stderr).await;
+    let daemon = spawn_daemon(&config, &socket, &stderr);
+    let mut c = Client::connect(&socket).await.unwrap();
+    let after = c.status().await.unwrap().remove(0);
+    assert!(
+        after.acknowledged >= before.acknowledged,
+        "{before:?}\n{after:?}"
     );
-    let exit = tokio::task::spawn_blocking(move || {
-        let mut status = None;
-        wait_until("mailproxyd to exit", || {
-            status = daemon.0.try_wait().unwrap();
-            status.is_some()
-        });
-        status.unwrap()
-    })
-    .await
-    .unwrap();
-    assert_eq!(
-        exit.code(),
-        Some(0),
-        "{}",
-        fs::read_to_string(&stderr).unwrap_or_default()
+    assert!(after.delivered >= before.delivered, "{before:?}\n{after:?}");
+    assert!(
+        after.packets_sent >= before.packets_sent,
+        "{before:?}\n{after:?}"
     );
+    assert_eq!(after.inbox, before.inbox);
+    drop(c);
+    stop_daemon(daemon, &stderr).await;
     drop(net);
 }

@@ -74,6 +74,8 @@ fn inbox_and_kv_tables() {
     let l = s.inbox_list().unwrap();
     assert_eq!(l, vec![a.clone(), b.clone(), c.clone()]);
     assert_ne!(a.uidl, b.uidl);
+    // An account that only receives numbers its inbox consecutively.
+    assert_eq!((b.id, c.id), (a.id + 1, a.id + 2));
     assert_eq!(s.read_message(b.message.blob).unwrap(), b"");
     s.inbox_delete(&[a.id, c.id]).unwrap();
     assert_eq!(s.inbox_list().unwrap(), vec![b.clone()]);

@@ -75,13 +75,15 @@ impl Level {
         }
     }
 
-    /// Parses a level word, case-insensitively.
+    /// Parses a level word, case-insensitively: `off` (or `none`), `error`,
+    /// `warn` (or `warning`), `info` (or `notice`), `debug`, `trace`.
     pub fn parse(word: &str) -> Option<Level> {
         Some(match word.to_ascii_lowercase().as_str() {
             "off" | "none" => Level::Off,
             "error" => Level::Error,
             "warn" | "warning" => Level::Warn,
-            "info" => Level::Info,
+            // `notice` is the 2019 mailproxy config's word for it.
+            "info" | "notice" => Level::Info,
             "debug" => Level::Debug,
             "trace" => Level::Trace,
             _ => return None,
@@ -619,6 +621,7 @@ mod tests {
     fn levels() {
         assert_eq!(Level::parse("WARNING"), Some(Level::Warn));
         assert_eq!(Level::parse("loud"), None);
+        assert_eq!(Level::parse("Notice"), Some(Level::Info));
         assert!(Level::Info.admits(Level::Error));
         assert!(Level::Info.admits(Level::Info));
         assert!(!Level::Info.admits(Level::Debug));

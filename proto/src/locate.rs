@@ -1,5 +1,6 @@
 //! Finding the management socket from mailproxyd's config file (for
-//! mailproxyctl's and the TUI's `--config FILE`).
+//! mailproxyctl's and the TUI's `--config FILE`), and which config file that
+//! is when none is given.
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,41 @@ pub fn from_config_file(path: &Path) -> Result<SocketLocation, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file '{}': {e}", path.display()))?;
     from_config_text(&text).map_err(|e| format!("config file '{}': {e}", path.display()))
+}
+
+/// The config file the tools read when neither `--config` nor
+/// `$MAILPROXYD_CONFIG` names one: `./katzenpost.toml` if it exists (the
+/// daemon's own default), else the per-user
+/// `$XDG_CONFIG_HOME/mailproxy/mailproxyd.toml` (`~/.config/...`) if it
+/// exists (`scripts/demo` points it at the demo's config), else
+/// `katzenpost.toml` (so that the error names the daemon's default).
+pub fn default_config() -> PathBuf {
+    let local = PathBuf::from(LOCAL_CONFIG);
+    if local.exists() {
+        return local;
+    }
+    match user_config() {
+        Some(user) if user.exists() => user,
+        _ => local,
+    }
+}
+
+/// The daemon's default config file, in the working directory.
+pub const LOCAL_CONFIG: &str = "katzenpost.toml";
+
+/// `$XDG_CONFIG_HOME/mailproxy/mailproxyd.toml`, with `$HOME/.config` when
+/// `XDG_CONFIG_HOME` is unset or not absolute; `None` without either.
+pub fn user_config() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|h| h.join(".config"))
+        })?;
+    Some(base.join("mailproxy").join("mailproxyd.toml"))
 }
 
 #[cfg(test)]

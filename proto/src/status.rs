@@ -106,17 +106,19 @@ pub struct AccountStatus {
     pub queued: u64,
     /// Queue entries with blocks sent and not all acknowledged.
     pub in_flight: u64,
-    /// Queue entries completed by acknowledgement since start.
+    /// Queue entries completed by acknowledgement (over the account's life:
+    /// the daemon keeps the totals across restarts).
     pub acknowledged: u64,
-    /// Queue entries bounced since start.
+    /// Queue entries bounced (over the account's life).
     pub bounced: u64,
-    /// Incoming messages delivered to the inbox since start.
+    /// Incoming messages delivered to the inbox (over the account's life).
     pub delivered: u64,
     /// Messages in the inbox now.
     pub inbox: u64,
     /// Their total size in bytes.
     pub inbox_bytes: u64,
-    /// Sphinx packets sent since start (blocks, retransmissions, decoys).
+    /// Sphinx packets sent (blocks, retransmissions, decoys; over the
+    /// account's life).
     pub packets_sent: u64,
     /// Retransmissions among them.
     pub retransmissions: u64,

@@ -113,8 +113,11 @@ fn main() -> Result<()> {
         } => add_user(&dir, &provider, &user, &link_key, identity_key.as_deref()),
         Cmd::Info { dir } => {
             let spec = testnet::config::NetworkSpec::load(&dir)?;
-            print!("{}", info(&spec, &dir));
-            Ok(())
+            // Into a closed pipe (`testnet info | head -1`): done, not a panic.
+            match std::io::stdout().write_all(info(&spec, &dir).as_bytes()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => r.map_err(Into::into),
+            }
         }
     }
 }
@@ -144,6 +147,21 @@ fn info(spec: &testnet::config::NetworkSpec, dir: &Path) -> String {
             "# (https on the same port) its CA certificate: {}\n",
             ca.display()
         );
+        // -r takes a nonvoting authority only.
+        if !spec.is_voting() {
+            s += "# A new account, with USER and DATADIR filled in:\n";
+            for n in spec.nodes.iter() {
+                let Some(addr) = n.registration else { continue };
+                s += &format!(
+                    "#   mailproxyd -r -account USER -provider {} -providerKey {} -authority {} -authorityKey {} -registrationAddr {addr} -registrationCA {} -dataDir DATADIR\n",
+                    n.name,
+                    n.identity_public,
+                    spec.authority.address,
+                    spec.authority.identity_public,
+                    ca.display()
+                );
+            }
+        }
     }
     s
 }

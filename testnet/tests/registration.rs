@@ -89,6 +89,35 @@ async fn registration_over_http_registers_and_refuses_clearly() {
         info.contains(&format!("its CA certificate: {}\n", ca.display())),
         "{info}"
     );
+    // Into a pipe whose reader is gone (`testnet info | head -1`): rc 0.
+    let mut reader = std::process::Command::new("true")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let closed = reader.stdin.take().unwrap();
+    assert!(reader.wait().unwrap().success());
+    let piped = std::process::Command::new(env!("CARGO_BIN_EXE_testnet"))
+        .args(["info", "--dir"])
+        .arg(dir.path())
+        .stdout(closed)
+        .output()
+        .unwrap();
+    assert!(
+        piped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    // And the whole `mailproxyd -r` command for a new account there.
+    assert!(
+        info.contains(&format!(
+            "#   mailproxyd -r -account USER -provider provider1 -providerKey {} -authority {} -authorityKey {} -registrationAddr {addr} -registrationCA {} -dataDir DATADIR\n",
+            spec.identity_public,
+            net.spec.authority.address,
+            net.spec.authority.identity_public,
+            ca.display()
+        )),
+        "{info}"
+    );
 
     let (status, body) = request(
         addr,

@@ -48,6 +48,11 @@ pub enum LinkError {
     /// The connection ended in the middle of a handshake message or frame.
     #[error("connection closed in the middle of a {0}")]
     Truncated(&'static str),
+    /// The responder completed the handshake, then closed the connection
+    /// instead of sending its first NoOp: it did not accept our credentials
+    /// (a 2019 provider does this when it does not know the link key).
+    #[error("the peer closed the connection after the handshake, before its NoOp: it did not accept our link key")]
+    NotAccepted,
     /// A time limit passed.
     #[error("timed out {0}")]
     Timeout(&'static str),
@@ -312,9 +317,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             write_all(&mut stream, &msg3).await?;
             let mut session = Self::from_established(stream, est, Role::Initiator, config);
             let first = session.reader.recv_inner().await.map_err(|e| match e {
-                LinkError::Closed => {
-                    LinkError::Truncated("handshake (before the responder's NoOp)")
-                }
+                LinkError::Closed => LinkError::NotAccepted,
                 e => e,
             })?;
             if !framing::is_noop(&first) {

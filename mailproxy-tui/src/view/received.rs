@@ -1,4 +1,5 @@
-//! Received mail: sender key (short), size, arrival time. Never contents.
+//! Received mail, newest first: sender key (short), size, arrival time.
+//! Never contents.
 
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
@@ -29,7 +30,10 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
     }
     let wide = area.width.saturating_sub(2) >= WIDE;
     let now_secs = state.now_ms / 1000;
-    let rows = state.inbox.iter().map(|item| {
+    // Newest first, so that new mail shows at the top of the pane.
+    let mut items: Vec<_> = state.inbox.iter().collect();
+    items.sort_by(|a, b| (b.arrived, b.id).cmp(&(a.arrived, a.id)));
+    let rows = items.into_iter().map(|item| {
         let mut cells = Vec::with_capacity(5);
         if wide {
             cells.push(item.account.clone());

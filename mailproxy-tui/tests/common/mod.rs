@@ -121,14 +121,14 @@ pub fn populated() -> State {
             account: "alice@provider1".into(),
             id: 3,
             size: 1_234,
-            arrived: NOW_MS / 1000 - 3_600,
+            arrived: NOW_MS / 1000 - 200_000,
             sender: Some("q80U2lS+x1PnkX3LhC7DTkbhtEXcGRvN0pHvOS8E5Gk=".into()),
         },
         InboxItem {
             account: "alice@provider1".into(),
             id: 4,
             size: 2_000,
-            arrived: NOW_MS / 1000 - 200_000,
+            arrived: NOW_MS / 1000 - 3_600,
             sender: None,
         },
     ];

@@ -5,6 +5,27 @@ use katzenpost::wire::session::LinkError;
 
 use crate::store::StoreError;
 
+impl EngineError {
+    /// What the error most likely means for the user, when that is not
+    /// plain from the error itself.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            EngineError::Link(LinkError::NotAccepted) => Some(
+                "most likely the provider does not know this account's link key: register the account (mailproxyd -r, or the keys `mailproxyctl accounts` shows)",
+            ),
+            _ => None,
+        }
+    }
+
+    /// The error with its [`hint`](Self::hint), as the log and status show it.
+    pub fn explained(&self) -> String {
+        match self.hint() {
+            Some(hint) => format!("{self} ({hint})"),
+            None => self.to_string(),
+        }
+    }
+}
+
 /// Why an engine operation failed. Most are transient: the engine logs them,
 /// records them in its status and retries.
 #[derive(Debug, thiserror::Error)]

@@ -239,8 +239,13 @@ pub struct BusFilter {
 }
 
 impl BusFilter {
+    /// Dependencies' records are held at [`super::DEPENDENCY_LEVEL`], as in
+    /// the log output.
     fn admits(&self, meta: &Metadata<'_>) -> bool {
-        meta.is_event() && self.inner.max().admits(from_tracing(meta.level()))
+        let level = from_tracing(meta.level());
+        meta.is_event()
+            && self.inner.max().admits(level)
+            && super::passes_dependency_cap(meta.target(), level)
     }
 }
 
@@ -259,14 +264,7 @@ impl<S> Filter<S> for BusFilter {
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(match self.inner.max() {
-            Level::Off => LevelFilter::OFF,
-            Level::Error => LevelFilter::ERROR,
-            Level::Warn => LevelFilter::WARN,
-            Level::Info => LevelFilter::INFO,
-            Level::Debug => LevelFilter::DEBUG,
-            Level::Trace => LevelFilter::TRACE,
-        })
+        Some(super::level_filter(self.inner.max()))
     }
 }
 
@@ -369,6 +367,29 @@ mod tests {
             (second.level, second.target.as_str()),
             (Level::Warn, "other")
         );
+        assert!(matches!(
+            sub.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ));
+    }
+
+    #[tokio::test]
+    async fn dependencies_debug_and_trace_stay_out_of_the_stream() {
+        let bus = LogBus::new(16);
+        let subscriber = tracing_subscriber::registry().with(bus.layer());
+        let mut sub = bus.subscribe(Level::Trace);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::trace!(target: "mio::poll", "registering event source");
+            tracing::debug!(target: "hyper::proto", "flushed");
+            tracing::info!(target: "hyper::proto", "dependency info");
+            tracing::trace!("own trace");
+        });
+        let first = sub.recv().await.unwrap();
+        assert_eq!(
+            (first.message.as_str(), first.target.as_str()),
+            ("dependency info", "hyper::proto")
+        );
+        assert_eq!(sub.recv().await.unwrap().message, "own trace");
         assert!(matches!(
             sub.try_recv(),
             Err(broadcast::error::TryRecvError::Empty)

@@ -32,7 +32,8 @@ use crate::store::Directory;
 pub struct Pop3Settings {
     /// Idle time before the session is closed (RFC 1939: at least 10 minutes).
     pub idle_timeout: Duration,
-    /// Bad commands tolerated before the connection is closed.
+    /// Bad commands tolerated before the connection is closed (10, as for
+    /// SMTP). A connection that opens with a TLS handshake is closed at once.
     pub max_bad_commands: u32,
     /// Concurrent sessions. When all are taken, the longest-idle session
     /// that has not logged in is closed for the newcomer; if there is none,
@@ -46,7 +47,7 @@ impl Default for Pop3Settings {
     fn default() -> Self {
         Pop3Settings {
             idle_timeout: Duration::from_secs(600),
-            max_bad_commands: 20,
+            max_bad_commands: 10,
             max_sessions: 100,
             first_command_timeout: Duration::from_secs(30),
         }

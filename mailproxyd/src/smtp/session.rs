@@ -1,11 +1,11 @@
-//! One SMTP connection: owns the socket, its input buffer and the session
-//! state; the command grammar lives in [`super::parser`] and DATA decoding
-//! in [`super::data`].
+//! One SMTP connection: its [`Connection`] (socket, buffers, shutdown,
+//! slot) and the session state; the command grammar lives in
+//! [`super::parser`] and DATA decoding in [`super::data`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -13,37 +13,37 @@ use super::auth::{self, Credentials};
 use super::data::Unstuffer;
 use super::parser::{self, Command, ParseError, MAX_AUTH_LINE};
 use super::SmtpSettings;
+use crate::connection::{Closed, Connection, Goodbyes};
 use crate::login::Logins;
-use crate::slots::{Cancelled, Slot};
+use crate::slots::Slot;
 use crate::store::{unix_now, AccountInfo, Directory, NewQueueEntry};
-
-/// Why a session ends early.
-enum Closed {
-    /// The peer went away or the socket failed.
-    Gone,
-    /// Reply was sent; close now.
-    Done,
-}
 
 struct Transaction {
     account: AccountInfo,
     recipients: Vec<String>,
 }
 
+/// What SMTP says when the server ends a connection.
+static GOODBYES: Goodbyes = Goodbyes {
+    evicted: Cow::Borrowed("421 4.7.0 Too many connections, closing this idle one"),
+    first_command_timeout: Cow::Borrowed("421 4.4.2 Timeout, closing connection"),
+    idle_timeout: Cow::Borrowed("421 4.4.2 Timeout, closing connection"),
+    shutting_down: Some(Cow::Borrowed("421 4.3.2 Service shutting down")),
+};
+
+/// Bytes read at most at a time.
+const READ_SIZE: usize = 64 * 1024;
+
 /// An SMTP session on one connection.
 pub struct Session {
-    sock: TcpStream,
-    buf: Vec<u8>,
-    out: Vec<u8>,
+    conn: Connection<TcpStream>,
     dir: Arc<dyn Directory>,
     settings: Arc<SmtpSettings>,
-    stop: watch::Receiver<bool>,
     esmtp: bool,
     authenticated: Option<String>,
     logins: Logins,
     txn: Option<Transaction>,
     bad: u32,
-    slot: Slot,
 }
 
 impl Session {
@@ -55,24 +55,20 @@ impl Session {
         stop: watch::Receiver<bool>,
     ) -> Self {
         Session {
-            sock,
-            buf: Vec::with_capacity(4096),
-            out: Vec::with_capacity(1024),
+            conn: Connection::new(sock, stop, &GOODBYES, READ_SIZE, 1024),
             logins: Logins::new(dir.clone(), "SMTP"),
             dir,
             settings,
-            stop,
             esmtp: false,
             authenticated: None,
             txn: None,
             bad: 0,
-            slot: Slot::default(),
         }
     }
 
     /// Holds `slot` (see [`crate::slots`]) for the session's lifetime.
     pub fn with_slot(mut self, slot: Slot) -> Self {
-        self.slot = slot;
+        self.conn.slot = slot;
         self
     }
 
@@ -83,56 +79,16 @@ impl Session {
     }
 
     fn reply(&mut self, line: &str) {
-        self.out.extend_from_slice(line.as_bytes());
-        self.out.extend_from_slice(b"\r\n");
+        self.conn.reply(line);
     }
 
     async fn flush(&mut self) -> Result<(), Closed> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let r = self.sock.write_all(&self.out).await;
-        self.out.clear();
-        r.map_err(|_| Closed::Gone)
+        self.conn.flush().await
     }
 
-    /// Reads more input into the buffer; closes on timeout, EOF or shutdown.
+    /// Reads more input (see [`Connection::read_more`]).
     async fn read_more(&mut self, timeout: Duration, stoppable: bool) -> Result<(), Closed> {
-        self.flush().await?;
-        self.buf.reserve(64 * 1024);
-        let mut stop = self.stop.clone();
-        let read = tokio::time::timeout(timeout, self.sock.read_buf(&mut self.buf));
-        let mut cancelled = None;
-        let res = tokio::select! {
-            r = read => Some(r),
-            _ = stop.wait_for(|s| *s), if stoppable => None,
-            c = self.slot.cancelled() => {
-                cancelled = Some(c);
-                None
-            }
-        };
-        if let Some(c) = cancelled {
-            self.reply(match c {
-                Cancelled::Evicted => "421 4.7.0 Too many connections, closing this idle one",
-                Cancelled::FirstCommandTimeout => "421 4.4.2 Timeout, closing connection",
-            });
-            let _ = self.flush().await;
-            return Err(Closed::Done);
-        }
-        match res {
-            None => {
-                self.reply("421 4.3.2 Service shutting down");
-                let _ = self.flush().await;
-                Err(Closed::Done)
-            }
-            Some(Err(_elapsed)) => {
-                self.reply("421 4.4.2 Timeout, closing connection");
-                let _ = self.flush().await;
-                Err(Closed::Done)
-            }
-            Some(Ok(Ok(0))) | Some(Ok(Err(_))) => Err(Closed::Gone),
-            Some(Ok(Ok(_))) => Ok(()),
-        }
+        self.conn.read_more(Some(timeout), stoppable).await
     }
 
     /// Runs the session to its end.
@@ -140,16 +96,16 @@ impl Session {
         let greeting = format!("220 {} ESMTP mailproxyd", self.settings.hostname);
         self.reply(&greeting);
         let _ = self.session().await;
-        let _ = self.sock.shutdown().await;
+        self.conn.shutdown().await;
     }
 
     async fn session(&mut self) -> Result<(), Closed> {
         loop {
-            match parser::parse(&self.buf) {
+            match parser::parse(&self.conn.buf) {
                 Ok((cmd, n)) => {
-                    self.buf.drain(..n);
+                    self.conn.buf.drain(..n);
                     if !matches!(cmd, Command::Unknown(_) | Command::StartTls) {
-                        self.slot.touch();
+                        self.conn.slot.touch();
                     }
                     self.command(cmd).await?;
                 }
@@ -161,8 +117,8 @@ impl Session {
                     self.reply("500 5.5.2 Line too long");
                     self.bad += 1;
                     loop {
-                        let (n, found) = parser::skip_line(&self.buf);
-                        self.buf.drain(..n);
+                        let (n, found) = parser::skip_line(&self.conn.buf);
+                        self.conn.buf.drain(..n);
                         if found {
                             break;
                         }
@@ -171,7 +127,7 @@ impl Session {
                     }
                 }
                 Err(ParseError::Syntax { consumed, reason }) => {
-                    self.buf.drain(..consumed);
+                    self.conn.buf.drain(..consumed);
                     self.reply(&format!("501 {reason}"));
                     self.bad += 1;
                 }
@@ -233,10 +189,10 @@ impl Session {
 
     async fn read_line(&mut self) -> Result<Option<String>, Closed> {
         loop {
-            match parser::line(&self.buf, MAX_AUTH_LINE) {
+            match parser::line(&self.conn.buf, MAX_AUTH_LINE) {
                 Ok((l, n)) => {
                     let s = String::from_utf8_lossy(l).into_owned();
-                    self.buf.drain(..n);
+                    self.conn.buf.drain(..n);
                     return Ok(Some(s));
                 }
                 Err(ParseError::Incomplete) => {
@@ -244,8 +200,8 @@ impl Session {
                     self.read_more(t, false).await?;
                 }
                 Err(_) => {
-                    let (n, _) = parser::skip_line(&self.buf);
-                    self.buf.drain(..n);
+                    let (n, _) = parser::skip_line(&self.conn.buf);
+                    self.conn.buf.drain(..n);
                     return Ok(None);
                 }
             }
@@ -329,7 +285,7 @@ impl Session {
             Some(account) => {
                 tracing::info!(account = %account.id, "SMTP AUTH succeeded");
                 self.authenticated = Some(account.id);
-                self.slot.prove();
+                self.conn.slot.prove();
                 self.reply("235 2.7.0 Authentication successful");
             }
             None => {
@@ -463,11 +419,11 @@ impl Session {
         loop {
             let (n, done) = if overflow {
                 scratch.clear();
-                dec.feed(&self.buf, &mut scratch)
+                dec.feed(&self.conn.buf, &mut scratch)
             } else {
-                dec.feed(&self.buf, &mut msg)
+                dec.feed(&self.conn.buf, &mut msg)
             };
-            self.buf.drain(..n);
+            self.conn.buf.drain(..n);
             if !overflow && msg.len() > max {
                 overflow = true;
                 msg = Vec::new();
@@ -535,6 +491,7 @@ impl Session {
         match result {
             Ok(Ok(n)) => {
                 tracing::info!(account = %txn.account.id, recipients = n, size, "message queued");
+                self.dir.queued(&txn.account.id);
                 self.reply(&format!("250 2.0.0 OK: queued for {n} recipient(s)"));
             }
             Ok(Err(e)) if e.is_storage_full() => {

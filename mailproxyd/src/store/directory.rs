@@ -31,6 +31,9 @@ pub trait Directory: Send + Sync + 'static {
     fn verify_password(&self, account: &str, password: &[u8]) -> bool;
     /// The open store of `account`.
     fn store(&self, account: &str) -> Option<Store>;
+    /// Mail for `account` was queued (committed): its engine should look at
+    /// the queue now. By default nothing.
+    fn queued(&self, _account: &str) {}
 }
 
 /// Verifies `password` against an Argon2id PHC string (`$argon2id$...`);

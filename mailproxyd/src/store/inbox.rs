@@ -53,11 +53,16 @@ impl Store {
     /// Adds a received message to the inbox, durably.
     pub fn deliver(&self, message: &[u8], arrived: u64) -> Result<InboxEntry, StoreError> {
         let s = &self.inner.sealer;
-        let blob = PreparedBlob::new(s, self.alloc_id(), message, 1);
+        // One id for the entry and its blob (separate tables), so that an
+        // account that only receives numbers its inbox 1, 2, 3... Ids are
+        // unique in the account's store across inbox and queue and never
+        // reused, so mail sent in between leaves gaps.
+        let id = self.alloc_id();
+        let blob = PreparedBlob::new(s, id, message, 1);
         let mut uid = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut uid);
         let entry = InboxEntry {
-            id: self.alloc_id(),
+            id,
             message: blob.mref(),
             uidl: hex::encode(uid),
             arrived,

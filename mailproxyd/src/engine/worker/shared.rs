@@ -80,8 +80,8 @@ impl Core {
     }
 
     pub(in crate::engine) fn record_error(&self, e: &EngineError) {
-        tracing::warn!(account = %self.account, error = %e, "engine error");
-        let msg = e.to_string();
+        let msg = e.explained();
+        tracing::warn!(account = %self.account, error = %msg, "engine error");
         self.set_status(|s| s.last_error = Some(msg));
     }
 
