@@ -60,15 +60,18 @@ pub fn parse(raw: &[u8]) -> Parsed {
     }
 }
 
-/// Where the nested message `m` starts in `raw`, given the body start of
-/// its part (mail-parser's nested offsets are relative to the nested raw
-/// message).
-fn nested_base(m: &Message<'_>, raw: &[u8], fallback: usize) -> usize {
+/// What the offsets of nested message `m` are relative to: a nested
+/// message that mail-parser could parse in place (a slice of `raw`) keeps
+/// the outer offsets (`base`); one it had to decode first (a base64 or
+/// quoted-printable message/rfc822 part) has offsets into its decoded
+/// bytes, which are mapped onto the part's body (`fallback`) as well as
+/// can be, and clamped.
+fn nested_base(m: &Message<'_>, raw: &[u8], base: usize, fallback: usize) -> usize {
     let nested = m.raw_message();
     let (start, end) = (raw.as_ptr() as usize, raw.as_ptr() as usize + raw.len());
     let p = nested.as_ptr() as usize;
     if p >= start && p + nested.len() <= end {
-        p - start
+        base
     } else {
         fallback
     }
@@ -104,7 +107,7 @@ fn node(m: &Message<'_>, id: usize, raw: &[u8], base: usize) -> Node {
                 .collect();
         }
         PartType::Message(inner) if !inner.parts.is_empty() => {
-            let b = nested_base(inner, raw, body.start);
+            let b = nested_base(inner, raw, base, body.start);
             n.message = Some(Box::new(node(inner, 0, raw, b)));
         }
         _ => {}
@@ -215,7 +218,7 @@ fn structure(m: &Message<'_>, id: usize, raw: &[u8], base: usize) -> BodyStructu
                         && ty.eq_ignore_ascii_case("message")
                         && subtype.eq_ignore_ascii_case("rfc822") =>
                 {
-                    let b = nested_base(inner, raw, body.start);
+                    let b = nested_base(inner, raw, base, body.start);
                     SpecificFields::Message {
                         envelope: Box::new(envelope(inner)),
                         body_structure: Box::new(structure(inner, 0, raw, b)),

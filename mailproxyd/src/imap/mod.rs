@@ -17,6 +17,7 @@
 
 pub mod mime;
 pub mod search;
+pub mod sent;
 pub mod session;
 
 use std::collections::HashMap;

@@ -321,7 +321,8 @@ impl Session {
                 }
             };
             if woke {
-                self.sync(true).await;
+                // changed() marked the version seen: reload unconditionally.
+                self.refresh().await;
                 continue;
             }
             if let Some(c) = cancelled {
@@ -866,6 +867,14 @@ impl Session {
             return;
         }
         sel.changes.borrow_and_update();
+        self.refresh().await;
+    }
+
+    /// Reloads the selected mailbox and reports the differences.
+    async fn refresh(&mut self) {
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
         let id = sel.info.id;
         let store = self.store();
         let Ok(new) = blocking(move || store.mailbox_messages(id)).await else {
