@@ -390,7 +390,7 @@ where
 
     let stop = Shutdown::new();
     // Logged-in IMAP sessions (for status).
-    let imap_sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let imap_sessions = imap::ImapSessions::default();
     // Engines emit here; the management socket's EVENTS subscribes.
     let events = EventBus::new(1024);
     let mut services: JoinSet<(&'static str, Result<(), DaemonError>)> = JoinSet::new();
@@ -523,7 +523,8 @@ where
             control_accounts,
             recipients.clone(),
             engines.events().clone(),
-        );
+        )
+        .with_imap_sessions(imap_sessions.clone());
         let ctx = MgmtContext {
             recipients: recipients.clone(),
             accounts: infos,

@@ -115,7 +115,11 @@ impl Imap {
         loop {
             let mut l = Vec::new();
             self.r.read_until(b'\n', &mut l).unwrap();
-            assert!(!l.is_empty(), "connection closed after {:?}", String::from_utf8_lossy(&out));
+            assert!(
+                !l.is_empty(),
+                "connection closed after {:?}",
+                String::from_utf8_lossy(&out)
+            );
             out.extend_from_slice(&l);
             let Some(n) = literal_len(&l) else { break };
             let mut lit = vec![0u8; n];
@@ -158,10 +162,14 @@ const M2: &[u8] = b"From: Carol <carol@p>\r\nTo: alice@p\r\nSubject: multi\r\nMI
 fn script() -> Vec<u8> {
     let mut s = Vec::new();
     s.extend_from_slice(b"a1 CAPABILITY\r\na2 LOGIN {7}\r\nalice@p {1+}\r\nx\r\n");
-    s.extend_from_slice(b"a3 SELECT INBOX\r\na4 FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)\r\n");
+    s.extend_from_slice(
+        b"a3 SELECT INBOX\r\na4 FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)\r\n",
+    );
     s.extend_from_slice(b"a5 FETCH 2 (BODYSTRUCTURE ENVELOPE)\r\na6 FETCH 1 BODY.PEEK[]\r\n");
     s.extend_from_slice(b"a7 FETCH 2 (BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[TEXT]<2.5>)\r\n");
-    s.extend_from_slice(b"a8 FETCH 1 FLAGS\r\na9 FETCH 1 BODY[]\r\nb1 SEARCH UNSEEN\r\nb2 SEARCH SEEN\r\n");
+    s.extend_from_slice(
+        b"a8 FETCH 1 FLAGS\r\na9 FETCH 1 BODY[]\r\nb1 SEARCH UNSEEN\r\nb2 SEARCH SEEN\r\n",
+    );
     s.extend_from_slice(b"b3 UID SEARCH OR FROM carol SUBJECT first\r\nb4 SEARCH NOT BODY \"part one\" LARGER 10\r\n");
     s.extend_from_slice(b"b5 SEARCH HEADER Content-Type multipart SINCE 1-Jan-2020 BEFORE 1-Jan-2100 SMALLER 100000\r\n");
     s.extend_from_slice(b"b6 CREATE Archive/2026\r\nb7 LIST \"\" *\r\nb8 COPY 1 Archive/2026\r\nb9 STATUS Archive/2026 (MESSAGES UIDNEXT UIDVALIDITY UNSEEN)\r\n");
@@ -181,7 +189,8 @@ fn transcript(chunk: usize) -> String {
     s.deliver(M1, 1_795_000_000).unwrap();
     s.deliver(M2, 1_795_000_100).unwrap();
     let mut sock = TcpStream::connect(w.imap).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     sock.set_nodelay(true).unwrap();
     let mut reader = sock.try_clone().unwrap();
     let out = std::thread::spawn(move || {
@@ -213,62 +222,126 @@ fn one_session_gives_the_same_answers_at_every_chunk_size() {
     let t = want.as_str();
     // What the answers say.
     let caps = t.lines().next().unwrap();
-    for c in ["IDLE", "UIDPLUS", "MOVE", "NAMESPACE", "ID", "ENABLE", "LITERAL+", "SPECIAL-USE", "CHILDREN", "AUTH=PLAIN"] {
-        assert!(caps.split([' ', ']']).any(|w| w == c), "{c} missing: {caps}");
+    for c in [
+        "IDLE",
+        "UIDPLUS",
+        "MOVE",
+        "NAMESPACE",
+        "ID",
+        "ENABLE",
+        "LITERAL+",
+        "SPECIAL-USE",
+        "CHILDREN",
+        "AUTH=PLAIN",
+    ] {
+        assert!(
+            caps.split([' ', ']']).any(|w| w == c),
+            "{c} missing: {caps}"
+        );
     }
     assert!(t.contains("\r\n+ "), "sync literal gets a continuation");
     assert!(tagged(t, "a2").starts_with("a2 OK"), "LOGIN with literals");
     let sel = between(t, "a2", "a3");
-    assert!(sel.contains("* 2 EXISTS") && sel.contains("[UIDVALIDITY 1]") && sel.contains("[UNSEEN 1]"), "{sel}");
+    assert!(
+        sel.contains("* 2 EXISTS") && sel.contains("[UIDVALIDITY 1]") && sel.contains("[UNSEEN 1]"),
+        "{sel}"
+    );
     assert!(tagged(t, "a3").contains("[READ-WRITE]"));
     let f = between(t, "a3", "a4");
     assert!(f.contains(&format!("RFC822.SIZE {}", M1.len())), "{f}");
     assert!(f.contains("INTERNALDATE \""), "{f}");
     let bs = between(t, "a4", "a5");
-    assert!(bs.contains("(\"TEXT\" \"plain\"") || bs.contains("(\"text\" \"plain\""), "{bs}");
+    assert!(
+        bs.contains("(\"TEXT\" \"plain\"") || bs.contains("(\"text\" \"plain\""),
+        "{bs}"
+    );
     assert!(bs.contains("\"mixed\""), "{bs}");
-    assert!(bs.contains("ENVELOPE (NIL \"multi\" ((\"Carol\" NIL \"carol\" \"p\"))"), "{bs}");
-    assert!(bs.contains("(\"application\" \"octet-stream\" NIL NIL NIL \"BASE64\" 4)"), "{bs}");
+    assert!(
+        bs.contains("ENVELOPE (NIL \"multi\" ((\"Carol\" NIL \"carol\" \"p\"))"),
+        "{bs}"
+    );
+    assert!(
+        bs.contains("(\"application\" \"octet-stream\" NIL NIL NIL \"BASE64\" 4)"),
+        "{bs}"
+    );
     let body = between(t, "a5", "a6");
-    assert!(body.contains(std::str::from_utf8(M1).unwrap()), "BODY.PEEK[] is the message: {body}");
+    assert!(
+        body.contains(std::str::from_utf8(M1).unwrap()),
+        "BODY.PEEK[] is the message: {body}"
+    );
     assert!(!body.contains("\\Seen"), "PEEK sets nothing");
     let parts = between(t, "a6", "a7");
     assert!(parts.contains("BODY[1] {8}\r\npart one"), "{parts}");
     assert!(parts.contains("BODY[2.MIME] {"), "{parts}");
     assert!(parts.contains("Subject: multi\r\n\r\n"), "{parts}");
-    assert!(parts.contains("BODY[TEXT]<2> {5}\r\nb1\r\nC"), "partial: {parts}");
+    assert!(
+        parts.contains("BODY[TEXT]<2> {5}\r\nb1\r\nC"),
+        "partial: {parts}"
+    );
     assert!(between(t, "a7", "a8").contains("FLAGS ()"));
-    assert!(between(t, "a8", "a9").contains("\\Seen"), "BODY[] sets \\Seen");
+    assert!(
+        between(t, "a8", "a9").contains("\\Seen"),
+        "BODY[] sets \\Seen"
+    );
     assert!(between(t, "a9", "b1").contains("* SEARCH 2\r"));
     assert!(between(t, "b1", "b2").contains("* SEARCH 1\r"));
     let uids = between(t, "b2", "b3");
-    assert!(uids.contains("* SEARCH ") && uids.split(' ').count() >= 4, "two UIDs: {uids}");
+    assert!(
+        uids.contains("* SEARCH ") && uids.split(' ').count() >= 4,
+        "two UIDs: {uids}"
+    );
     assert!(between(t, "b3", "b4").contains("* SEARCH 1\r"), "NOT BODY");
-    assert!(between(t, "b4", "b5").contains("* SEARCH 2\r"), "HEADER/SINCE/BEFORE");
+    assert!(
+        between(t, "b4", "b5").contains("* SEARCH 2\r"),
+        "HEADER/SINCE/BEFORE"
+    );
     let list = between(t, "b6", "b7");
-    for l in ["\"/\" INBOX\r", "(\\HasNoChildren \\Sent) \"/\" Sent\r", "\\Trash", "\"/\" Archive/2026\r"] {
+    for l in [
+        "\"/\" INBOX\r",
+        "(\\HasNoChildren \\Sent) \"/\" Sent\r",
+        "\\Trash",
+        "\"/\" Archive/2026\r",
+    ] {
         assert!(list.contains(l), "{l} in {list}");
     }
     assert!(tagged(t, "b8").contains("[COPYUID "), "{}", tagged(t, "b8"));
-    assert!(between(t, "b8", "b9").contains("(MESSAGES 1 UIDNEXT "), "{t}");
+    assert!(
+        between(t, "b8", "b9").contains("(MESSAGES 1 UIDNEXT "),
+        "{t}"
+    );
     assert!(tagged(t, "c1").contains("[APPENDUID "));
     assert!(between(t, "c2", "c3").contains("FLAGS (\\Seen \\Deleted $Label)"));
     assert!(!between(t, "c3", "c4").contains("FETCH"), "SILENT");
     let expunged = between(t, "c6", "c7");
-    assert!(expunged.contains("* 1 EXPUNGE\r\n* 1 EXPUNGE"), "both gone: {expunged}");
+    assert!(
+        expunged.contains("* 1 EXPUNGE\r\n* 1 EXPUNGE"),
+        "both gone: {expunged}"
+    );
     assert!(between(t, "c7", "c8").contains("\"/\" INBOX\r"));
-    assert!(!between(t, "c7", "c8").contains("Archive"), "not subscribed");
+    assert!(
+        !between(t, "c7", "c8").contains("Archive"),
+        "not subscribed"
+    );
     assert!(between(t, "c8", "c9").contains("* NAMESPACE ((\"\" \"/\")) NIL NIL"));
     assert!(between(t, "c9", "d1").contains("* ID (\"name\" \"mailproxyd\")"));
     let sel2 = between(t, "d2", "d3");
     assert!(sel2.contains("* 2 EXISTS"), "copy and append: {sel2}");
     let copied = between(t, "d3", "d4");
-    assert!(copied.contains("FLAGS (\\Seen))") && copied.contains("FLAGS (\\Flagged))"), "{copied}");
+    assert!(
+        copied.contains("FLAGS (\\Seen))") && copied.contains("FLAGS (\\Flagged))"),
+        "{copied}"
+    );
     let mv = between(t, "d4", "d5");
-    assert!(mv.contains("* OK [COPYUID ") && mv.contains("* 1 EXPUNGE"), "{mv}");
+    assert!(
+        mv.contains("* OK [COPYUID ") && mv.contains("* 1 EXPUNGE"),
+        "{mv}"
+    );
     assert!(tagged(t, "d6").starts_with("d6 OK"), "RENAME");
     let top = between(t, "d6", "d7");
-    assert!(top.contains("(\\HasNoChildren) \"/\" Old\r") && !top.contains("Archive"), "{top}");
+    assert!(
+        top.contains("(\\HasNoChildren) \"/\" Old\r") && !top.contains("Archive"),
+        "{top}"
+    );
     assert!(tagged(t, "d8").starts_with("d8 BAD"));
     assert!(tagged(t, "e1").starts_with("e1 OK"));
     // The same bytes however the input is split.
@@ -282,7 +355,8 @@ fn idle_reports_a_delivery_and_a_deletion_by_another_session() {
     let w = World::start();
     let s = w.store();
     for i in 0..3 {
-        s.deliver(format!("Subject: {i}\r\n\r\nbody {i}\r\n").as_bytes(), 5).unwrap();
+        s.deliver(format!("Subject: {i}\r\n\r\nbody {i}\r\n").as_bytes(), 5)
+            .unwrap();
     }
     let mut idler = Imap::login(w.imap);
     let r = idler.cmd("s SELECT INBOX");
@@ -315,7 +389,10 @@ fn idle_reports_a_delivery_and_a_deletion_by_another_session() {
     let r = idler.cmd("f FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])");
     let subjects: Vec<&String> = r.iter().filter(|l| l.contains("Subject:")).collect();
     assert_eq!(subjects.len(), 2, "{r:?}");
-    assert!(subjects[0].contains("Subject: 2") && subjects[1].contains("Subject: new"), "{r:?}");
+    assert!(
+        subjects[0].contains("Subject: 2") && subjects[1].contains("Subject: new"),
+        "{r:?}"
+    );
     assert_eq!(s.mailbox_messages(BOX_INBOX).unwrap().len(), 2);
     assert_eq!(s.inbox_list().unwrap().len(), 2, "POP3 sees the same");
 }
@@ -347,12 +424,18 @@ fn sent_keeps_a_copy_whose_keywords_follow_delivery() {
     c.cmd("s SELECT Sent");
     let r = c.cmd("f FETCH 1 (FLAGS BODY.PEEK[])");
     assert!(r[0].contains("$Queued"), "{r:?}");
-    assert!(r[0].ends_with(&format!("{msg})\r\n")), "the submitted bytes: {r:?}");
+    assert!(
+        r[0].ends_with(&format!("{msg})\r\n")),
+        "the submitted bytes: {r:?}"
+    );
     c.send(b"i IDLE\r\n");
     assert!(c.line().starts_with("+ "));
     // One recipient acknowledged: still queued for the other.
     assert!(s.sent_settle(queue[0], Settled::Delivered).unwrap());
-    assert!(!s.sent_settle(queue[0], Settled::Delivered).unwrap(), "once");
+    assert!(
+        !s.sent_settle(queue[0], Settled::Delivered).unwrap(),
+        "once"
+    );
     let mut q2 = s.queue_get(queue[1]).unwrap().unwrap();
     q2.engine = vec![1];
     s.queue_update(&q2).unwrap();
@@ -373,7 +456,10 @@ fn sent_keeps_a_copy_whose_keywords_follow_delivery() {
     let r = c.cmd("n NOOP");
     assert!(r.iter().any(|l| l.contains("* 2 EXISTS")), "{r:?}");
     let r = c.cmd("f FETCH 2 FLAGS");
-    assert!(r[0].contains("$Bounced") && !r[0].contains("$Queued") && !r[0].contains("$Delivered"), "{r:?}");
+    assert!(
+        r[0].contains("$Bounced") && !r[0].contains("$Queued") && !r[0].contains("$Delivered"),
+        "{r:?}"
+    );
     // A third one whose queue entry vanished while we were not looking:
     // reconciled at start, without claiming an outcome.
     smtp.send(b"MAIL FROM:<alice@p>\r\nRCPT TO:<bob@q>\r\nDATA\r\n");
@@ -389,7 +475,10 @@ fn sent_keeps_a_copy_whose_keywords_follow_delivery() {
     assert_eq!(third.flags, vec!["\\Seen".to_owned()]);
     // The Sent copy shares the blob: reading it still works after the
     // queue entries are gone.
-    assert_eq!(s.read_message(third.message.blob).unwrap().len() as u64, third.message.len);
+    assert_eq!(
+        s.read_message(third.message.blob).unwrap().len() as u64,
+        third.message.len
+    );
 }
 
 #[test]
@@ -434,7 +523,11 @@ fn oversized_literals_are_refused_and_logins_checked() {
     let r = c.cmd("e APPEND INBOX {19}\r\nSubject: x\r\n\r\nshort");
     assert!(r.iter().any(|l| l.starts_with("+ ")), "accepted: {r:?}");
     assert!(r.last().unwrap().starts_with("e OK [APPENDUID 1 "), "{r:?}");
-    assert_eq!(w.h.store("carol@p").inbox_list().unwrap().len(), 1, "POP3 sees it");
+    assert_eq!(
+        w.h.store("carol@p").inbox_list().unwrap().len(),
+        1,
+        "POP3 sees it"
+    );
     // A non-synchronising literal past the limit is read and dropped.
     let mut big = b"f APPEND INBOX {3000+}\r\n".to_vec();
     big.extend(std::iter::repeat_n(b'x', 3000));
@@ -453,14 +546,23 @@ fn flags_uids_and_mailboxes_survive_a_reopen() {
         s.deliver(b"Subject: a\r\n\r\na\r\n", 1).unwrap();
         s.deliver(b"Subject: b\r\n\r\nb\r\n", 2).unwrap();
         let msgs = s.mailbox_messages(BOX_INBOX).unwrap();
-        s.mailbox_set_flags(BOX_INBOX, vec![(msgs[1].uid, vec!["\\Flagged".into(), "$Work".into()])])
-            .unwrap();
+        s.mailbox_set_flags(
+            BOX_INBOX,
+            vec![(msgs[1].uid, vec!["\\Flagged".into(), "$Work".into()])],
+        )
+        .unwrap();
         let b = s.mailbox_create("Projects").unwrap().unwrap();
         assert!(s.mailbox_create("Projects").unwrap().is_none(), "exists");
-        s.mailbox_copy(BOX_INBOX, &[msgs[0].uid], b.id, false).unwrap();
+        s.mailbox_copy(BOX_INBOX, &[msgs[0].uid], b.id, false)
+            .unwrap();
         // Expunge the newest: its UID must not come back.
         s.mailbox_expunge(BOX_INBOX, &[msgs[1].uid]).unwrap();
-        let uids: Vec<u64> = s.mailbox_messages(BOX_INBOX).unwrap().iter().map(|m| m.uid).collect();
+        let uids: Vec<u64> = s
+            .mailbox_messages(BOX_INBOX)
+            .unwrap()
+            .iter()
+            .map(|m| m.uid)
+            .collect();
         (uids, s.uid_next(), b.uidvalidity)
     };
     let s = Store::open(dir.path(), &KeySource::KeyFile).unwrap();
@@ -471,9 +573,16 @@ fn flags_uids_and_mailboxes_survive_a_reopen() {
     assert_eq!(b.uidvalidity, validity);
     let copied = s.mailbox_messages(b.id).unwrap();
     assert_eq!(copied.len(), 1);
-    assert_eq!(s.read_message(copied[0].message.blob).unwrap(), b"Subject: a\r\n\r\na\r\n");
+    assert_eq!(
+        s.read_message(copied[0].message.blob).unwrap(),
+        b"Subject: a\r\n\r\na\r\n"
+    );
     let e = s.deliver(b"Subject: c\r\n\r\nc\r\n", 3).unwrap();
-    assert!(e.id >= next, "new UID {} above every earlier one ({next})", e.id);
+    assert!(
+        e.id >= next,
+        "new UID {} above every earlier one ({next})",
+        e.id
+    );
     // Flags are sealed: the plaintext keyword is nowhere on disk.
     s.mailbox_set_flags(BOX_INBOX, vec![(e.id, vec!["$VerySecretKeyword".into()])])
         .unwrap();

@@ -47,7 +47,13 @@ pub fn parse(raw: &[u8]) -> Parsed {
         _ => {
             let hdr = crate::message::header_section(raw).len();
             Parsed {
-                structure: single("text", "plain", Vec::new(), raw.len() - hdr, lines(&raw[hdr..])),
+                structure: single(
+                    "text",
+                    "plain",
+                    Vec::new(),
+                    raw.len() - hdr,
+                    lines(&raw[hdr..]),
+                ),
                 envelope: empty_envelope(),
                 root: Node {
                     header: 0..hdr,
@@ -184,7 +190,11 @@ fn structure(m: &Message<'_>, id: usize, raw: &[u8], base: usize) -> BodyStructu
     };
     let mut params: Vec<(IString<'static>, IString<'static>)> = ct
         .and_then(|c| c.attributes.as_ref())
-        .map(|a| a.iter().map(|a| (istr(&a.name.to_ascii_uppercase()), istr(&a.value))).collect())
+        .map(|a| {
+            a.iter()
+                .map(|a| (istr(&a.name.to_ascii_uppercase()), istr(&a.value)))
+                .collect()
+        })
         .unwrap_or_default();
     if ct.is_none() {
         params.push((istr("CHARSET"), istr("us-ascii")));
@@ -287,11 +297,8 @@ fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<Address<'static>> {
 }
 
 fn raw_header<'a>(m: &'a Message<'_>, name: &'static str) -> Option<String> {
-    m.header_raw(name).map(|v| {
-        v.trim()
-            .replace("\r\n", "")
-            .replace('\n', "")
-    })
+    m.header_raw(name)
+        .map(|v| v.trim().replace("\r\n", "").replace('\n', ""))
 }
 
 fn envelope(m: &Message<'_>) -> Envelope<'static> {
@@ -366,7 +373,11 @@ pub fn section<'a>(raw: &'a [u8], root: &Node, section: &Option<Section<'_>>) ->
                 return Cow::Borrowed(&[]);
             };
             let names: Vec<&[u8]> = names.as_ref().iter().map(|a| a.as_ref()).collect();
-            Cow::Owned(header_fields(&raw[clamp(n.header.clone(), raw.len())], &names, not))
+            Cow::Owned(header_fields(
+                &raw[clamp(n.header.clone(), raw.len())],
+                &names,
+                not,
+            ))
         }
     }
 }
@@ -382,7 +393,11 @@ pub fn header_fields(header: &[u8], names: &[&[u8]], not: bool) -> Vec<u8> {
         }
         let continuation = matches!(line.first(), Some(b' ') | Some(b'\t'));
         if !continuation {
-            let name = line.split(|&b| b == b':').next().unwrap_or(&[]).trim_ascii();
+            let name = line
+                .split(|&b| b == b':')
+                .next()
+                .unwrap_or(&[])
+                .trim_ascii();
             let listed = names.iter().any(|n| n.eq_ignore_ascii_case(name));
             keep = listed != not;
         }
@@ -417,7 +432,10 @@ mod tests {
         let s = |sec| String::from_utf8(section(MULTI, &p.root, &Some(sec)).into_owned()).unwrap();
         assert_eq!(s(Section::Part(part(&[1]))), "first");
         assert!(s(Section::Mime(part(&[1]))).starts_with("Content-Type: text/plain\r\n"));
-        assert_eq!(s(Section::Header(Some(part(&[2])))), "Subject: inner\r\n\r\n");
+        assert_eq!(
+            s(Section::Header(Some(part(&[2])))),
+            "Subject: inner\r\n\r\n"
+        );
         assert!(s(Section::Text(Some(part(&[2])))).starts_with("inner body"));
         assert!(s(Section::Text(None)).starts_with("--XX\r\n"));
         assert!(s(Section::Header(None)).ends_with("boundary=XX\r\n\r\n"));
@@ -438,7 +456,10 @@ mod tests {
             header_fields(h, &[b"subject", b"FROM"], false),
             b"Subject: a\r\n b\r\nFrom: y\r\n\r\n"
         );
-        assert_eq!(header_fields(h, &[b"subject"], true), b"To: x\r\nFrom: y\r\n\r\n");
+        assert_eq!(
+            header_fields(h, &[b"subject"], true),
+            b"To: x\r\nFrom: y\r\n\r\n"
+        );
     }
 
     #[test]

@@ -22,7 +22,6 @@ pub mod session;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,8 +46,8 @@ pub struct ImapSettings {
     pub first_command_timeout: Duration,
     /// Largest command (an APPEND literal included), in bytes.
     pub max_command: u32,
-    /// Sessions logged in now (for `mailproxyctl status`).
-    pub sessions: Arc<AtomicUsize>,
+    /// Sessions logged in now, per account (for `mailproxyctl status`).
+    pub sessions: ImapSessions,
 }
 
 impl Default for ImapSettings {
@@ -59,15 +58,53 @@ impl Default for ImapSettings {
             max_sessions: 100,
             first_command_timeout: Duration::from_secs(30),
             max_command: 64 << 20,
-            sessions: Arc::new(AtomicUsize::new(0)),
+            sessions: ImapSessions::default(),
         }
     }
 }
 
-impl ImapSettings {
-    /// Sessions logged in now.
-    pub fn logged_in(&self) -> usize {
-        self.sessions.load(Ordering::Relaxed)
+/// IMAP sessions logged in now, per account.
+#[derive(Debug, Clone, Default)]
+pub struct ImapSessions {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One logged-in session, counted while it lives.
+#[derive(Debug)]
+pub struct SessionCount {
+    sessions: ImapSessions,
+    account: String,
+}
+
+impl ImapSessions {
+    /// Sessions of `account` now.
+    pub fn count(&self, account: &str) -> u64 {
+        self.lock().get(account).copied().unwrap_or(0) as u64
+    }
+
+    /// Counts a session of `account` until the guard is dropped.
+    pub fn enter(&self, account: &str) -> SessionCount {
+        *self.lock().entry(account.to_owned()).or_insert(0) += 1;
+        SessionCount {
+            sessions: self.clone(),
+            account: account.to_owned(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for SessionCount {
+    fn drop(&mut self) {
+        let mut counts = self.sessions.lock();
+        if let Some(n) = counts.get_mut(&self.account) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.account);
+            }
+        }
     }
 }
 
@@ -146,4 +183,23 @@ pub async fn serve(
     }
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_counted_per_account_while_their_guards_live() {
+        let s = ImapSessions::default();
+        let a1 = s.enter("a@p");
+        let a2 = s.clone().enter("a@p");
+        let b = s.enter("b@p");
+        assert_eq!((s.count("a@p"), s.count("b@p"), s.count("c@p")), (2, 1, 0));
+        drop(a1);
+        drop(b);
+        assert_eq!((s.count("a@p"), s.count("b@p")), (1, 0));
+        drop(a2);
+        assert_eq!(s.count("a@p"), 0);
+    }
 }

@@ -22,7 +22,9 @@ async fn reconcile(dir: &Arc<dyn Directory>, accounts: &[String]) {
         let Some(store) = dir.store(a) else { continue };
         match tokio::task::spawn_blocking(move || store.sent_reconcile()).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(account = %a, error = %e, "Sent mailbox: reconcile failed"),
+            Ok(Err(e)) => {
+                tracing::warn!(account = %a, error = %e, "Sent mailbox: reconcile failed")
+            }
             Err(_) => {}
         }
     }
@@ -69,7 +71,10 @@ pub async fn follow(
                 }
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "Sent mailbox: missed engine events; reconciling");
+                tracing::warn!(
+                    missed = n,
+                    "Sent mailbox: missed engine events; reconciling"
+                );
                 reconcile(&dir, &accounts).await;
             }
             Err(broadcast::error::RecvError::Closed) => return,

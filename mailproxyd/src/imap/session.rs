@@ -10,21 +10,24 @@
 //! view is brought up to date before the other commands and while IDLE.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use imap_codec::encode::Encoder;
 use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer, LiteralAnnouncement};
 use imap_codec::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_codec::imap_types::command::{Command, CommandBody};
-use imap_codec::imap_types::core::{Atom, Charset, IString, Literal, LiteralMode, NString, Tag, Vec1};
+use imap_codec::imap_types::core::{
+    Atom, Charset, IString, Literal, LiteralMode, NString, Tag, Vec1,
+};
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::extensions::namespace::Namespace;
 use imap_codec::imap_types::extensions::uidplus::{UidElement, UidSet};
 use imap_codec::imap_types::fetch::{
     Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName,
 };
-use imap_codec::imap_types::flag::{Flag, FlagFetch, FlagNameAttribute, FlagPerm, StoreResponse, StoreType};
+use imap_codec::imap_types::flag::{
+    Flag, FlagFetch, FlagNameAttribute, FlagPerm, StoreResponse, StoreType,
+};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::response::{
     Capability, Code, CommandContinuationRequest, Data, Response, Status, StatusKind,
@@ -56,19 +59,10 @@ enum Mode {
     Idle(Tag<'static>),
 }
 
-/// Counts a logged-in session while alive.
-struct LoggedIn(Arc<AtomicUsize>);
-
-impl Drop for LoggedIn {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 struct Account {
     id: String,
     store: Store,
-    _count: LoggedIn,
+    _count: super::SessionCount,
 }
 
 struct Selected {
@@ -256,7 +250,13 @@ impl Session {
         }
     }
 
-    fn status(&mut self, tag: Option<Tag<'_>>, kind: StatusKind, code: Option<Code<'_>>, text: &str) {
+    fn status(
+        &mut self,
+        tag: Option<Tag<'_>>,
+        kind: StatusKind,
+        code: Option<Code<'_>>,
+        text: &str,
+    ) {
         let s = match kind {
             StatusKind::Ok => Status::ok(tag, code, text),
             StatusKind::No => Status::no(tag, code, text),
@@ -305,7 +305,8 @@ impl Session {
                 _ => None,
             };
             let mut stop = self.stop.clone();
-            let read = tokio::time::timeout(self.settings.idle_timeout, self.sock.read(&mut self.rbuf));
+            let read =
+                tokio::time::timeout(self.settings.idle_timeout, self.sock.read(&mut self.rbuf));
             let mut cancelled = None;
             let mut woke = false;
             let res = tokio::select! {
@@ -362,7 +363,12 @@ impl Session {
     /// Runs the session to its end.
     pub async fn run(mut self) {
         let caps = capabilities(false);
-        self.status(None, StatusKind::Ok, Some(Code::Capability(caps)), "mailproxyd IMAP4rev1 ready");
+        self.status(
+            None,
+            StatusKind::Ok,
+            Some(Code::Capability(caps)),
+            "mailproxyd IMAP4rev1 ready",
+        );
         let _ = self.session().await;
         let _ = self.sock.shutdown().await;
     }
@@ -386,7 +392,8 @@ impl Session {
                     }
                     // A non-synchronising one is read and dropped: decoding fails.
                 } else if mode == LiteralMode::Sync {
-                    if let Ok(c) = CommandContinuationRequest::basic(None, "Ready for literal data") {
+                    if let Ok(c) = CommandContinuationRequest::basic(None, "Ready for literal data")
+                    {
                         self.respond(&Response::CommandContinuationRequest(c));
                     }
                     self.flush().await?;
@@ -422,7 +429,14 @@ impl Session {
                     Err(()) => {
                         let tag = self.frag.decode_tag().map(IntoStatic::into_static);
                         let too_long = self.frag.is_max_message_size_exceeded();
-                        self.bad_command(tag, if too_long { "Command too long" } else { "Syntax error" });
+                        self.bad_command(
+                            tag,
+                            if too_long {
+                                "Command too long"
+                            } else {
+                                "Syntax error"
+                            },
+                        );
                     }
                 }
             }
@@ -437,7 +451,9 @@ impl Session {
                         let raw = zeroize::Zeroizing::new(d.declassify().to_vec());
                         self.plain(tag, &raw).await;
                     }
-                    Ok(AuthenticateData::Cancel) => self.bad_command(Some(tag), "Authentication cancelled"),
+                    Ok(AuthenticateData::Cancel) => {
+                        self.bad_command(Some(tag), "Authentication cancelled")
+                    }
                     Err(()) => self.bad_command(Some(tag), "Malformed authentication response"),
                 }
             }
@@ -522,7 +538,12 @@ impl Session {
         }
     }
 
-    async fn login(&mut self, tag: Tag<'static>, user: String, password: zeroize::Zeroizing<Vec<u8>>) {
+    async fn login(
+        &mut self,
+        tag: Tag<'static>,
+        user: String,
+        password: zeroize::Zeroizing<Vec<u8>>,
+    ) {
         let Some(account) = self.logins.attempt(&user, password).await else {
             self.bad += 1;
             let code = Code::Other(imap_codec::imap_types::response::CodeOther::unvalidated(
@@ -535,11 +556,10 @@ impl Session {
             self.no(tag, None, "Mailbox unavailable");
             return;
         };
-        self.settings.sessions.fetch_add(1, Ordering::Relaxed);
         self.account = Some(Account {
+            _count: self.settings.sessions.enter(&account.id),
             id: account.id,
             store,
-            _count: LoggedIn(self.settings.sessions.clone()),
         });
         self.slot.prove();
         let caps = capabilities(true);
@@ -550,7 +570,11 @@ impl Session {
         self.account.as_ref().expect("logged in").store.clone()
     }
 
-    async fn authenticated(&mut self, tag: Tag<'static>, body: CommandBody<'static>) -> Result<(), Closed> {
+    async fn authenticated(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+    ) -> Result<(), Closed> {
         match body {
             CommandBody::Namespace => {
                 let personal = vec![Namespace {
@@ -587,13 +611,19 @@ impl Session {
                 let name = mailbox_name(&mailbox);
                 let store = self.store();
                 let r = blocking(move || match store.mailbox_find(&name)? {
-                    Some(b) if b.special == Special::None => store.mailbox_delete(b.id).map(|_| true),
+                    Some(b) if b.special == Special::None => {
+                        store.mailbox_delete(b.id).map(|_| true)
+                    }
                     _ => Ok(false),
                 })
                 .await;
                 match r {
                     Ok(true) => self.done(tag, "DELETE completed").await,
-                    Ok(false) => self.no(tag, None, "No such user mailbox (INBOX, Sent and Trash stay)"),
+                    Ok(false) => self.no(
+                        tag,
+                        None,
+                        "No such user mailbox (INBOX, Sent and Trash stay)",
+                    ),
                     Err(e) => self.store_failed(tag, &e),
                 }
             }
@@ -602,12 +632,20 @@ impl Session {
                 let store = self.store();
                 match blocking(move || store.mailbox_rename(&from, &to)).await {
                     Ok(true) => self.done(tag, "RENAME completed").await,
-                    Ok(false) => self.no(tag, None, "Cannot rename: no such user mailbox, or the new name exists"),
+                    Ok(false) => self.no(
+                        tag,
+                        None,
+                        "Cannot rename: no such user mailbox, or the new name exists",
+                    ),
                     Err(e) => self.store_failed(tag, &e),
                 }
             }
-            CommandBody::Subscribe { mailbox } => self.subscribe(tag, mailbox_name(&mailbox), true).await,
-            CommandBody::Unsubscribe { mailbox } => self.subscribe(tag, mailbox_name(&mailbox), false).await,
+            CommandBody::Subscribe { mailbox } => {
+                self.subscribe(tag, mailbox_name(&mailbox), true).await
+            }
+            CommandBody::Unsubscribe { mailbox } => {
+                self.subscribe(tag, mailbox_name(&mailbox), false).await
+            }
             CommandBody::List {
                 reference,
                 mailbox_wildcard,
@@ -616,7 +654,10 @@ impl Session {
                 reference,
                 mailbox_wildcard,
             } => self.list(tag, &reference, &mailbox_wildcard, true).await,
-            CommandBody::Status { mailbox, item_names } => self.status_cmd(tag, &mailbox, &item_names).await,
+            CommandBody::Status {
+                mailbox,
+                item_names,
+            } => self.status_cmd(tag, &mailbox, &item_names).await,
             CommandBody::Append {
                 mailbox,
                 flags,
@@ -625,8 +666,12 @@ impl Session {
             } => {
                 let name = mailbox_name(&mailbox);
                 let bytes = match message {
-                    imap_codec::imap_types::extensions::binary::LiteralOrLiteral8::Literal(l) => l.into_inner(),
-                    imap_codec::imap_types::extensions::binary::LiteralOrLiteral8::Literal8(l) => l.data,
+                    imap_codec::imap_types::extensions::binary::LiteralOrLiteral8::Literal(l) => {
+                        l.into_inner()
+                    }
+                    imap_codec::imap_types::extensions::binary::LiteralOrLiteral8::Literal8(l) => {
+                        l.data
+                    }
                 }
                 .into_owned();
                 let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
@@ -680,14 +725,16 @@ impl Session {
     async fn subscriptions(&self) -> Result<Vec<String>, StoreError> {
         let store = self.store();
         blocking(move || {
-            Ok(match store.kv_get(crate::store::KvTable::Meta, SUBSCRIPTIONS)? {
-                Some(v) => String::from_utf8_lossy(&v)
-                    .split('\n')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-                None => vec!["INBOX".into(), "Sent".into(), "Trash".into()],
-            })
+            Ok(
+                match store.kv_get(crate::store::KvTable::Meta, SUBSCRIPTIONS)? {
+                    Some(v) => String::from_utf8_lossy(&v)
+                        .split('\n')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    None => vec!["INBOX".into(), "Sent".into(), "Trash".into()],
+                },
+            )
         })
         .await
     }
@@ -703,13 +750,33 @@ impl Session {
         }
         let store = self.store();
         let v = subs.join("\n");
-        match blocking(move || store.kv_put(crate::store::KvTable::Meta, SUBSCRIPTIONS, v.as_bytes())).await {
-            Ok(()) => self.done(tag, if on { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" }).await,
+        match blocking(move || {
+            store.kv_put(crate::store::KvTable::Meta, SUBSCRIPTIONS, v.as_bytes())
+        })
+        .await
+        {
+            Ok(()) => {
+                self.done(
+                    tag,
+                    if on {
+                        "SUBSCRIBE completed"
+                    } else {
+                        "UNSUBSCRIBE completed"
+                    },
+                )
+                .await
+            }
             Err(e) => self.store_failed(tag, &e),
         }
     }
 
-    async fn list(&mut self, tag: Tag<'static>, reference: &Mailbox<'_>, pattern: &ListMailbox<'_>, lsub: bool) {
+    async fn list(
+        &mut self,
+        tag: Tag<'static>,
+        reference: &Mailbox<'_>,
+        pattern: &ListMailbox<'_>,
+        lsub: bool,
+    ) {
         let reference = match reference {
             Mailbox::Inbox => "INBOX".to_owned(),
             Mailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
@@ -743,7 +810,8 @@ impl Session {
         let full = format!("{reference}{pattern}");
         for b in &boxes {
             let matched = wildcard(full.as_bytes(), b.name.as_bytes())
-                || (b.id == crate::store::BOX_INBOX && wildcard(full.to_ascii_uppercase().as_bytes(), b"INBOX"));
+                || (b.id == crate::store::BOX_INBOX
+                    && wildcard(full.to_ascii_uppercase().as_bytes(), b"INBOX"));
             if !matched || subs.as_ref().is_some_and(|s| !s.contains(&b.name)) {
                 continue;
             }
@@ -755,7 +823,11 @@ impl Session {
                     items.push(FlagNameAttribute::from(a));
                 }
             };
-            ext(if children { "HasChildren" } else { "HasNoChildren" });
+            ext(if children {
+                "HasChildren"
+            } else {
+                "HasNoChildren"
+            });
             match b.special {
                 Special::Sent => ext("Sent"),
                 Special::Trash => ext("Trash"),
@@ -776,14 +848,31 @@ impl Session {
                 });
             }
         }
-        self.done(tag, if lsub { "LSUB completed" } else { "LIST completed" }).await;
+        self.done(
+            tag,
+            if lsub {
+                "LSUB completed"
+            } else {
+                "LIST completed"
+            },
+        )
+        .await;
     }
 
-    async fn status_cmd(&mut self, tag: Tag<'static>, mailbox: &Mailbox<'_>, names: &[StatusDataItemName]) {
+    async fn status_cmd(
+        &mut self,
+        tag: Tag<'static>,
+        mailbox: &Mailbox<'_>,
+        names: &[StatusDataItemName],
+    ) {
         let name = mailbox_name(mailbox);
         let store = self.store();
         let r = blocking(move || match store.mailbox_find(&name)? {
-            Some(b) => Ok(Some((b.clone(), store.mailbox_messages(b.id)?, store.uid_next()))),
+            Some(b) => Ok(Some((
+                b.clone(),
+                store.mailbox_messages(b.id)?,
+                store.uid_next(),
+            ))),
             None => Ok(None),
         })
         .await;
@@ -798,12 +887,18 @@ impl Session {
                 StatusDataItemName::Messages => Some(StatusDataItem::Messages(msgs.len() as u32)),
                 StatusDataItemName::Recent => Some(StatusDataItem::Recent(0)),
                 StatusDataItemName::UidNext => Some(StatusDataItem::UidNext(nz(uid32(next)))),
-                StatusDataItemName::UidValidity => Some(StatusDataItem::UidValidity(nz(b.uidvalidity))),
+                StatusDataItemName::UidValidity => {
+                    Some(StatusDataItem::UidValidity(nz(b.uidvalidity)))
+                }
                 StatusDataItemName::Unseen => Some(StatusDataItem::Unseen(
-                    msgs.iter().filter(|m| !has_flag(&m.flags, "\\Seen")).count() as u32,
+                    msgs.iter()
+                        .filter(|m| !has_flag(&m.flags, "\\Seen"))
+                        .count() as u32,
                 )),
                 StatusDataItemName::Deleted => Some(StatusDataItem::Deleted(
-                    msgs.iter().filter(|m| has_flag(&m.flags, "\\Deleted")).count() as u32,
+                    msgs.iter()
+                        .filter(|m| has_flag(&m.flags, "\\Deleted"))
+                        .count() as u32,
                 )),
                 _ => None,
             })
@@ -821,7 +916,11 @@ impl Session {
         let store = self.store();
         let changes = store.mailbox_changes();
         let r = blocking(move || match store.mailbox_find(&name)? {
-            Some(b) => Ok(Some((b.clone(), store.mailbox_messages(b.id)?, store.uid_next()))),
+            Some(b) => Ok(Some((
+                b.clone(),
+                store.mailbox_messages(b.id)?,
+                store.uid_next(),
+            ))),
             None => Ok(None),
         })
         .await;
@@ -830,29 +929,65 @@ impl Session {
             Ok(None) => return self.no(tag, None, "No such mailbox"),
             Err(e) => return self.store_failed(tag, &e),
         };
-        let mut flags = to_flags(&["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"].map(String::from));
+        let mut flags = to_flags(
+            &["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"].map(String::from),
+        );
         if info.special == Special::Sent {
-            flags.extend(to_flags(&["$Queued", "$Delivered", "$Bounced"].map(String::from)));
+            flags.extend(to_flags(
+                &["$Queued", "$Delivered", "$Bounced"].map(String::from),
+            ));
         }
         let mut perm: Vec<FlagPerm> = flags.iter().cloned().map(FlagPerm::from).collect();
         perm.push(FlagPerm::Asterisk);
         self.data(Data::Flags(flags));
-        self.status(None, StatusKind::Ok, Some(Code::PermanentFlags(perm)), "Flags permitted");
+        self.status(
+            None,
+            StatusKind::Ok,
+            Some(Code::PermanentFlags(perm)),
+            "Flags permitted",
+        );
         self.data(Data::Exists(msgs.len() as u32));
         self.data(Data::Recent(0));
         if let Some(i) = msgs.iter().position(|m| !has_flag(&m.flags, "\\Seen")) {
-            self.status(None, StatusKind::Ok, Some(Code::Unseen(nz(i as u32 + 1))), "First unseen");
+            self.status(
+                None,
+                StatusKind::Ok,
+                Some(Code::Unseen(nz(i as u32 + 1))),
+                "First unseen",
+            );
         }
-        self.status(None, StatusKind::Ok, Some(Code::UidValidity(nz(info.uidvalidity))), "UIDs valid");
-        self.status(None, StatusKind::Ok, Some(Code::UidNext(nz(uid32(next)))), "Predicted next UID");
-        let code = if read_only { Code::ReadOnly } else { Code::ReadWrite };
+        self.status(
+            None,
+            StatusKind::Ok,
+            Some(Code::UidValidity(nz(info.uidvalidity))),
+            "UIDs valid",
+        );
+        self.status(
+            None,
+            StatusKind::Ok,
+            Some(Code::UidNext(nz(uid32(next)))),
+            "Predicted next UID",
+        );
+        let code = if read_only {
+            Code::ReadOnly
+        } else {
+            Code::ReadWrite
+        };
         self.selected = Some(Selected {
             info,
             read_only,
             msgs,
             changes,
         });
-        self.ok(tag, Some(code), if read_only { "EXAMINE completed" } else { "SELECT completed" });
+        self.ok(
+            tag,
+            Some(code),
+            if read_only {
+                "EXAMINE completed"
+            } else {
+                "SELECT completed"
+            },
+        );
     }
 
     /// Brings the selected mailbox's view up to date with the store:
@@ -883,7 +1018,8 @@ impl Session {
         let sel = self.selected.as_mut().expect("selected");
         let mut responses = Vec::new();
         let mut i = 0;
-        let by_uid: std::collections::HashMap<u64, &MailMsg> = new.iter().map(|m| (m.uid, m)).collect();
+        let by_uid: std::collections::HashMap<u64, &MailMsg> =
+            new.iter().map(|m| (m.uid, m)).collect();
         while i < sel.msgs.len() {
             match by_uid.get(&sel.msgs[i].uid) {
                 None => {
@@ -936,7 +1072,11 @@ impl Session {
             .collect()
     }
 
-    async fn selected_cmd(&mut self, tag: Tag<'static>, body: CommandBody<'static>) -> Result<(), Closed> {
+    async fn selected_cmd(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+    ) -> Result<(), Closed> {
         match body {
             CommandBody::Close | CommandBody::Unselect => {
                 let close = matches!(body, CommandBody::Close);
@@ -955,7 +1095,15 @@ impl Session {
                         return Ok(());
                     }
                 }
-                self.ok(tag, None, if close { "CLOSE completed" } else { "UNSELECT completed" });
+                self.ok(
+                    tag,
+                    None,
+                    if close {
+                        "CLOSE completed"
+                    } else {
+                        "UNSELECT completed"
+                    },
+                );
             }
             CommandBody::Expunge => self.expunge(tag, None).await,
             CommandBody::ExpungeUid { sequence_set } => self.expunge(tag, Some(sequence_set)).await,
@@ -969,7 +1117,10 @@ impl Session {
                 macro_or_item_names,
                 uid,
                 ..
-            } => self.fetch(tag, &sequence_set, macro_or_item_names, uid).await?,
+            } => {
+                self.fetch(tag, &sequence_set, macro_or_item_names, uid)
+                    .await?
+            }
             CommandBody::Store {
                 sequence_set,
                 kind,
@@ -977,7 +1128,10 @@ impl Session {
                 flags,
                 uid,
                 ..
-            } => self.store_flags(tag, &sequence_set, kind, response, &flags, uid).await,
+            } => {
+                self.store_flags(tag, &sequence_set, kind, response, &flags, uid)
+                    .await
+            }
             CommandBody::Copy {
                 sequence_set,
                 mailbox,
@@ -1004,7 +1158,9 @@ impl Session {
             .msgs
             .iter()
             .enumerate()
-            .filter(|(i, m)| has_flag(&m.flags, "\\Deleted") && allowed.as_ref().is_none_or(|a| a.contains(i)))
+            .filter(|(i, m)| {
+                has_flag(&m.flags, "\\Deleted") && allowed.as_ref().is_none_or(|a| a.contains(i))
+            })
             .map(|(_, m)| m.uid)
             .collect();
         let (store, id) = (self.store(), sel.info.id);
@@ -1046,8 +1202,13 @@ impl Session {
                 Charset::Atom(a) => a.as_ref().to_owned(),
                 Charset::Quoted(q) => q.inner().to_owned(),
             };
-            if !["US-ASCII", "UTF-8"].iter().any(|n| n.eq_ignore_ascii_case(&name)) {
-                let code = Code::BadCharset { allowed: Vec::new() };
+            if !["US-ASCII", "UTF-8"]
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(&name))
+            {
+                let code = Code::BadCharset {
+                    allowed: Vec::new(),
+                };
                 return self.no(tag, Some(code), "Only US-ASCII and UTF-8");
             }
         }
@@ -1066,7 +1227,9 @@ impl Session {
                 let mut cached: Option<Option<Arc<Vec<u8>>>> = None;
                 let mut load = || {
                     cached
-                        .get_or_insert_with(|| store.read_message(m.message.blob).ok().map(Arc::new))
+                        .get_or_insert_with(|| {
+                            store.read_message(m.message.blob).ok().map(Arc::new)
+                        })
                         .clone()
                 };
                 let mut c = Candidate {
@@ -1127,14 +1290,21 @@ impl Session {
                     }
                     v
                 }
-                StoreType::Remove => old.iter().filter(|f| !has_flag(&given, f)).cloned().collect(),
+                StoreType::Remove => old
+                    .iter()
+                    .filter(|f| !has_flag(&given, f))
+                    .cloned()
+                    .collect(),
             };
             if new != *old {
                 changes.push((i, new));
             }
         }
         let (store, id) = (self.store(), sel.info.id);
-        let writes: Vec<(u64, Vec<String>)> = changes.iter().map(|(i, f)| (sel.msgs[*i].uid, f.clone())).collect();
+        let writes: Vec<(u64, Vec<String>)> = changes
+            .iter()
+            .map(|(i, f)| (sel.msgs[*i].uid, f.clone()))
+            .collect();
         if let Err(e) = blocking(move || store.mailbox_set_flags(id, writes)).await {
             return self.store_failed(tag, &e);
         }
@@ -1162,7 +1332,14 @@ impl Session {
         self.ok(tag, None, "STORE completed");
     }
 
-    async fn copy(&mut self, tag: Tag<'static>, set: &SequenceSet, mailbox: &Mailbox<'_>, uid: bool, remove: bool) {
+    async fn copy(
+        &mut self,
+        tag: Tag<'static>,
+        set: &SequenceSet,
+        mailbox: &Mailbox<'_>,
+        uid: bool,
+        remove: bool,
+    ) {
         if remove && self.selected.as_ref().is_some_and(|s| s.read_only) {
             return self.no(tag, None, "Mailbox is read-only");
         }
@@ -1174,7 +1351,9 @@ impl Session {
         let uids: Vec<u64> = targets.iter().map(|&i| sel.msgs[i].uid).collect();
         let (store, from, name) = (self.store(), sel.info.id, mailbox_name(mailbox));
         let r = blocking(move || match store.mailbox_find(&name)? {
-            Some(b) => store.mailbox_copy(from, &uids, b.id, remove).map(|p| Some((b.uidvalidity, p))),
+            Some(b) => store
+                .mailbox_copy(from, &uids, b.id, remove)
+                .map(|p| Some((b.uidvalidity, p))),
             None => Ok(None),
         })
         .await;
@@ -1271,7 +1450,10 @@ impl Session {
                 .collect();
             if !writes.is_empty() {
                 let (store, id) = (self.store(), sel.info.id);
-                let w: Vec<(u64, Vec<String>)> = writes.iter().map(|(i, f)| (sel.msgs[*i].uid, f.clone())).collect();
+                let w: Vec<(u64, Vec<String>)> = writes
+                    .iter()
+                    .map(|(i, f)| (sel.msgs[*i].uid, f.clone()))
+                    .collect();
                 if let Err(e) = blocking(move || store.mailbox_set_flags(id, w)).await {
                     self.store_failed(tag, &e);
                     return Ok(());
@@ -1288,8 +1470,14 @@ impl Session {
         let account = self.account.as_ref().expect("logged in").id.clone();
         for batch in targets.chunks(FETCH_BATCH) {
             let sel = self.selected.as_ref().expect("selected");
-            let msgs: Vec<(usize, MailMsg)> = batch.iter().map(|&i| (i, sel.msgs[i].clone())).collect();
-            let (store, cache, names, account) = (self.store(), self.cache.clone(), names.clone(), account.clone());
+            let msgs: Vec<(usize, MailMsg)> =
+                batch.iter().map(|&i| (i, sel.msgs[i].clone())).collect();
+            let (store, cache, names, account) = (
+                self.store(),
+                self.cache.clone(),
+                names.clone(),
+                account.clone(),
+            );
             let encoded = blocking(move || {
                 let mut out = Vec::new();
                 for (i, m) in msgs {
@@ -1349,7 +1537,9 @@ fn fetch_items(
                 let t = chrono::DateTime::from_timestamp(m.internal as i64, 0)
                     .unwrap_or_default()
                     .fixed_offset();
-                MessageDataItem::InternalDate(DateTime::try_from(t).unwrap_or_else(|_| DateTime::unvalidated(t)))
+                MessageDataItem::InternalDate(
+                    DateTime::try_from(t).unwrap_or_else(|_| DateTime::unvalidated(t)),
+                )
             }
             MessageDataItemName::Envelope => match parsed() {
                 Some(p) => MessageDataItem::Envelope(p.envelope.clone()),
@@ -1363,7 +1553,9 @@ fn fetch_items(
                 Some(p) => MessageDataItem::Body(p.structure.clone()),
                 None => continue,
             },
-            MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(raw.unwrap_or_default().to_vec())),
+            MessageDataItemName::Rfc822 => {
+                MessageDataItem::Rfc822(literal(raw.unwrap_or_default().to_vec()))
+            }
             MessageDataItemName::Rfc822Header => {
                 let r = raw.unwrap_or_default();
                 MessageDataItem::Rfc822Header(literal(crate::message::header_section(r).to_vec()))
@@ -1373,12 +1565,16 @@ fn fetch_items(
                 let h = crate::message::header_section(r).len();
                 MessageDataItem::Rfc822Text(literal(r[h..].to_vec()))
             }
-            MessageDataItemName::BodyExt { section, partial, .. } => {
+            MessageDataItemName::BodyExt {
+                section, partial, ..
+            } => {
                 let r = raw.unwrap_or_default();
                 let bytes = match section {
                     None => std::borrow::Cow::Borrowed(r),
                     Some(_) => match parsed() {
-                        Some(p) => std::borrow::Cow::Owned(super::mime::section(r, &p.root, section).into_owned()),
+                        Some(p) => std::borrow::Cow::Owned(
+                            super::mime::section(r, &p.root, section).into_owned(),
+                        ),
                         None => continue,
                     },
                 };

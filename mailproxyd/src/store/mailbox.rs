@@ -374,9 +374,7 @@ impl Store {
 
     /// A value greater than every UID given out so far (IMAP UIDNEXT).
     pub fn uid_next(&self) -> u64 {
-        self.inner
-            .next_id
-            .load(std::sync::atomic::Ordering::SeqCst)
+        self.inner.next_id.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every mailbox: INBOX, Sent, Trash, then the user's by name.
@@ -448,7 +446,8 @@ impl Store {
             256,
             Box::new(move |tx| {
                 let boxes = user_boxes(tx, &s)?;
-                let ok = boxes.iter().any(|b| b.name == from) && !boxes.iter().any(|b| b.name == to);
+                let ok =
+                    boxes.iter().any(|b| b.name == from) && !boxes.iter().any(|b| b.name == to);
                 if ok {
                     let prefix = format!("{from}/");
                     let mut t = tx.open_table(IMAP_BOXES)?;
@@ -657,8 +656,7 @@ impl Store {
         self.inner.writer.write(
             message.len() + 256,
             Box::new(move |tx| {
-                if mailbox >= USER_BOX_BASE && tx.open_table(IMAP_BOXES)?.get(mailbox)?.is_none()
-                {
+                if mailbox >= USER_BOX_BASE && tx.open_table(IMAP_BOXES)?.get(mailbox)?.is_none() {
                     return Err(StoreError::NotFound("mailbox"));
                 }
                 blob.insert(tx)?;
@@ -674,7 +672,9 @@ impl Store {
     /// pending `$Queued` gives way to `$Delivered` (if none bounced or was
     /// cancelled). True if a Sent message changed.
     pub fn sent_settle(&self, queue_id: u64, how: Settled) -> Result<bool, StoreError> {
-        self.sent_update(move |_, pending| pending.contains(&queue_id).then_some(vec![(queue_id, how)]))
+        self.sent_update(move |_, pending| {
+            pending.contains(&queue_id).then_some(vec![(queue_id, how)])
+        })
     }
 
     /// At start: settles the pending entries of Sent messages that are no

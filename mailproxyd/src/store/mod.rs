@@ -47,8 +47,8 @@ pub use inbox::InboxEntry;
 pub use key::{KdfParams, KeySource};
 pub use kv::{KvPair, KvTable};
 pub use mailbox::{
-    MailMsg, MailboxInfo, Settled, Special, BOX_INBOX, BOX_SENT, BOX_TRASH, KW_BOUNCED, KW_DELIVERED,
-    KW_QUEUED,
+    MailMsg, MailboxInfo, Settled, Special, BOX_INBOX, BOX_SENT, BOX_TRASH, KW_BOUNCED,
+    KW_DELIVERED, KW_QUEUED,
 };
 pub use queue::{BlockState, NewQueueEntry, QueueEntry};
 pub use seal::{OpenError, StorageKey};

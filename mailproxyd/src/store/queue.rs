@@ -212,7 +212,8 @@ impl Store {
         let run = Box::new(move |tx: &redb::WriteTransaction| {
             blob.insert(tx)?;
             if let Some((key, v)) = &sent_copy {
-                tx.open_table(super::IMAP_MSGS)?.insert(*key, v.as_slice())?;
+                tx.open_table(super::IMAP_MSGS)?
+                    .insert(*key, v.as_slice())?;
             }
             let mut q = tx.open_table(QUEUE)?;
             for (id, v) in &sealed {
