@@ -296,7 +296,7 @@ fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<Address<'static>> {
         .collect()
 }
 
-fn raw_header<'a>(m: &'a Message<'_>, name: &'static str) -> Option<String> {
+fn raw_header(m: &Message<'_>, name: &'static str) -> Option<String> {
     m.header_raw(name)
         .map(|v| v.trim().replace("\r\n", "").replace('\n', ""))
 }
