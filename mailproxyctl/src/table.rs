@@ -85,6 +85,7 @@ pub fn status(list: &[AccountStatus]) -> String {
                 s.delivered.to_string(),
                 format!("{} ({})", s.inbox, size(s.inbox_bytes)),
                 format!("{}/{}", s.packets_sent, s.retransmissions),
+                s.imap_sessions.to_string(),
             ]
         })
         .collect();
@@ -103,6 +104,7 @@ pub fn status(list: &[AccountStatus]) -> String {
             "RECEIVED",
             "INBOX",
             "PACKETS/RETX",
+            "IMAP",
         ],
         &rows,
     );

@@ -420,7 +420,7 @@ fn status_queue_cancel_inbox_logs_and_shutdown() {
     let pop3 = testnet::ports::reserve().unwrap().port();
     let d = Running::start_in(
         tmp,
-        &format!("SMTPAddress = \"127.0.0.1:{smtp}\"\nPOP3Address = \"127.0.0.1:{pop3}\"\n"),
+        &format!("SMTPAddress = \"127.0.0.1:{smtp}\"\nPOP3Address = \"127.0.0.1:{pop3}\"\nIMAPAddress = \"127.0.0.1:0\"\n"),
         &format!(
             "[Recipients]\n\"bob@provider-1\" = \"{}\"\n",
             "42".repeat(32)

@@ -7,6 +7,8 @@
 //!   requires the password `secret` (checked against its Argon2id hash, as
 //!   the daemon does); SMTP takes mail without AUTH, as with
 //!   `Authentication = "none"`, because Postfix's smtp-source cannot log in.
+//!   A second line `imap=<port>` gives the IMAP server (same password as
+//!   POP3), for scripts/bench-imap.
 //! - `count <datadir> <account>`: queue and inbox sizes of an account.
 //! - `commit-baseline <n> <bytes>`: one durable redb commit per message,
 //!   the bare cost the SMTP ingest is compared with.
@@ -155,6 +157,20 @@ fn main() {
             rt.block_on(async {
                 let (s, p, stop) = serve(&bd).await;
                 println!("smtp={s} pop3={p}");
+                let il = mailproxyd::smtp::bind("127.0.0.1:0".parse().unwrap(), false)
+                    .await
+                    .unwrap();
+                println!("imap={}", il.local_addr().unwrap().port());
+                let imap_dir: Arc<dyn Directory> = Arc::new(bd.with_password());
+                let mut r = stop.subscribe();
+                tokio::spawn(mailproxyd::imap::serve(
+                    il,
+                    imap_dir,
+                    Default::default(),
+                    async move {
+                        let _ = r.wait_for(|v| *v).await;
+                    },
+                ));
                 std::io::stdout().flush().unwrap();
                 tokio::task::spawn_blocking(|| {
                     let mut sink = Vec::new();

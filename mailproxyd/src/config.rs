@@ -18,6 +18,8 @@ use crate::recipients::{normalize_address, normalize_provider, normalize_user};
 
 /// Default POP3 listener.
 pub const DEFAULT_POP3_ADDRESS: &str = "127.0.0.1:2524";
+/// Default IMAP listener.
+pub const DEFAULT_IMAP_ADDRESS: &str = "127.0.0.1:2143";
 /// Default SMTP listener.
 pub const DEFAULT_SMTP_ADDRESS: &str = "127.0.0.1:2525";
 /// Default maximum message size (25 MiB).
@@ -101,6 +103,8 @@ pub struct ProxyConfig {
     pub pop3_address: SocketAddr,
     /// SMTP listener address.
     pub smtp_address: SocketAddr,
+    /// IMAP listener address.
+    pub imap_address: SocketAddr,
     /// The data directory (absolute).
     pub data_dir: PathBuf,
     /// Recipient key files (absolute; default `<DataDir>/recipients`).
@@ -642,6 +646,12 @@ fn parse_proxy(value: Option<&Value>) -> Result<ProxyConfig, ConfigError> {
         "SMTPAddress",
         smtp.as_deref().unwrap_or(DEFAULT_SMTP_ADDRESS),
     )?;
+    let imap = f.string("IMAPAddress")?;
+    let imap_address = socket_addr(
+        &f,
+        "IMAPAddress",
+        imap.as_deref().unwrap_or(DEFAULT_IMAP_ADDRESS),
+    )?;
     let recipient_dir = match f.string("RecipientDir")? {
         Some(text) => absolute(&f, "RecipientDir", &text)?,
         None => data_dir.join("recipients"),
@@ -672,7 +682,11 @@ fn parse_proxy(value: Option<&Value>) -> Result<ProxyConfig, ConfigError> {
         }
     };
     if !no_launch_listeners && !allow_non_loopback {
-        for (name, addr) in [("SMTPAddress", smtp_address), ("POP3Address", pop3_address)] {
+        for (name, addr) in [
+            ("SMTPAddress", smtp_address),
+            ("POP3Address", pop3_address),
+            ("IMAPAddress", imap_address),
+        ] {
             if !addr.ip().is_loopback() {
                 return Err(f.err(
                     name,
@@ -687,6 +701,7 @@ fn parse_proxy(value: Option<&Value>) -> Result<ProxyConfig, ConfigError> {
     Ok(ProxyConfig {
         pop3_address,
         smtp_address,
+        imap_address,
         data_dir,
         recipient_dir,
         no_launch_listeners,
@@ -1282,6 +1297,7 @@ mod tests {
     fn defaults() {
         let c = Config::parse(&minimal()).unwrap();
         assert_eq!(c.proxy.pop3_address, "127.0.0.1:2524".parse().unwrap());
+        assert_eq!(c.proxy.imap_address, "127.0.0.1:2143".parse().unwrap());
         assert_eq!(c.proxy.smtp_address, "127.0.0.1:2525".parse().unwrap());
         assert_eq!(c.proxy.recipient_dir, PathBuf::from("/tmp/x/recipients"));
         assert_eq!(c.proxy.max_message_size, 26_214_400);

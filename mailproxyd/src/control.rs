@@ -139,6 +139,8 @@ pub struct DaemonControl {
     /// Sender keys of inbox messages already read, by (account, id):
     /// inbox entries never change, so each is read once.
     senders: Mutex<HashMap<(String, u64), Option<String>>>,
+    /// Logged-in IMAP sessions per account.
+    imap: crate::imap::ImapSessions,
 }
 
 impl DaemonControl {
@@ -154,7 +156,14 @@ impl DaemonControl {
             recipients,
             events,
             senders: Mutex::new(HashMap::new()),
+            imap: crate::imap::ImapSessions::default(),
         }
+    }
+
+    /// Reports the IMAP sessions counted by `sessions` in `STATUS`.
+    pub fn with_imap_sessions(mut self, sessions: crate::imap::ImapSessions) -> DaemonControl {
+        self.imap = sessions;
+        self
     }
 
     fn account(&self, id: &str) -> Option<&ControlAccount> {
@@ -362,6 +371,7 @@ impl Control for DaemonControl {
                 };
                 let mut status = account_status(&a.id, engine.as_ref(), &counts, unix_now());
                 (status.store, status.store_error) = store_state(&a.store.health());
+                status.imap_sessions = self.imap.count(&a.id);
                 out.push(status);
             }
             out

@@ -32,7 +32,7 @@ use crate::mgmt::{self, MgmtContext, MgmtError};
 use crate::recipients::{RecipientError, Recipients};
 use crate::store::Directory;
 use crate::totals::Counted;
-use crate::{pop3, smtp};
+use crate::{imap, pop3, smtp};
 
 /// How long services get to finish after shutdown is triggered.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -378,6 +378,7 @@ where
         for (name, addr) in [
             ("SMTP", config.proxy.smtp_address),
             ("POP3", config.proxy.pop3_address),
+            ("IMAP", config.proxy.imap_address),
         ] {
             if !addr.ip().is_loopback() {
                 tracing::warn!(%addr, "{name} will listen on a non-loopback address (AllowNonLoopback = true): anyone who can reach it can try to use the accounts");
@@ -386,6 +387,8 @@ where
     }
 
     let stop = Shutdown::new();
+    // Logged-in IMAP sessions (for status).
+    let imap_sessions = imap::ImapSessions::default();
     // Engines emit here; the management socket's EVENTS subscribes.
     let events = EventBus::new(1024);
     let mut services: JoinSet<(&'static str, Result<(), DaemonError>)> = JoinSet::new();
@@ -417,6 +420,9 @@ where
         let pop3_listener = smtp::bind(config.proxy.pop3_address, allow)
             .await
             .map_err(|e| DaemonError::Bind(format!("POP3: {e}")))?;
+        let imap_listener = smtp::bind(config.proxy.imap_address, allow)
+            .await
+            .map_err(|e| DaemonError::Bind(format!("IMAP: {e}")))?;
         let smtp_settings = smtp::SmtpSettings {
             max_message_size: usize::try_from(config.proxy.max_message_size).unwrap_or(usize::MAX),
             bounce_lifetime: config.debug.bounce_queue_lifetime.as_secs(),
@@ -433,7 +439,25 @@ where
             pop3::serve(pop3_listener, dir, pop3::Pop3Settings::default(), s.wait()).await;
             ("POP3", Ok(()))
         });
-        tracing::info!(smtp = %config.proxy.smtp_address, pop3 = %config.proxy.pop3_address, "mail front listening");
+        let (dir, s) = (directory.clone() as Arc<dyn Directory>, stop.clone());
+        let imap_settings = imap::ImapSettings {
+            sessions: imap_sessions.clone(),
+            ..imap::ImapSettings::default()
+        };
+        let imap_bound = imap_listener.local_addr().ok();
+        services.spawn(async move {
+            imap::serve(imap_listener, dir, imap_settings, s.wait()).await;
+            ("IMAP", Ok(()))
+        });
+        tracing::info!(smtp = %config.proxy.smtp_address, pop3 = %config.proxy.pop3_address, imap = ?imap_bound, "mail front listening");
+    }
+    // The IMAP Sent mailbox follows the engines' delivery events.
+    {
+        let (d, s) = (directory.clone() as Arc<dyn Directory>, stop.clone());
+        let ids: Vec<String> = accounts.iter().map(|a| a.config.id.clone()).collect();
+        tokio::spawn(imap::sent::follow(events.subscribe(), d, ids, async move {
+            s.wait().await
+        }));
     }
     // Each store's failures and recoveries, as events.
     for account in &accounts {
@@ -523,7 +547,8 @@ where
             control_accounts,
             recipients.clone(),
             engines.events().clone(),
-        );
+        )
+        .with_imap_sessions(imap_sessions.clone());
         let ctx = MgmtContext {
             recipients: recipients.clone(),
             accounts: infos,

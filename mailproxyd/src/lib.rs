@@ -10,6 +10,7 @@ pub mod control;
 pub mod daemon;
 pub mod directory;
 pub mod events;
+pub mod imap;
 pub mod keys;
 pub mod lock;
 pub mod logging;

@@ -40,7 +40,7 @@ impl Mail {
             .unwrap()
             .replace(
                 "NoLaunchListeners = true\n",
-                &format!("SMTPAddress = \"{smtp}\"\nPOP3Address = \"{pop3}\"\n{proxy}"),
+                &format!("SMTPAddress = \"{smtp}\"\nPOP3Address = \"{pop3}\"\nIMAPAddress = \"127.0.0.1:0\"\n{proxy}"),
             )
             .replace(
                 "Provider = \"provider-0\"\nAuthority = \"Test\"\n",

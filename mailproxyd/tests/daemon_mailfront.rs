@@ -36,7 +36,7 @@ fn swaks_submits_to_the_daemon_and_curl_logs_in() {
     // Turn the listeners on, on free ports.
     let text = fs::read_to_string(&setup.config).unwrap().replace(
         "NoLaunchListeners = true\n",
-        &format!("SMTPAddress = \"127.0.0.1:{smtp}\"\nPOP3Address = \"127.0.0.1:{pop3}\"\n"),
+        &format!("SMTPAddress = \"127.0.0.1:{smtp}\"\nPOP3Address = \"127.0.0.1:{pop3}\"\nIMAPAddress = \"127.0.0.1:0\"\n"),
     );
     fs::write(&setup.config, text).unwrap();
     let mut daemon = setup.start();

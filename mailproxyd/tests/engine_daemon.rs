@@ -227,7 +227,7 @@ async fn discover_and_deliver(voting: usize, proxied: bool) {
     };
     let hash = mailproxyd::auth::hash_password(PASSWORD).unwrap();
     let text = format!(
-        "[Proxy]\nSMTPAddress = \"{smtp}\"\nPOP3Address = \"{pop3}\"\nDataDir = \"{}\"\n\
+        "[Proxy]\nSMTPAddress = \"{smtp}\"\nPOP3Address = \"{pop3}\"\nIMAPAddress = \"127.0.0.1:0\"\nDataDir = \"{}\"\n\
          {block}\
          [[Account]]\nUser = \"alice\"\nProvider = \"provider1\"\n{field} = \"testnet\"\nInsecureKeyDiscovery = true\nPasswordHash = \"{hash}\"\n\
          [[Account]]\nUser = \"bob\"\nProvider = \"provider2\"\n{field} = \"testnet\"\nPasswordHash = \"{hash}\"\n\

@@ -58,7 +58,7 @@ fn write_config(
     fs::write(
         &config,
         format!(
-            "[Proxy]\nDataDir = \"{}\"\nSMTPAddress = \"127.0.0.1:{smtp}\"\nPOP3Address = \"127.0.0.1:{pop3}\"\n\
+            "[Proxy]\nDataDir = \"{}\"\nSMTPAddress = \"127.0.0.1:{smtp}\"\nPOP3Address = \"127.0.0.1:{pop3}\"\nIMAPAddress = \"127.0.0.1:0\"\n\
              [Logging]\nFile = \"mailproxyd.log\"\nLevel = \"INFO\"\n\
              [NonvotingAuthority.testnet]\nAddress = \"{}\"\nPublicKey = \"{}\"\n\
              [[Account]]\nUser = \"alice\"\nProvider = \"provider1\"\nAuthority = \"testnet\"\n\

@@ -34,7 +34,7 @@ impl Mail {
         ));
         let text = fs::read_to_string(&setup.config).unwrap().replace(
             "NoLaunchListeners = true\n",
-            &format!("SMTPAddress = \"127.0.0.1:{smtp}\"\nPOP3Address = \"127.0.0.1:{pop3}\"\n"),
+            &format!("SMTPAddress = \"127.0.0.1:{smtp}\"\nPOP3Address = \"127.0.0.1:{pop3}\"\nIMAPAddress = \"127.0.0.1:0\"\n"),
         );
         fs::write(&setup.config, text).unwrap();
         Mail { setup, smtp }

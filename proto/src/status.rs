@@ -5,6 +5,7 @@
 //!     queued=<n> in_flight=<n> acked=<n> bounced=<n> delivered=<n>
 //!     inbox=<n> inbox_bytes=<n> packets=<n> retransmits=<n> error=<text|->
 //!     store=<ok|failing|full> store_error=<text|-> partials=<n> partial_bytes=<n>
+//!     imap_sessions=<n>
 //! ```
 //!
 //! `store` is `failing` while the account's store cannot write (`full` when
@@ -136,6 +137,9 @@ pub struct AccountStatus {
     /// Their stored bytes.
     #[serde(default)]
     pub partial_bytes: u64,
+    /// IMAP sessions logged in to the account now.
+    #[serde(default)]
+    pub imap_sessions: u64,
 }
 
 impl AccountStatus {
@@ -160,6 +164,7 @@ impl AccountStatus {
             .opt_text("store_error", self.store_error.as_deref())
             .num("partials", self.partials)
             .num("partial_bytes", self.partial_bytes)
+            .num("imap_sessions", self.imap_sessions)
             .finish()
     }
 
@@ -196,6 +201,7 @@ impl AccountStatus {
             store_error: f.opt_text("store_error"),
             partials: f.opt_num("partials")?.unwrap_or(0),
             partial_bytes: f.opt_num("partial_bytes")?.unwrap_or(0),
+            imap_sessions: f.opt_num("imap_sessions")?.unwrap_or(0),
         })
     }
 }
@@ -226,6 +232,7 @@ mod tests {
             store_error: Some("No space left on device (os error 28)".into()),
             partials: 3,
             partial_bytes: 151_662,
+            imap_sessions: 2,
         };
         let line = s.to_line();
         assert!(

@@ -63,6 +63,7 @@ pub struct Daemon {
     pub data_dir: PathBuf,
     pub smtp: SocketAddr,
     pub pop3: SocketAddr,
+    pub imap: SocketAddr,
     /// The management socket.
     pub socket: PathBuf,
     pub accounts: Vec<AccountKeys>,
@@ -100,6 +101,7 @@ impl Daemon {
             data_dir: dir.join("data"),
             smtp: free_addr(),
             pop3: free_addr(),
+            imap: free_addr(),
             socket: dir.join("data").join("management_sock"),
             accounts: accounts
                 .iter()
@@ -129,11 +131,12 @@ impl Daemon {
         let mut s = String::new();
         let _ = write!(
             s,
-            "[Proxy]\nSMTPAddress = \"{}\"\nPOP3Address = \"{}\"\nDataDir = \"{}\"\n\n\
+            "[Proxy]\nSMTPAddress = \"{}\"\nPOP3Address = \"{}\"\nIMAPAddress = \"{}\"\nDataDir = \"{}\"\n\n\
              [Logging]\nFile = \"mailproxyd.log\"\nLevel = \"{}\"\n\n\
              [NonvotingAuthority.testnet]\nAddress = \"{}\"\nPublicKey = \"{}\"\n\n",
             self.smtp,
             self.pop3,
+            self.imap,
             self.data_dir.display(),
             o.log_level,
             self.authority.0,
@@ -238,7 +241,10 @@ impl Daemon {
                     self.log_tail(40)
                 );
             }
-            if TcpStream::connect(self.smtp).is_ok() && TcpStream::connect(self.pop3).is_ok() {
+            if TcpStream::connect(self.smtp).is_ok()
+                && TcpStream::connect(self.pop3).is_ok()
+                && TcpStream::connect(self.imap).is_ok()
+            {
                 return;
             }
             assert!(

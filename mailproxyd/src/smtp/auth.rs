@@ -56,7 +56,12 @@ pub fn decode_response(line: &str) -> Result<Zeroizing<Vec<u8>>, SaslError> {
 /// Decodes a SASL PLAIN message. The authzid must be empty or equal
 /// (case-insensitively) to the authcid.
 pub fn decode_plain(line: &str) -> Result<Credentials, SaslError> {
-    let raw = decode_response(line)?;
+    decode_plain_bytes(&decode_response(line)?)
+}
+
+/// Decodes a SASL PLAIN message already base64-decoded (IMAP's codec does
+/// that), with the same rules as [`decode_plain`].
+pub fn decode_plain_bytes(raw: &[u8]) -> Result<Credentials, SaslError> {
     let mut parts = raw.splitn(3, |&b| b == 0);
     let (Some(authzid), Some(authcid), Some(password)) = (parts.next(), parts.next(), parts.next())
     else {

@@ -470,7 +470,8 @@ impl Session {
         let size = full.len();
         let sender = txn.account.id.clone();
         let prepare = move || {
-            let (e, rx) = store.enqueue_async(&sender, &full, &entries);
+            // The IMAP Sent copy is filed in the same commit.
+            let (e, rx) = store.enqueue_async_with_sent(&sender, &full, &entries, now);
             (e.len(), rx)
         };
         // Sealing a small message takes microseconds: do it inline; large

@@ -5,7 +5,7 @@ use redb::ReadableTable;
 
 use super::blob::{self, MessageRef, PreparedBlob};
 use super::codec::{Reader, Writer};
-use super::{Store, StoreError, INBOX};
+use super::{Store, StoreError, IMAP_FLAGS, INBOX};
 
 const TABLE: &str = "inbox";
 
@@ -22,7 +22,7 @@ pub struct InboxEntry {
     pub arrived: u64,
 }
 
-fn encode(e: &InboxEntry) -> Vec<u8> {
+pub(super) fn encode(e: &InboxEntry) -> Vec<u8> {
     let mut w = Writer::new(1);
     w.u64(e.message.blob)
         .u64(e.message.len)
@@ -32,7 +32,7 @@ fn encode(e: &InboxEntry) -> Vec<u8> {
     w.finish()
 }
 
-fn decode(id: u64, plain: &[u8]) -> Result<InboxEntry, StoreError> {
+pub(super) fn decode(id: u64, plain: &[u8]) -> Result<InboxEntry, StoreError> {
     let mal = |_| StoreError::Malformed(TABLE);
     let mut r = Reader::new(plain, 1).map_err(mal)?;
     let e = InboxEntry {
@@ -77,6 +77,7 @@ impl Store {
                 Ok(())
             }),
         )?;
+        self.mailbox_changed();
         Ok(entry)
     }
 
@@ -123,9 +124,12 @@ impl Store {
                     drop(t);
                     let e = decode(id, &s.open(TABLE, &id.to_be_bytes(), &sealed)?)?;
                     blob::release(tx, &s, e.message.blob)?;
+                    tx.open_table(IMAP_FLAGS)?.remove(id)?;
                 }
                 Ok(())
             }),
-        )
+        )?;
+        self.mailbox_changed();
+        Ok(())
     }
 }

@@ -27,6 +27,7 @@ pub mod health;
 mod inbox;
 pub mod key;
 mod kv;
+mod mailbox;
 mod queue;
 mod seal;
 mod writer;
@@ -45,6 +46,10 @@ pub use health::Health;
 pub use inbox::InboxEntry;
 pub use key::{KdfParams, KeySource};
 pub use kv::{KvPair, KvTable};
+pub use mailbox::{
+    MailMsg, MailboxInfo, Settled, Special, BOX_INBOX, BOX_SENT, BOX_TRASH, KW_BOUNCED,
+    KW_DELIVERED, KW_QUEUED,
+};
 pub use queue::{BlockState, NewQueueEntry, QueueEntry};
 pub use seal::{OpenError, StorageKey};
 
@@ -64,6 +69,12 @@ pub(crate) const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queu
 pub(crate) const INBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("inbox");
 /// Plain counters (no content): the id high-water mark.
 pub(crate) const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
+/// IMAP mailboxes the user created (see [`mailbox`]).
+pub(crate) const IMAP_BOXES: TableDefinition<u64, &[u8]> = TableDefinition::new("imap_boxes");
+/// Messages of the IMAP mailboxes other than INBOX, by (mailbox, uid).
+pub(crate) const IMAP_MSGS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("imap_msgs");
+/// IMAP flags of INBOX messages, by inbox entry id.
+pub(crate) const IMAP_FLAGS: TableDefinition<u64, &[u8]> = TableDefinition::new("imap_flags");
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +154,8 @@ pub(crate) struct Inner {
     /// Queue entries added since the engine last asked.
     pub(crate) queued: Arc<QueuedIds>,
     dir: PathBuf,
+    /// Bumped after every durable change to a mailbox (IMAP IDLE wakes on it).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// Ids of queue entries whose enqueue became durable, for the engine's
@@ -241,6 +254,9 @@ impl Store {
             tx.open_table(QUEUE)?;
             tx.open_table(INBOX)?;
             tx.open_table(IDS)?;
+            tx.open_table(IMAP_BOXES)?;
+            tx.open_table(IMAP_MSGS)?;
+            tx.open_table(IMAP_FLAGS)?;
             for t in KvTable::ALL {
                 tx.open_table(t.definition())?;
             }
@@ -270,6 +286,7 @@ impl Store {
                 next_id,
                 queued: Arc::default(),
                 dir: dir.to_owned(),
+                changes: tokio::sync::watch::channel(0).0,
             }),
         };
         match store.kv_get(KvTable::Meta, b"keycheck") {

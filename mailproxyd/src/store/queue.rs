@@ -127,7 +127,7 @@ impl Store {
         message: &[u8],
         recipients: &[NewQueueEntry],
     ) -> Result<Vec<QueueEntry>, StoreError> {
-        let (bytes, run, entries) = self.prepare_enqueue(sender, message, recipients);
+        let (bytes, run, entries) = self.prepare_enqueue(sender, message, recipients, None);
         self.inner.writer.write(bytes, run)?;
         self.inner.queued.added(entries.iter().map(|e| e.id));
         Ok(entries)
@@ -144,7 +144,19 @@ impl Store {
         Vec<QueueEntry>,
         tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
     ) {
-        let (bytes, run, entries) = self.prepare_enqueue(sender, message, recipients);
+        let (bytes, run, entries) = self.prepare_enqueue(sender, message, recipients, None);
+        let rx = self.submit_enqueue(bytes, run, &entries);
+        (entries, rx)
+    }
+
+    /// Submits an enqueue's transaction; once it is durable, the engines
+    /// learn of its entries and the receiver completes.
+    fn submit_enqueue(
+        &self,
+        bytes: usize,
+        run: super::writer::WriteFn,
+        entries: &[QueueEntry],
+    ) -> tokio::sync::oneshot::Receiver<Result<(), StoreError>> {
         let (done, rx) = tokio::sync::oneshot::channel();
         let (queued, ids) = (
             self.inner.queued.clone(),
@@ -156,7 +168,36 @@ impl Store {
             }
             let _ = done.send(r);
         });
-        (entries, rx)
+        rx
+    }
+
+    /// Like [`Store::enqueue_async`], and also files a copy in the IMAP Sent
+    /// mailbox (keyword `$Queued`) in the same transaction, sharing the
+    /// message's blob; `arrived` is its internal date.
+    pub fn enqueue_async_with_sent(
+        &self,
+        sender: &str,
+        message: &[u8],
+        recipients: &[NewQueueEntry],
+        arrived: u64,
+    ) -> (
+        Vec<QueueEntry>,
+        tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
+    ) {
+        let (bytes, run, entries) =
+            self.prepare_enqueue(sender, message, recipients, Some(arrived));
+        let rx = self.submit_enqueue(bytes, run, &entries);
+        // Wake IMAP sessions once the commit is durable.
+        let (tx, out) = tokio::sync::oneshot::channel();
+        let store = self.clone();
+        tokio::spawn(async move {
+            let r = rx.await.unwrap_or(Err(StoreError::Closed));
+            if r.is_ok() {
+                store.mailbox_changed();
+            }
+            let _ = tx.send(r);
+        });
+        (entries, out)
     }
 
     fn prepare_enqueue(
@@ -164,9 +205,11 @@ impl Store {
         sender: &str,
         message: &[u8],
         recipients: &[NewQueueEntry],
+        sent: Option<u64>,
     ) -> (usize, super::writer::WriteFn, Vec<QueueEntry>) {
         let s = &self.inner.sealer;
-        let blob = PreparedBlob::new(s, self.alloc_id(), message, recipients.len() as u32);
+        let refs = recipients.len() as u32 + u32::from(sent.is_some());
+        let blob = PreparedBlob::new(s, self.alloc_id(), message, refs);
         let entries: Vec<QueueEntry> = recipients
             .iter()
             .map(|r| QueueEntry {
@@ -186,8 +229,16 @@ impl Store {
             .map(|e| (e.id, s.seal(TABLE, &e.id.to_be_bytes(), &encode(e))))
             .collect();
         let bytes = message.len() + 256 * sealed.len();
+        let sent_copy = sent.map(|arrived| {
+            let ids: Vec<u64> = entries.iter().map(|e| e.id).collect();
+            super::mailbox::sent_record(s, self.alloc_id(), blob.mref(), &ids, arrived)
+        });
         let run = Box::new(move |tx: &redb::WriteTransaction| {
             blob.insert(tx)?;
+            if let Some((key, v)) = &sent_copy {
+                tx.open_table(super::IMAP_MSGS)?
+                    .insert(*key, v.as_slice())?;
+            }
             let mut q = tx.open_table(QUEUE)?;
             for (id, v) in &sealed {
                 q.insert(*id, v.as_slice())?;
