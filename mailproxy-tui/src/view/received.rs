@@ -32,7 +32,7 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
     let now_secs = state.now_ms / 1000;
     // Newest first, so that new mail shows at the top of the pane.
     let mut items: Vec<_> = state.inbox.iter().collect();
-    items.sort_by(|a, b| (b.arrived, b.id).cmp(&(a.arrived, a.id)));
+    items.sort_by_key(|m| std::cmp::Reverse((m.arrived, m.id)));
     let rows = items.into_iter().map(|item| {
         let mut cells = Vec::with_capacity(5);
         if wide {
