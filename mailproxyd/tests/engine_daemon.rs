@@ -383,6 +383,8 @@ async fn accounts_registered_with_mailproxyd_r_exchange_mail() {
         );
         config.proxy.smtp_address = smtp;
         config.proxy.pop3_address = pop3;
+        // Two daemons: the default IMAP port can serve only one.
+        config.proxy.imap_address = testnet::ports::reserve().unwrap();
         let prepared = tokio::task::spawn_blocking(move || daemon::prepare(config))
             .await
             .unwrap()
