@@ -3,6 +3,7 @@
 //! made of, so that tests can drive each part directly.
 
 // Foundation: configuration, keys, recipients, management, process life.
+pub mod accept;
 pub mod auth;
 pub mod config;
 pub mod connection;

@@ -18,8 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::slots::{SlotPolicy, Slots};
 use crate::store::Directory;
@@ -122,27 +120,14 @@ pub async fn serve(
         },
     });
     let settings = Arc::new(settings);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let Ok((sock, _peer)) = accepted else { continue };
-                let _ = sock.set_nodelay(true);
-                let slot = slots.register();
-                let s = session::Session::new(sock, dir.clone(), settings.clone(), stop_rx.clone());
-                tasks.spawn(async move {
-                    match slot {
-                        Some(slot) => s.with_slot(slot).run().await,
-                        None => s.refuse_busy().await,
-                    }
-                });
+    crate::accept::serve_sessions(listener, slots, shutdown, |sock, slot, stop| {
+        let s = session::Session::new(sock, dir.clone(), settings.clone(), stop);
+        async move {
+            match slot {
+                Some(slot) => s.with_slot(slot).run().await,
+                None => s.refuse_busy().await,
             }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
-    }
-    let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
+    })
+    .await;
 }
