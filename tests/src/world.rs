@@ -229,6 +229,7 @@ impl World {
     }
 
     fn wait_settled(&self, sender: &str, recipients: &[&str], lost_at_most: u64, retrieved: bool) {
+        let start = std::time::Instant::now();
         wait_until(
             &format!("{sender}'s queue to be empty"),
             SETTLE,
@@ -269,6 +270,11 @@ impl World {
                     Vec::new()
                 };
                 if in_flight <= lost_at_most as i64 && spooled.iter().all(|(_, n)| *n == 0) {
+                    eprintln!(
+                        "every copy {sender} sent settled after {:?} (in flight at least \
+                         {in_flight}, allowed lost {lost_at_most})",
+                        start.elapsed()
+                    );
                     Ok(())
                 } else {
                     Err(format!(
