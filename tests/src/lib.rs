@@ -17,5 +17,5 @@ pub mod world;
 pub use daemon::{AccountKeys, Daemon, DaemonOptions};
 pub use mail::{Login, Pop3, Smtp};
 pub use net::Net;
-pub use wait::wait_for;
+pub use wait::{wait_for, wait_until};
 pub use world::{DaemonSpec, World, WorldBuilder};

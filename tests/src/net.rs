@@ -1,12 +1,14 @@
 //! The local testnet, run in this process by the testnet library so tests
 //! can inject faults: packet loss at a node, stopping and restarting nodes.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use testnet::config::Params;
+use testnet::config::{Params, Role};
 use testnet::network::{Network, Shape};
+use testnet::node::Counters;
 
 /// The 2019 profile's epoch period: the daemon's engine assumes it.
 pub const EPOCH_SECS: u64 = 10_800;
@@ -21,6 +23,37 @@ pub fn params(send_per_sec: f64) -> Params {
     p
 }
 
+/// Packet counts of a node (see [`Counters`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    received: u64,
+    spooled: u64,
+    /// Every kind of drop: invalid, replay, other, fault injection.
+    dropped: u64,
+}
+
+impl Counts {
+    fn of(c: &Counters) -> Counts {
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Counts {
+            received: n(&c.received),
+            spooled: n(&c.spooled),
+            dropped: n(&c.dropped_invalid)
+                + n(&c.dropped_replay)
+                + n(&c.dropped_other)
+                + n(&c.dropped_fault),
+        }
+    }
+
+    fn add(self, o: Counts) -> Counts {
+        Counts {
+            received: self.received + o.received,
+            spooled: self.spooled + o.spooled,
+            dropped: self.dropped + o.dropped,
+        }
+    }
+}
+
 /// A running network and the runtime it runs on.
 pub struct Net {
     // Dropped in this order: the network (inside the runtime), then the runtime.
@@ -28,6 +61,9 @@ pub struct Net {
     rt: tokio::runtime::Runtime,
     /// The network's directory (keys, `network.toml`, spools).
     pub dir: PathBuf,
+    /// Counts of the earlier runs of restarted nodes (a node starts again
+    /// with zero counters).
+    retired: BTreeMap<String, Counts>,
 }
 
 impl Net {
@@ -56,6 +92,7 @@ impl Net {
             net: Some(net),
             rt,
             dir: dir.to_path_buf(),
+            retired: BTreeMap::new(),
         }
     }
 
@@ -81,7 +118,7 @@ impl Net {
             .spec
             .nodes
             .iter()
-            .filter(|n| n.role == testnet::config::Role::Mix)
+            .filter(|n| n.role == Role::Mix)
             .count()
             / self.net().spec.params.layers;
         (0..per)
@@ -120,7 +157,7 @@ impl Net {
             .set_drop_fraction(f);
     }
 
-    /// Packets node `name` dropped by fault injection.
+    /// Packets node `name` dropped by fault injection (this run).
     pub fn dropped_by_fault(&self, name: &str) -> u64 {
         self.net()
             .node(name)
@@ -128,7 +165,7 @@ impl Net {
             .unwrap_or(0)
     }
 
-    /// Packets node `name` received.
+    /// Packets node `name` received (this run).
     pub fn received(&self, name: &str) -> u64 {
         self.net()
             .node(name)
@@ -136,10 +173,65 @@ impl Net {
             .unwrap_or(0)
     }
 
-    /// Stops node `name` (its state stays on disk).
+    /// Node `name`'s counts over all its runs.
+    fn counts(&self, name: &str) -> Counts {
+        let live = self
+            .net()
+            .node(name)
+            .map(|n| Counts::of(&n.counters))
+            .unwrap_or_default();
+        self.retired
+            .get(name)
+            .copied()
+            .unwrap_or_default()
+            .add(live)
+    }
+
+    /// A lower bound of the packets still in flight (in a node or on a
+    /// link), from the nodes' counters, when exactly one client sends,
+    /// through provider `sender_provider`, only blocks with a SURB-ACK (no
+    /// decoys, no key discovery), and at least `local` of its blocks were
+    /// spooled for users of `sender_provider`.
+    ///
+    /// Every packet the sender's provider receives is a block from the
+    /// sender (`C` of them) or, from a node, a block for one of its users
+    /// (`L` spooled) or a SURB-ACK; every block spooled sends back one
+    /// SURB-ACK, spooled at the sender's provider or dropped. With `R1`,
+    /// `S1`, `d1` the sender's provider's received, spooled and dropped, `D`
+    /// every node's drops and nothing in flight: `C = S1 - L + D` and
+    /// `R1 = C + S1 + (its drops of packets from nodes)`, so
+    /// `R1 - 2*S1 + L - D - d1` is then at most 0, and otherwise the packets
+    /// in flight less `L - local` and less the sender's provider's drops of
+    /// the sender's packets (none without faults there).
+    ///
+    /// A client's packet counts once the provider received it: a client
+    /// killed or cut off mid-write adds nothing. A packet lost without a
+    /// count stays in flight for ever: a node stopped by [`Net::stop_node`]
+    /// loses what it holds, and a link into it the first packets sent on it
+    /// afterwards (testnet/src/node/outgoing.rs).
+    pub fn packets_in_flight_at_least(&self, sender_provider: &str, local: u64) -> i64 {
+        let all = self
+            .net()
+            .spec
+            .nodes
+            .iter()
+            .fold(Counts::default(), |a, n| a.add(self.counts(&n.name)));
+        let p = self.counts(sender_provider);
+        p.received as i64 - 2 * p.spooled as i64 + local as i64
+            - all.dropped as i64
+            - p.dropped as i64
+    }
+
+    /// Stops node `name` (its state stays on disk; its counts are kept).
     pub fn stop_node(&mut self, name: &str) {
+        let node = self.net().node(name).cloned();
         let net = self.net.as_mut().expect("network running");
         self.rt.block_on(net.stop_node(name));
+        if let Some(n) = node {
+            let run = Counts::of(&n.counters);
+            let r = self.retired.entry(name.to_string()).or_default();
+            *r = r.add(run);
+        }
     }
 
     /// Starts node `name` again.

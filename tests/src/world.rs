@@ -3,11 +3,16 @@
 //! other's keys.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use testnet::config::Params;
 
 use crate::daemon::{Daemon, DaemonOptions};
 use crate::net::{self, Net};
+use crate::wait::wait_until;
+
+/// Bound for the copies still in flight to settle (loaded machine).
+const SETTLE: Duration = Duration::from_secs(300);
 
 /// One daemon to create: its accounts and settings.
 #[derive(Debug, Clone)]
@@ -192,6 +197,93 @@ impl World {
     /// Account `id`'s identity public key.
     pub fn identity(&self, id: &str) -> [u8; 32] {
         self.daemon_of(id).account(id).identity
+    }
+
+    /// Account `id`'s `status` (JSON), or why there is none (its daemon
+    /// restarting, say).
+    pub fn status(&self, id: &str) -> Result<serde_json::Value, String> {
+        let (ok, v) = self.daemon_of(id).ctl(&["status"]);
+        if !ok {
+            return Err(format!("mailproxyctl status failed: {v}"));
+        }
+        v.as_array()
+            .and_then(|a| a.iter().find(|s| s["account"] == id).cloned())
+            .ok_or_else(|| format!("no status for {id}: {v}"))
+    }
+
+    /// Waits until `sender`'s queue is empty (every block acknowledged: no
+    /// retransmission is coming), then until every packet it sent to
+    /// `recipients` has been spooled or dropped, but for at most
+    /// `lost_at_most` lost without a count (see
+    /// [`Net::packets_in_flight_at_least`]; the daemons must send nothing
+    /// else). Call it once every recipient holds what it was sent.
+    pub fn wait_every_copy_spooled(&self, sender: &str, recipients: &[&str], lost_at_most: u64) {
+        self.wait_settled(sender, recipients, lost_at_most, false);
+    }
+
+    /// [`World::wait_every_copy_spooled`], and then until the recipients'
+    /// spools are empty: every copy has been through the recipient's
+    /// engine, so a duplicate delivery would be in its inbox.
+    pub fn wait_every_copy_retrieved(&self, sender: &str, recipients: &[&str], lost_at_most: u64) {
+        self.wait_settled(sender, recipients, lost_at_most, true);
+    }
+
+    fn wait_settled(&self, sender: &str, recipients: &[&str], lost_at_most: u64, retrieved: bool) {
+        let start = std::time::Instant::now();
+        wait_until(
+            &format!("{sender}'s queue to be empty"),
+            SETTLE,
+            Duration::from_millis(250),
+            || {
+                let s = self.status(sender)?;
+                match (s["queued"].as_u64(), s["in_flight"].as_u64()) {
+                    (Some(0), Some(0)) => Ok(()),
+                    (q, f) => Err(format!("queued {q:?}, in flight {f:?}")),
+                }
+            },
+        );
+        let provider_of = |id: &str| id.split_once('@').expect("user@provider").1.to_owned();
+        let sender_provider = provider_of(sender);
+        // Each recipient at the sender's provider holds a block spooled there.
+        let local = recipients
+            .iter()
+            .filter(|r| provider_of(r) == sender_provider)
+            .count() as u64;
+        wait_until(
+            &format!(
+                "every copy {sender} sent to be spooled or dropped{}",
+                if retrieved { " and retrieved" } else { "" }
+            ),
+            SETTLE,
+            Duration::from_millis(100),
+            || {
+                let in_flight = self.net.packets_in_flight_at_least(&sender_provider, local);
+                let spooled: Vec<(&str, usize)> = if retrieved {
+                    recipients
+                        .iter()
+                        .map(|r| {
+                            let (user, provider) = r.split_once('@').expect("user@provider");
+                            (*r, self.net.spool_len(provider, user))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                if in_flight <= lost_at_most as i64 && spooled.iter().all(|(_, n)| *n == 0) {
+                    eprintln!(
+                        "every copy {sender} sent settled after {:?} (in flight at least \
+                         {in_flight}, allowed lost {lost_at_most})",
+                        start.elapsed()
+                    );
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "at least {in_flight} packets in flight (allowed lost: {lost_at_most}), \
+                         left in spools: {spooled:?}"
+                    ))
+                }
+            },
+        );
     }
 }
 

@@ -180,8 +180,9 @@ fn one_message_to_three_recipients_arrives_once_each() {
         assert_eq!(got.len(), 1, "{r}");
         assert_delivered(&got[0], &sent, &world.identity(ALICE));
     }
-    // A few more polling intervals: still exactly one copy each.
-    std::thread::sleep(Duration::from_secs(5));
+    // Every copy alice sent (retransmissions too) has reached its
+    // recipient's engine: still exactly one message each.
+    world.wait_every_copy_retrieved(ALICE, &rcpts, 0);
     for r in rcpts {
         assert_eq!(
             mail::pop3_count(alice.pop3, &world.login(r)),
