@@ -859,12 +859,14 @@ impl Session {
         .await;
     }
 
-    async fn status_cmd(
+    /// A mailbox's record, its messages and UIDNEXT, read in one go (for
+    /// STATUS and SELECT/EXAMINE); answers NO itself when the mailbox does
+    /// not exist or the store fails.
+    async fn open_mailbox(
         &mut self,
-        tag: Tag<'static>,
+        tag: &Tag<'static>,
         mailbox: &Mailbox<'_>,
-        names: &[StatusDataItemName],
-    ) {
+    ) -> Option<(MailboxInfo, Vec<MailMsg>, u64)> {
         let name = mailbox_name(mailbox);
         let store = self.store();
         let r = blocking(move || match store.mailbox_find(&name)? {
@@ -876,10 +878,27 @@ impl Session {
             None => Ok(None),
         })
         .await;
-        let (b, msgs, next) = match r {
-            Ok(Some(v)) => v,
-            Ok(None) => return self.no(tag, None, "No such mailbox"),
-            Err(e) => return self.store_failed(tag, &e),
+        match r {
+            Ok(Some(v)) => Some(v),
+            Ok(None) => {
+                self.no(tag.clone(), None, "No such mailbox");
+                None
+            }
+            Err(e) => {
+                self.store_failed(tag.clone(), &e);
+                None
+            }
+        }
+    }
+
+    async fn status_cmd(
+        &mut self,
+        tag: Tag<'static>,
+        mailbox: &Mailbox<'_>,
+        names: &[StatusDataItemName],
+    ) {
+        let Some((b, msgs, next)) = self.open_mailbox(&tag, mailbox).await else {
+            return;
         };
         let items: Vec<StatusDataItem> = names
             .iter()
@@ -912,22 +931,9 @@ impl Session {
 
     async fn select(&mut self, tag: Tag<'static>, mailbox: &Mailbox<'_>, read_only: bool) {
         self.selected = None;
-        let name = mailbox_name(mailbox);
-        let store = self.store();
-        let changes = store.mailbox_changes();
-        let r = blocking(move || match store.mailbox_find(&name)? {
-            Some(b) => Ok(Some((
-                b.clone(),
-                store.mailbox_messages(b.id)?,
-                store.uid_next(),
-            ))),
-            None => Ok(None),
-        })
-        .await;
-        let (info, msgs, next) = match r {
-            Ok(Some(v)) => v,
-            Ok(None) => return self.no(tag, None, "No such mailbox"),
-            Err(e) => return self.store_failed(tag, &e),
+        let changes = self.store().mailbox_changes();
+        let Some((info, msgs, next)) = self.open_mailbox(&tag, mailbox).await else {
+            return;
         };
         let mut flags = to_flags(
             &["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"].map(String::from),
