@@ -71,8 +71,8 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
         .clamp(7, 24) as u16;
     // The IMAP column goes when it would squeeze the others (each column
     // has a space before it).
-    let fixed: u16 = COLUMNS.iter().map(|c| c + 1).sum();
-    let imap_column = area.width.saturating_sub(2) >= account_width + fixed + IMAP_WIDTH + 1;
+    let needed: u16 = COLUMNS.iter().chain([&IMAP_WIDTH]).map(|c| c + 1).sum();
+    let imap_column = area.width.saturating_sub(2) >= account_width + needed;
     let elapsed = |seen_ms: u64| state.now_ms.saturating_sub(seen_ms) / 1000;
     let rows = state.accounts.iter().map(|row| {
         let account = Cell::from(row.account.clone());
