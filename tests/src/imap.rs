@@ -189,6 +189,30 @@ impl FetchmailIdle {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until fetchmail is in IDLE (the server's continuation logged
+    /// after its IDLE command); panics with its log if it exits or
+    /// `timeout` passes first.
+    pub fn wait_idling(&mut self, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            let mut lines = log.lines();
+            if lines
+                .by_ref()
+                .any(|l| l.starts_with("fetchmail: IMAP> ") && l.ends_with(" IDLE"))
+                && lines.any(|l| l.starts_with("fetchmail: IMAP< +"))
+            {
+                return;
+            }
+            let exited = self.child.try_wait().expect("fetchmail status");
+            assert!(
+                exited.is_none() && start.elapsed() < timeout,
+                "fetchmail is not idling (exited: {exited:?}); log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until the MDA has received exactly `want` (the messages
     /// concatenated); panics with fetchmail's log if it exits or `timeout`
     /// passes first.
