@@ -117,9 +117,20 @@ pub fn imaplib_result(child: Child) -> Vec<(String, Vec<u8>)> {
 
 /// Message `index` of `mailbox` with `curl imap://`.
 pub fn curl_fetch(imap: SocketAddr, login: &Login, mailbox: &str, index: usize) -> Vec<u8> {
+    curl(imap, login, &format!("{mailbox};MAILINDEX={index}"), None)
+}
+
+/// The untagged responses to `command` run in `mailbox` (selected) with
+/// `curl imap:// -X`.
+pub fn curl_command(imap: SocketAddr, login: &Login, mailbox: &str, command: &str) -> String {
+    String::from_utf8_lossy(&curl(imap, login, mailbox, Some(command))).into_owned()
+}
+
+fn curl(imap: SocketAddr, login: &Login, path: &str, command: Option<&str>) -> Vec<u8> {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "60"])
-        .arg(format!("imap://{imap}/{mailbox};MAILINDEX={index}"))
+        .arg(format!("imap://{imap}/{path}"))
+        .args(command.map(|c| ["-X", c]).into_iter().flatten())
         .arg("--user")
         .arg(format!("{}:{}", login.user, login.password))
         .output()
@@ -432,50 +443,83 @@ fn run(what: &str, cmd: &mut Command) {
     );
 }
 
-/// Syncs `login`'s INBOX into a Maildir with mbsync (isync), pulling only;
-/// returns the Maildir's messages in UID order. mbsync inserts an
-/// `X-TUID:` header field (its own tracking id) into each message it
-/// stores; that line is removed here, and must be there.
-pub fn mbsync(imap: SocketAddr, login: &Login, dir: &Path) -> Vec<Vec<u8>> {
-    let dir = dir.join("mbsync");
-    let md = dir.join("md");
-    std::fs::create_dir_all(&md).expect("mbsync dir");
-    let rc = dir.join("mbsyncrc");
-    std::fs::write(
-        &rc,
-        format!(
-            "IMAPAccount a\nHost {}\nPort {}\nUser \"{}\"\nPass \"{}\"\nSSLType None\nAuthMechs LOGIN\n\n\
-             IMAPStore remote\nAccount a\n\n\
-             MaildirStore local\nPath {md}/\nInbox {md}/INBOX\nSubFolders Verbatim\n\n\
-             Channel inbox\nFar :remote:\nNear :local:\nPatterns INBOX\nCreate Near\nSync Pull\nSyncState *\n",
-            imap.ip(),
-            imap.port(),
-            login.user,
-            login.password,
-            md = md.display()
-        ),
-    )
-    .expect("mbsyncrc");
-    run(
-        "mbsync",
-        Command::new("mbsync")
-            .arg("-c")
-            .arg(&rc)
-            .args(["-q", "inbox"]),
-    );
-    maildir_by_uid(&md.join("INBOX"))
-        .into_iter()
-        .map(|m| {
-            let head = m.windows(2).position(|w| w == b"\n\n").unwrap_or(m.len());
-            let at = m[..head]
-                .windows(8)
-                .position(|w| w == b"\nX-TUID:")
-                .expect("mbsync's X-TUID field")
-                + 1;
-            let end = at + m[at..].iter().position(|&b| b == b'\n').expect("LF") + 1;
-            [&m[..at], &m[end..]].concat()
-        })
-        .collect()
+/// mbsync (isync) syncing an account's INBOX with a Maildir folder.
+pub struct Mbsync {
+    rc: PathBuf,
+    folder: PathBuf,
+}
+
+impl Mbsync {
+    /// Configures a channel `inbox` (both ways, `Sync All`) in `dir`.
+    pub fn new(imap: SocketAddr, login: &Login, dir: &Path) -> Mbsync {
+        let dir = dir.join("mbsync");
+        let md = dir.join("md");
+        std::fs::create_dir_all(&md).expect("mbsync dir");
+        let rc = dir.join("mbsyncrc");
+        std::fs::write(
+            &rc,
+            format!(
+                "IMAPAccount a\nHost {}\nPort {}\nUser \"{}\"\nPass \"{}\"\nSSLType None\nAuthMechs LOGIN\n\n\
+                 IMAPStore remote\nAccount a\n\n\
+                 MaildirStore local\nPath {md}/\nInbox {md}/INBOX\nSubFolders Verbatim\n\n\
+                 Channel inbox\nFar :remote:\nNear :local:\nPatterns INBOX\nCreate Near\nSync All\nSyncState *\n",
+                imap.ip(),
+                imap.port(),
+                login.user,
+                login.password,
+                md = md.display()
+            ),
+        )
+        .expect("mbsyncrc");
+        Mbsync {
+            rc,
+            folder: md.join("INBOX"),
+        }
+    }
+
+    /// Runs one sync; `ops` override the configured operations (`--pull`
+    /// for the server's changes only).
+    pub fn sync(&self, ops: &[&str]) {
+        run(
+            "mbsync",
+            Command::new("mbsync")
+                .arg("-c")
+                .arg(&self.rc)
+                .arg("-q")
+                .args(ops)
+                .arg("inbox"),
+        );
+    }
+
+    /// The Maildir folder INBOX is synced with.
+    pub fn folder(&self) -> &Path {
+        &self.folder
+    }
+
+    /// The folder's messages in UID order, [`without_tuid`].
+    pub fn pulled(&self) -> Vec<Vec<u8>> {
+        maildir_by_uid(&self.folder)
+            .iter()
+            .map(|m| without_tuid(m))
+            .collect()
+    }
+}
+
+/// `m` without the `X-TUID:` header field (its own tracking id) mbsync
+/// inserts into each message it copies, either way; panics if it is not
+/// there. For LF and CRLF messages.
+pub fn without_tuid(m: &[u8]) -> Vec<u8> {
+    let head = m
+        .windows(2)
+        .position(|w| w == b"\n\n" || w == b"\n\r")
+        .unwrap_or(m.len());
+    let at = m[..head]
+        .windows(8)
+        .position(|w| w == b"\nX-TUID:")
+        .expect("mbsync's X-TUID field")
+        + 1;
+    let end = at + m[at..].iter().position(|&b| b == b'\n').expect("LF") + 1;
+    [&m[..at], &m[end..]].concat()
 }
 
 /// Syncs `login`'s INBOX (read-only) into a Maildir with offlineimap3;

@@ -3,7 +3,8 @@
 //! arrive, and on the sender's side for Sent to show `$Delivered`), fetchmail
 //! (in IDLE before anything is sent), curl `imap://`, getmail6, mutt under
 //! tmux, mbsync and offlineimap3. Every client's bytes are compared with what
-//! was sent and with what POP3 serves.
+//! was sent and with what POP3 serves. Last, mbsync syncs the other way: a
+//! flag set and a message written in its Maildir reach the server.
 
 use std::time::Duration;
 
@@ -120,12 +121,41 @@ fn imap_clients_read_mail_from_the_testnet_and_sent_shows_delivery() {
     }
     let mutt = imap::mutt_pipe(bob.imap, &world.login(BOB), 2, &scratch);
     assert!(mutt == want, "mutt piped the messages");
-    let mbsync = imap::mbsync(bob.imap, &world.login(BOB), &scratch);
-    assert!(mbsync == want, "mbsync's Maildir holds the messages");
+    let mbsync = imap::Mbsync::new(bob.imap, &world.login(BOB), &scratch);
+    mbsync.sync(&["--pull"]);
+    assert!(
+        mbsync.pulled() == want,
+        "mbsync's Maildir holds the messages"
+    );
     let offlineimap = imap::offlineimap(bob.imap, &world.login(BOB), &scratch);
     assert!(
         offlineimap == want,
         "offlineimap's Maildir holds the messages"
+    );
+
+    // mbsync the other way (APPEND, STORE): a message written into its
+    // Maildir and a flag set there reach the server.
+    let written = mbsync_push(&mbsync);
+    mbsync.sync(&[]);
+    let flags = imap::curl_command(bob.imap, &world.login(BOB), "INBOX", "FETCH 1:* (FLAGS)");
+    let flagged_line = flags
+        .lines()
+        .find(|l| l.contains("\\Flagged"))
+        .unwrap_or_else(|| panic!("a message is \\Flagged: {flags}"));
+    assert!(
+        flagged_line.starts_with("* 1 FETCH"),
+        "message 1 is the flagged one: {flags}"
+    );
+    let appended = imap::curl_fetch(bob.imap, &world.login(BOB), "INBOX", 3);
+    assert_eq!(
+        String::from_utf8_lossy(&imap::without_tuid(&appended)),
+        String::from_utf8_lossy(&crlf(&written)),
+        "the server has the written message (and mbsync's X-TUID)"
+    );
+    assert_eq!(
+        mail::pop3_all(bob.pop3, &world.login(BOB)).len(),
+        3,
+        "POP3 sees the appended message"
     );
 }
 
@@ -136,4 +166,36 @@ fn split_header(m: &[u8]) -> (&[u8], &[u8]) {
         .position(|w| w == b"\n\n")
         .expect("a header and a body");
     (&m[..at], &m[at + 2..])
+}
+
+/// Flags message 1 (UID 1) in mbsync's Maildir and writes a new message
+/// there; returns the new message.
+fn mbsync_push(mbsync: &imap::Mbsync) -> Vec<u8> {
+    let cur = mbsync.folder().join("cur");
+    let first = std::fs::read_dir(&cur)
+        .expect("mbsync's cur")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .find(|n| n.contains(",U=1:"))
+        .expect("UID 1 in mbsync's Maildir");
+    // Maildir flags are the letters after ":2,", sorted.
+    let (base, flags) = first.split_once(":2,").expect("maildir info");
+    let mut flags: Vec<char> = flags.chars().chain(['F']).collect();
+    flags.sort_unstable();
+    let flagged: String = flags.into_iter().collect();
+    std::fs::rename(cur.join(&first), cur.join(format!("{base}:2,{flagged}"))).expect("flag");
+    let m = b"From: <bob@provider2>\nSubject: written in the Maildir\nMessage-ID: <mbsync@e2e.test>\n\nnear side\n".to_vec();
+    std::fs::write(mbsync.folder().join("new").join("1800000000.e2e.test"), &m).expect("write");
+    m
+}
+
+/// `m` with LF line ends made CRLF.
+fn crlf(m: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(m.len() + m.len() / 40);
+    for &b in m {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
 }
