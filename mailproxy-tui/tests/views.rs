@@ -34,6 +34,18 @@ fn dashboard_80x24() {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
     assert!(!text.contains("hidden at info"), "debug line filtered out");
+    // IMAP sessions per account, in the last column.
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[2].trim_end_matches('┃').ends_with("Inbox IMAP"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].contains("2     3   "),
+        "alice: 3 sessions: {}",
+        lines[3]
+    );
 }
 
 #[test]
@@ -41,6 +53,7 @@ fn dashboard_140x40() {
     let text = snapshot("dashboard_140x40", &populated(), 140, 40);
     assert!(text.contains("provider2: connection refused, retrying in 4s"));
     // Wide enough for the account column in the queue.
+    assert!(text.contains("Inbox IMAP Last error"), "{text}");
     let queue_line = text.lines().find(|l| l.contains("17/104")).unwrap();
     assert!(queue_line.contains("alice@provider1"), "{queue_line}");
 }
@@ -157,6 +170,12 @@ fn older_daemon_and_empty_panes() {
         "{text}"
     );
     assert!(text.contains("no recipients -- press a to add one"));
+    // A longer account name leaves no room for IMAP: the column goes
+    // rather than squeezing the others.
+    assert!(
+        text.contains("Bounced Inbox") && !text.contains("IMAP"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -249,6 +268,7 @@ fn extreme_values_do_not_panic() {
         packets_sent: max,
         retransmissions: max,
         last_error: Some("x".repeat(10_000)),
+        imap_sessions: max,
         ..Default::default()
     };
     let item = QueueItem {

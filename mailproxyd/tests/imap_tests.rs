@@ -590,3 +590,119 @@ fn flags_uids_and_mailboxes_survive_a_reopen() {
     clients_support::assert_absent(dir.path(), b"$VerySecretKeyword");
     clients_support::assert_absent(dir.path(), b"Projects");
 }
+
+/// The `* SEARCH` line of a reply (trimmed), after checking it completed.
+fn search(c: &mut Imap, cmd: &str) -> String {
+    let r = c.cmd(cmd);
+    let tag = cmd.split(' ').next().unwrap();
+    assert!(
+        r.last().unwrap().starts_with(&format!("{tag} OK")),
+        "{cmd}: {r:?}"
+    );
+    let hits: Vec<&String> = r.iter().filter(|l| l.starts_with("* SEARCH")).collect();
+    assert_eq!(hits.len(), 1, "{cmd}: {r:?}");
+    hits[0].trim_end().to_owned()
+}
+
+#[test]
+fn search_keys_select_exactly_the_matching_messages() {
+    let w = World::start();
+    let s = w.store();
+    // Three messages arrived on three days, of growing size, two tagged.
+    let days = [1_768_046_400, 1_781_524_800, 1_796_126_400]; // 10-Jan, 15-Jun, 1-Dec-2026
+    let bodies = ["short\r\n", &"x".repeat(500), &"y".repeat(5_000)];
+    let tags = ["X-Tag: alpha\r\n", "X-Tag: beta\r\n", ""];
+    for (i, ((day, body), tag)) in days.iter().zip(bodies).zip(tags).enumerate() {
+        let m = format!("From: f{i}@q\r\nSubject: number {i}\r\n{tag}\r\n{body}\r\n");
+        s.deliver(m.as_bytes(), *day).unwrap();
+    }
+    let mut c = Imap::login(w.imap);
+    c.cmd("s SELECT INBOX");
+    for (cmd, want) in [
+        ("a SEARCH ALL", "* SEARCH 1 2 3"),
+        ("b SEARCH SINCE 1-Jun-2026", "* SEARCH 2 3"),
+        ("c SEARCH BEFORE 15-Jun-2026", "* SEARCH 1"),
+        (
+            "d SEARCH SINCE 15-Jun-2026 BEFORE 16-Jun-2026",
+            "* SEARCH 2",
+        ),
+        ("e SEARCH LARGER 400", "* SEARCH 2 3"),
+        ("f SEARCH SMALLER 400", "* SEARCH 1"),
+        ("g SEARCH LARGER 400 SMALLER 4000", "* SEARCH 2"),
+        ("h SEARCH HEADER X-Tag alpha", "* SEARCH 1"),
+        ("i SEARCH HEADER X-Tag \"\"", "* SEARCH 1 2"),
+        ("j SEARCH NOT HEADER X-Tag \"\"", "* SEARCH 3"),
+        (
+            "k SEARCH OR SUBJECT \"number 0\" LARGER 4000",
+            "* SEARCH 1 3",
+        ),
+        ("l SEARCH NOT OR FROM f0 FROM f2", "* SEARCH 2"),
+        (
+            "m SEARCH OR (HEADER X-Tag beta SINCE 1-Jun-2026) (SINCE 1-Dec-2026)",
+            "* SEARCH 2 3",
+        ),
+        ("n SEARCH UID 2:*", "* SEARCH 2 3"),
+        ("o SEARCH HEADER X-Tag gamma", "* SEARCH"),
+    ] {
+        assert_eq!(search(&mut c, cmd), want, "{cmd}");
+    }
+    // After an expunge the UID key still names UIDs, answered as sequence
+    // numbers by SEARCH and as UIDs by UID SEARCH.
+    c.cmd("x STORE 1 +FLAGS.SILENT (\\Deleted)");
+    let r = c.cmd("y EXPUNGE");
+    assert_eq!(r[0], "* 1 EXPUNGE\r\n");
+    assert_eq!(search(&mut c, "p SEARCH UID 3"), "* SEARCH 2");
+    assert_eq!(search(&mut c, "q UID SEARCH UID 3"), "* SEARCH 3");
+    assert_eq!(search(&mut c, "r UID SEARCH UID 1"), "* SEARCH");
+    assert_eq!(search(&mut c, "t UID SEARCH NOT UID 2"), "* SEARCH 3");
+}
+
+#[test]
+fn authenticate_plain_with_and_without_initial_response() {
+    let w = World::start();
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    let mut c = Imap::connect(w.imap);
+    // A wrong password, then a cancelled exchange, then garbage.
+    c.send(b"a AUTHENTICATE PLAIN\r\n");
+    assert!(c.line().starts_with("+"));
+    c.send(format!("{}\r\n", b64("\0carol@p\0wrong")).as_bytes());
+    let l = c.line();
+    assert!(l.starts_with("a NO [AUTHENTICATIONFAILED]"), "{l}");
+    c.send(b"b AUTHENTICATE PLAIN\r\n");
+    assert!(c.line().starts_with("+"));
+    c.send(b"*\r\n");
+    let l = c.line();
+    assert!(l.starts_with("b BAD"), "cancelled: {l}");
+    c.send(b"c AUTHENTICATE PLAIN\r\n");
+    assert!(c.line().starts_with("+"));
+    c.send(format!("{}\r\n", b64("no separators")).as_bytes());
+    let l = c.line();
+    assert!(l.starts_with("c BAD"), "malformed: {l}");
+    // Acting as another identity is refused.
+    let r = c.cmd(&format!(
+        "c2 AUTHENTICATE PLAIN {}",
+        b64("alice@p\0carol@p\0pw")
+    ));
+    assert!(r.last().unwrap().starts_with("c2 BAD"), "authzid: {r:?}");
+    let r = c.cmd("d AUTHENTICATE CRAM-MD5");
+    assert!(r.last().unwrap().starts_with("d NO"), "{r:?}");
+    let r = c.cmd("e SELECT INBOX");
+    assert!(
+        r.last().unwrap().starts_with("e NO"),
+        "still logged out: {r:?}"
+    );
+    // The initial response form (RFC 4959), with an authorisation id equal
+    // to the user.
+    let r = c.cmd(&format!(
+        "f AUTHENTICATE PLAIN {}",
+        b64("carol@p\0carol@p\0pw")
+    ));
+    assert!(r.last().unwrap().starts_with("f OK"), "{r:?}");
+    let r = c.cmd("g SELECT INBOX");
+    assert!(r.last().unwrap().starts_with("g OK"), "{r:?}");
+    let r = c.cmd("h AUTHENTICATE PLAIN");
+    assert!(r.last().unwrap().starts_with("h BAD"), "already in: {r:?}");
+}

@@ -1,14 +1,15 @@
-//! IMAP with real clients, reading mail sent through the testnet: Python's
-//! imaplib (waiting in IDLE for the messages to arrive, and on the sender's
-//! side for Sent to show `$Delivered`) and curl `imap://`; the bytes are
-//! compared with what was sent and with what POP3 serves.
+//! IMAP with real clients, reading mail sent through the testnet, one world
+//! for all of them: Python imaplib (waiting in IDLE for the messages to
+//! arrive, and on the sender's side for Sent to show `$Delivered`), fetchmail
+//! (in IDLE before anything is sent), curl `imap://`, getmail6, mutt under
+//! tmux, mbsync and offlineimap3. Every client's bytes are compared with what
+//! was sent and with what POP3 serves. Last, mbsync syncs the other way: a
+//! flag set and a message written in its Maildir reach the server.
 
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use base64::Engine;
-use mailproxy_e2e::mail::{self, strip_added, Login};
+use mailproxy_e2e::imap::{self, lf};
+use mailproxy_e2e::mail::{self, strip_added};
 use mailproxy_e2e::World;
 
 const ALICE: &str = "alice@provider1";
@@ -17,235 +18,26 @@ const BOB: &str = "bob@provider2";
 /// Bound for messages to cross the network (the machine is loaded).
 const DELIVERY: Duration = Duration::from_secs(240);
 
-/// imaplib: logs in, selects `mailbox`, waits in IDLE until it holds
-/// `want` messages (and, with `keyword`, until every message has it), then
-/// prints a JSON list of [flags, base64 BODY.PEEK[]].
-const IMAPLIB: &str = r#"
-import base64, imaplib, json, re, sys, time
-host, port, user, pw, mailbox, want, keyword, timeout = sys.argv[1:9]
-want, timeout = int(want), float(timeout)
-deadline = time.time() + timeout
-M = imaplib.IMAP4(host, int(port), timeout=timeout)
-M.login(user, pw)
-typ, data = M.select(mailbox)
-assert typ == 'OK', data
-n = int(data[0])
-
-def flags_ok():
-    if keyword == '-':
-        return True
-    typ, data = M.fetch('1:*', '(FLAGS)')
-    return all(keyword.encode() in d for d in data if isinstance(d, bytes))
-
-def idle_once():
-    global n
-    tag = M._new_tag().decode()
-    M.send(('%s IDLE\r\n' % tag).encode())
-    line = M.readline()
-    assert line.startswith(b'+'), line
-    while True:
-        M.sock.settimeout(max(1.0, deadline - time.time()))
-        line = M.readline()
-        assert line, 'closed in IDLE'
-        m = re.match(rb'\* (\d+) EXISTS', line)
-        if m:
-            n = int(m.group(1))
-        if m or b'FETCH' in line:
-            break
-    M.send(b'DONE\r\n')
-    while True:
-        line = M.readline()
-        if line.startswith(tag.encode()):
-            assert b' OK ' in line, line
-            return
-
-while n < want or (n > 0 and not flags_ok()):
-    assert time.time() < deadline, 'timed out: %d of %d messages' % (n, want)
-    idle_once()
-out = []
-typ, data = M.fetch('1:%d' % n, '(FLAGS BODY.PEEK[])')
-for d in data:
-    if isinstance(d, tuple):
-        flags = re.search(rb'FLAGS \(([^)]*)\)', d[0]).group(1).decode()
-        out.append([flags, base64.b64encode(d[1]).decode()])
-M.logout()
-print(json.dumps(out))
-"#;
-
-/// Starts the imaplib script; its output is read by [`imaplib_result`].
-fn imaplib(
-    imap: SocketAddr,
-    login: &Login,
-    mailbox: &str,
-    want: usize,
-    keyword: &str,
-) -> std::process::Child {
-    Command::new("python3")
-        .args(["-c", IMAPLIB])
-        .arg(imap.ip().to_string())
-        .arg(imap.port().to_string())
-        .args([&login.user, &login.password, mailbox])
-        .arg(want.to_string())
-        .arg(keyword)
-        .arg(DELIVERY.as_secs().to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is installed")
-}
-
-/// The (flags, message) pairs the imaplib script printed.
-fn imaplib_result(child: std::process::Child) -> Vec<(String, Vec<u8>)> {
-    let out = child.wait_with_output().expect("imaplib ran");
-    assert!(
-        out.status.success(),
-        "imaplib failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Vec<(String, String)> = serde_json::from_slice(&out.stdout).expect("imaplib's JSON");
-    v.into_iter()
-        .map(|(f, b)| {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b)
-                .expect("base64");
-            (f, bytes)
-        })
-        .collect()
-}
-
-/// Message `index` of `mailbox` with `curl imap://`.
-fn curl_fetch(imap: SocketAddr, login: &Login, mailbox: &str, index: usize) -> Vec<u8> {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "60"])
-        .arg(format!("imap://{imap}/{mailbox};MAILINDEX={index}"))
-        .arg("--user")
-        .arg(format!("{}:{}", login.user, login.password))
-        .output()
-        .expect("curl is installed");
-    assert!(
-        out.status.success(),
-        "curl imap failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// Fetches `user`'s INBOX over IMAP with fetchmail (keeping the messages);
-/// returns what its MDA received, messages concatenated.
-fn fetchmail_imap(imap: SocketAddr, login: &Login, dir: &std::path::Path) -> Vec<u8> {
-    use std::os::unix::fs::PermissionsExt;
-    let out = dir.join("fetchmail.out");
-    let rc = dir.join("fetchmailrc");
-    std::fs::write(
-        &rc,
-        format!(
-            "poll {} service {} protocol imap auth password user \"{}\" password \"{}\" sslproto '' mda 'cat >> {}' keep no stripcr invisible\n",
-            imap.ip(),
-            imap.port(),
-            login.user,
-            login.password,
-            out.display()
-        ),
-    )
-    .expect("fetchmailrc");
-    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let r = Command::new("fetchmail")
-        .arg("-f")
-        .arg(&rc)
-        .args(["-N", "--nosyslog", "-v", "--idfile"])
-        .arg(dir.join("fetchmail.ids"))
-        .output()
-        .expect("fetchmail is installed (scripts/install-test-deps)");
-    assert!(
-        r.status.success(),
-        "fetchmail over IMAP failed ({}): {}{}",
-        r.status,
-        String::from_utf8_lossy(&r.stdout),
-        String::from_utf8_lossy(&r.stderr)
-    );
-    std::fs::read(&out).expect("fetchmail delivered")
-}
-
-/// Fetches `user`'s INBOX over IMAP with getmail6 into a Maildir; returns
-/// the messages found there.
-fn getmail_imap(imap: SocketAddr, login: &Login, dir: &std::path::Path) -> Vec<Vec<u8>> {
-    let (gm, md) = (dir.join("gm"), dir.join("md"));
-    for d in ["new", "cur", "tmp"] {
-        std::fs::create_dir_all(md.join(d)).expect("maildir");
-    }
-    std::fs::create_dir_all(&gm).expect("getmail dir");
-    // As root, getmail delivers only as an unprivileged user.
-    let chown = Command::new("chown")
-        .args(["-R", "nobody"])
-        .arg(&md)
-        .status()
-        .expect("chown");
-    assert!(chown.success());
-    std::fs::write(
-        gm.join("getmailrc"),
-        format!(
-            "[retriever]\ntype = SimpleIMAPRetriever\nserver = {}\nport = {}\nusername = {}\npassword = {}\nmailboxes = (\"INBOX\",)\n\n[destination]\ntype = Maildir\npath = {}/\nuser = nobody\n\n[options]\nread_all = true\ndelete = false\ndelivered_to = false\nreceived = false\n",
-            imap.ip(),
-            imap.port(),
-            login.user,
-            login.password,
-            md.display()
-        ),
-    )
-    .expect("getmailrc");
-    let r = Command::new("getmail")
-        .arg(format!("--getmaildir={}", gm.display()))
-        .arg("--rcfile=getmailrc")
-        .output()
-        .expect("getmail is installed (scripts/install-test-deps)");
-    assert!(
-        r.status.success(),
-        "getmail over IMAP failed ({}): {}{}",
-        r.status,
-        String::from_utf8_lossy(&r.stdout),
-        String::from_utf8_lossy(&r.stderr)
-    );
-    let mut out: Vec<Vec<u8>> = std::fs::read_dir(md.join("new"))
-        .expect("maildir new")
-        .map(|e| std::fs::read(e.expect("entry").path()).expect("message"))
-        .collect();
-    out.sort_by_key(|m| m.len());
-    out
-}
-
-/// `m` with CRLF line ends made LF (Maildir files are LF).
-fn lf(m: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(m.len());
-    for (i, &b) in m.iter().enumerate() {
-        if !(b == b'\r' && m.get(i + 1) == Some(&b'\n')) {
-            out.push(b);
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 #[test]
-fn imaplib_in_idle_and_curl_read_mail_from_the_testnet_and_sent_shows_delivery() {
+fn imap_clients_read_mail_from_the_testnet_and_sent_shows_delivery() {
     let world = World::simple(&[ALICE, BOB]);
     let (alice, bob) = (world.daemon_of(ALICE), world.daemon_of(BOB));
     let scratch = world.scratch();
-    // Bob's client is idling before anything is sent.
-    let waiting = imaplib(bob.imap, &world.login(BOB), "INBOX", 2, "-");
+    // Bob's clients are idling before anything is sent.
+    let waiting = imap::imaplib(bob.imap, &world.login(BOB), "INBOX", 2, "-", DELIVERY);
+    let mut fetchmail = imap::FetchmailIdle::start(bob.imap, &world.login(BOB), &scratch);
+    fetchmail.wait_idling(DELIVERY);
     let m1 = mail::message(ALICE, &[BOB], "imap one", "hello bob, over IMAP\n.\nend");
     let m2 = mail::message(ALICE, &[BOB], "imap two", &mail::big_body(60_000, 7));
     mail::swaks_send(alice.smtp, &world.login(ALICE), &[BOB], &m1, &scratch);
     mail::curl_send(alice.smtp, &world.login(ALICE), &[BOB], &m2, &scratch);
-    let got = imaplib_result(waiting);
+    let got = imap::imaplib_result(waiting);
     assert_eq!(got.len(), 2, "both messages reached the idling client");
-    let mut bodies: Vec<Vec<u8>> = got.iter().map(|(_, m)| m.clone()).collect();
-    // Network order may differ from sending order.
-    bodies.sort_by_key(|m| m.len());
-    for (got, sent) in bodies.iter().zip([&m1, &m2]) {
+    // In INBOX order (network order may differ from sending order).
+    let inbox: Vec<Vec<u8>> = got.iter().map(|(_, m)| m.clone()).collect();
+    let mut by_size = inbox.clone();
+    by_size.sort_by_key(|m| m.len());
+    for (got, sent) in by_size.iter().zip([&m1, &m2]) {
         let (key, rest) = strip_added(got);
         assert_eq!(
             key.as_deref(),
@@ -254,10 +46,25 @@ fn imaplib_in_idle_and_curl_read_mail_from_the_testnet_and_sent_shows_delivery()
         );
         assert!(rest == &sent[..], "IMAP bytes differ from the sent message");
     }
+
+    // fetchmail, idling since before the sending, got both through IDLE,
+    // byte for byte (its MDA appends them in INBOX order).
+    fetchmail.wait_for_mail(&inbox.concat(), DELIVERY);
+    let log = fetchmail.log();
+    assert!(
+        log.lines()
+            .any(|l| l == "fetchmail: IMAP< * 1 EXISTS" || l == "fetchmail: IMAP< * 2 EXISTS"),
+        "the server announced the mail in IDLE:\n{log}"
+    );
+    drop(fetchmail);
+
     // curl reads the same bytes, and so does POP3 (INBOX is the maildrop).
     let pop = mail::pop3_all(bob.pop3, &world.login(BOB));
-    for (i, (_, m)) in got.iter().enumerate() {
-        assert_eq!(&curl_fetch(bob.imap, &world.login(BOB), "INBOX", i + 1), m);
+    for (i, m) in inbox.iter().enumerate() {
+        assert_eq!(
+            &imap::curl_fetch(bob.imap, &world.login(BOB), "INBOX", i + 1),
+            m
+        );
         assert_eq!(
             &pop[i],
             m,
@@ -266,13 +73,15 @@ fn imaplib_in_idle_and_curl_read_mail_from_the_testnet_and_sent_shows_delivery()
             i + 1
         );
     }
+
     // Alice's Sent: both copies, delivered once bob's provider acknowledged.
-    let sent = imaplib_result(imaplib(
+    let sent = imap::imaplib_result(imap::imaplib(
         alice.imap,
         &world.login(ALICE),
         "Sent",
         2,
         "$Delivered",
+        DELIVERY,
     ));
     assert_eq!(sent.len(), 2);
     for (flags, m) in &sent {
@@ -286,18 +95,107 @@ fn imaplib_in_idle_and_curl_read_mail_from_the_testnet_and_sent_shows_delivery()
         );
     }
     assert_eq!(
-        curl_fetch(alice.imap, &world.login(ALICE), "Sent", 1),
+        imap::curl_fetch(alice.imap, &world.login(ALICE), "Sent", 1),
         sent[0].1
     );
-    // fetchmail over IMAP gets both, byte for byte.
-    let fm = fetchmail_imap(bob.imap, &world.login(BOB), &scratch);
-    for (_, m) in &got {
-        assert!(contains(&fm, m), "fetchmail's copy holds the IMAP bytes");
-    }
-    // getmail6 over IMAP into a Maildir (LF line ends there).
-    let gm = getmail_imap(bob.imap, &world.login(BOB), &scratch);
+
+    // The Maildir and mbox clients store LF line ends.
+    let want: Vec<Vec<u8>> = inbox.iter().map(|m| lf(m)).collect();
+    // getmail6 rewrites the header (folds long fields, adds Return-Path
+    // and X-getmail-retrieved-from-mailbox): the body is compared, and
+    // every field of the sent header must be there as sent.
+    let gm = imap::getmail(bob.imap, &world.login(BOB), &scratch);
     assert_eq!(gm.len(), 2, "getmail delivered both");
-    for (g, m) in gm.iter().zip(&bodies) {
-        assert!(contains(&lf(g), &lf(m)), "getmail's copy is the message");
+    for (g, sent) in gm.iter().zip([&m1, &m2]) {
+        let (head, body) = split_header(g);
+        let sent = lf(sent);
+        let (sent_head, sent_body) = split_header(&sent);
+        assert!(body == sent_body, "getmail's body is the sent body");
+        for field in sent_head.split(|&b| b == b'\n') {
+            assert!(
+                head.split(|&b| b == b'\n').any(|l| l == field),
+                "getmail kept {:?}",
+                String::from_utf8_lossy(field)
+            );
+        }
     }
+    let mutt = imap::mutt_pipe(bob.imap, &world.login(BOB), 2, &scratch);
+    assert!(mutt == want, "mutt piped the messages");
+    let mbsync = imap::Mbsync::new(bob.imap, &world.login(BOB), &scratch);
+    mbsync.sync(&["--pull"]);
+    assert!(
+        mbsync.pulled() == want,
+        "mbsync's Maildir holds the messages"
+    );
+    let offlineimap = imap::offlineimap(bob.imap, &world.login(BOB), &scratch);
+    assert!(
+        offlineimap == want,
+        "offlineimap's Maildir holds the messages"
+    );
+
+    // mbsync the other way (APPEND, STORE): a message written into its
+    // Maildir and a flag set there reach the server.
+    let written = mbsync_push(&mbsync);
+    mbsync.sync(&[]);
+    let flags = imap::curl_command(bob.imap, &world.login(BOB), "INBOX", "FETCH 1:* (FLAGS)");
+    let flagged_line = flags
+        .lines()
+        .find(|l| l.contains("\\Flagged"))
+        .unwrap_or_else(|| panic!("a message is \\Flagged: {flags}"));
+    assert!(
+        flagged_line.starts_with("* 1 FETCH"),
+        "message 1 is the flagged one: {flags}"
+    );
+    let appended = imap::curl_fetch(bob.imap, &world.login(BOB), "INBOX", 3);
+    assert_eq!(
+        String::from_utf8_lossy(&imap::without_tuid(&appended)),
+        String::from_utf8_lossy(&crlf(&written)),
+        "the server has the written message (and mbsync's X-TUID)"
+    );
+    assert_eq!(
+        mail::pop3_all(bob.pop3, &world.login(BOB)).len(),
+        3,
+        "POP3 sees the appended message"
+    );
+}
+
+/// An LF message's header (without the blank line) and body.
+fn split_header(m: &[u8]) -> (&[u8], &[u8]) {
+    let at = m
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .expect("a header and a body");
+    (&m[..at], &m[at + 2..])
+}
+
+/// Flags message 1 (UID 1) in mbsync's Maildir and writes a new message
+/// there; returns the new message.
+fn mbsync_push(mbsync: &imap::Mbsync) -> Vec<u8> {
+    let cur = mbsync.folder().join("cur");
+    let first = std::fs::read_dir(&cur)
+        .expect("mbsync's cur")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .find(|n| n.contains(",U=1:"))
+        .expect("UID 1 in mbsync's Maildir");
+    // Maildir flags are the letters after ":2,", sorted.
+    let (base, flags) = first.split_once(":2,").expect("maildir info");
+    let mut flags: Vec<char> = flags.chars().chain(['F']).collect();
+    flags.sort_unstable();
+    let flagged: String = flags.into_iter().collect();
+    std::fs::rename(cur.join(&first), cur.join(format!("{base}:2,{flagged}"))).expect("flag");
+    let m = b"From: <bob@provider2>\nSubject: written in the Maildir\nMessage-ID: <mbsync@e2e.test>\n\nnear side\n".to_vec();
+    std::fs::write(mbsync.folder().join("new").join("1800000000.e2e.test"), &m).expect("write");
+    m
+}
+
+/// `m` with LF line ends made CRLF.
+fn crlf(m: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(m.len() + m.len() / 40);
+    for &b in m {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
 }

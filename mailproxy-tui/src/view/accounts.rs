@@ -1,4 +1,5 @@
-//! Accounts: provider link, PKI epoch and document age, message counts, last error.
+//! Accounts: provider link, PKI epoch and document age, message counts, IMAP
+//! sessions logged in, last error.
 
 use mailproxy_proto::{ConnState, StoreState};
 use ratatui::layout::{Constraint, Rect};
@@ -12,6 +13,12 @@ use crate::app::{Pane, State};
 
 /// Inner width from which the last error has its own column.
 const ERROR_COLUMN: u16 = 100;
+
+/// Widths of the columns from Link to Inbox.
+const COLUMNS: [u16; 8] = [10, 5, 6, 6, 6, 5, 7, 5];
+
+/// Width of the IMAP sessions column.
+const IMAP_WIDTH: u16 = 4;
 
 /// What the account's error column shows: a failing store first (it stops
 /// mail in both directions), else the last engine error.
@@ -55,6 +62,17 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
         placeholder(frame, area, state, "STATUS", "no accounts");
         return;
     }
+    let account_width = state
+        .accounts
+        .iter()
+        .map(|a| a.account.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(7, 24) as u16;
+    // The IMAP column goes when it would squeeze the others (each column
+    // has a space before it).
+    let needed: u16 = COLUMNS.iter().chain([&IMAP_WIDTH]).map(|c| c + 1).sum();
+    let imap_column = area.width.saturating_sub(2) >= account_width + needed;
     let elapsed = |seen_ms: u64| state.now_ms.saturating_sub(seen_ms) / 1000;
     let rows = state.accounts.iter().map(|row| {
         let account = Cell::from(row.account.clone());
@@ -73,7 +91,7 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
             ConnState::Down => ("down", Color::Red),
         };
         let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
-        Row::new(vec![
+        let mut cells = vec![
             account,
             Cell::from(Span::styled(
                 word,
@@ -88,33 +106,27 @@ pub fn render(frame: &mut Frame, area: Rect, state: &State) {
             Cell::from(s.acknowledged.to_string()),
             Cell::from(s.bounced.to_string()),
             Cell::from(s.inbox.to_string()),
-            Cell::from(Span::styled(
-                error_of(row).unwrap_or_default(),
-                tint(state, Style::new().fg(Color::Red)),
-            )),
-        ])
+        ];
+        if imap_column {
+            cells.push(Cell::from(s.imap_sessions.to_string()));
+        }
+        cells.push(Cell::from(Span::styled(
+            error_of(row).unwrap_or_default(),
+            tint(state, Style::new().fg(Color::Red)),
+        )));
+        Row::new(cells)
     });
-    let account_width = state
-        .accounts
-        .iter()
-        .map(|a| a.account.chars().count())
-        .max()
-        .unwrap_or(0)
-        .clamp(7, 24) as u16;
-    let mut widths = vec![
-        Constraint::Length(account_width),
-        Constraint::Length(10),
-        Constraint::Length(5),
-        Constraint::Length(6),
-        Constraint::Length(6),
-        Constraint::Length(6),
-        Constraint::Length(5),
-        Constraint::Length(7),
-        Constraint::Length(5),
-    ];
+    let mut widths: Vec<Constraint> = std::iter::once(account_width)
+        .chain(COLUMNS)
+        .map(Constraint::Length)
+        .collect();
     let mut titles = vec![
         "Account", "Link", "Epoch", "Doc", "Queued", "Flying", "Acked", "Bounced", "Inbox",
     ];
+    if imap_column {
+        widths.push(Constraint::Length(IMAP_WIDTH));
+        titles.push("IMAP");
+    }
     if error_column {
         widths.push(Constraint::Fill(1));
         titles.push("Last error");

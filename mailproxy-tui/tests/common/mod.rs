@@ -63,6 +63,7 @@ pub fn alice_status() -> AccountStatus {
         packets_sent: 80,
         retransmissions: 9,
         last_error: None,
+        imap_sessions: 3,
         ..Default::default()
     }
 }
