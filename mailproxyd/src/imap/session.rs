@@ -12,7 +12,7 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use imap_codec::encode::Encoder;
+use imap_codec::encode::{Encoder, Fragment};
 use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer, LiteralAnnouncement};
 use imap_codec::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_codec::imap_types::command::{Command, CommandBody};
@@ -1391,6 +1391,27 @@ impl Session {
         }
     }
 
+    /// Starts encoding the FETCH responses for `batch` (see
+    /// [`spawn_fetch_batch`]).
+    fn fetch_batch(
+        &self,
+        batch: &[usize],
+        names: &Arc<[MessageDataItemName<'static>]>,
+        account: &str,
+        needs_raw: bool,
+    ) -> tokio::task::JoinHandle<Result<Vec<u8>, StoreError>> {
+        let sel = self.selected.as_ref().expect("selected");
+        let msgs = batch.iter().map(|&i| (i, sel.msgs[i].clone())).collect();
+        spawn_fetch_batch(
+            self.store(),
+            self.cache.clone(),
+            msgs,
+            names.clone(),
+            account.to_owned(),
+            needs_raw,
+        )
+    }
+
     async fn fetch(
         &mut self,
         tag: Tag<'static>,
@@ -1474,45 +1495,28 @@ impl Session {
             }
         }
         let account = self.account.as_ref().expect("logged in").id.clone();
-        for batch in targets.chunks(FETCH_BATCH) {
-            let sel = self.selected.as_ref().expect("selected");
-            let msgs: Vec<(usize, MailMsg)> =
-                batch.iter().map(|&i| (i, sel.msgs[i].clone())).collect();
-            let (store, cache, names, account) = (
-                self.store(),
-                self.cache.clone(),
-                names.clone(),
-                account.clone(),
-            );
-            let encoded = blocking(move || {
-                let mut out = Vec::new();
-                for (i, m) in msgs {
-                    let raw = if needs_raw {
-                        match store.read_message(m.message.blob) {
-                            Ok(r) => Some(r),
-                            // Expunged meanwhile by another session: skip it.
-                            Err(StoreError::NotFound(_)) => continue,
-                            Err(e) => return Err(e),
-                        }
-                    } else {
-                        None
-                    };
-                    let items = fetch_items(&names, &m, raw.as_deref(), &cache, &account);
-                    if let Ok(items) = Vec1::try_from(items) {
-                        let d = Response::Data(Data::Fetch {
-                            seq: nz(i as u32 + 1),
-                            items,
-                        });
-                        out.extend(ResponseCodec::new().encode(&d).dump());
-                    }
-                }
-                Ok(out)
-            })
-            .await;
+        let names: Arc<[MessageDataItemName<'static>]> = names.into();
+        // Batch k+1 is read, decrypted and encoded while batch k is written.
+        let mut batches = targets.chunks(FETCH_BATCH);
+        let mut next = batches
+            .next()
+            .map(|b| self.fetch_batch(b, &names, &account, needs_raw));
+        while let Some(task) = next.take() {
+            let encoded = task.await.unwrap_or(Err(StoreError::Closed));
+            next = batches
+                .next()
+                .map(|b| self.fetch_batch(b, &names, &account, needs_raw));
             match encoded {
                 Ok(bytes) => {
-                    self.out.extend(bytes);
-                    self.flush().await?;
+                    if self.out.is_empty() {
+                        self.out = bytes;
+                    } else {
+                        self.out.extend(bytes);
+                    }
+                    // The last batch goes out with the tagged OK.
+                    if next.is_some() {
+                        self.flush().await?;
+                    }
                 }
                 Err(e) => {
                     self.store_failed(tag, &e);
@@ -1523,6 +1527,48 @@ impl Session {
         self.ok(tag, None, "FETCH completed");
         Ok(())
     }
+}
+
+/// Reads, decrypts and encodes the FETCH responses of messages `batch`
+/// (indexes into `msgs`, the selected mailbox) on a blocking thread.
+fn spawn_fetch_batch(
+    store: Store,
+    cache: Arc<MimeCache>,
+    msgs: Vec<(usize, MailMsg)>,
+    names: Arc<[MessageDataItemName<'static>]>,
+    account: String,
+    needs_raw: bool,
+) -> tokio::task::JoinHandle<Result<Vec<u8>, StoreError>> {
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for (i, m) in msgs {
+            let raw = if needs_raw {
+                match store.read_message(m.message.blob) {
+                    Ok(r) => Some(r),
+                    // Expunged meanwhile by another session: skip it.
+                    Err(StoreError::NotFound(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            let items = fetch_items(&names, &m, raw.as_deref(), &cache, &account);
+            if let Ok(items) = Vec1::try_from(items) {
+                let d = Response::Data(Data::Fetch {
+                    seq: nz(i as u32 + 1),
+                    items,
+                });
+                for fragment in ResponseCodec::new().encode(&d) {
+                    match fragment {
+                        Fragment::Line { data } | Fragment::Literal { data, .. } => {
+                            out.extend_from_slice(&data)
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    })
 }
 
 fn fetch_items(

@@ -153,16 +153,24 @@ impl Store {
         if idx >= m.chunks {
             return Err(StoreError::NotFound("message chunk"));
         }
-        let plain = self.read(|rx| {
-            let t = rx.open_table(BLOB_CHUNK)?;
-            let v = t
-                .get((m.blob, idx))?
-                .ok_or(StoreError::NotFound("message chunk"))?;
-            Ok(self
-                .inner
-                .sealer
-                .open(CHUNK_TABLE, &chunk_key(m.blob, idx), v.value())?)
-        })?;
+        self.read(|rx| self.open_chunk(&rx.open_table(BLOB_CHUNK)?, m, idx))
+    }
+
+    /// Opens chunk `idx` of `m` from the chunk table and checks its length
+    /// against the head's.
+    fn open_chunk(
+        &self,
+        t: &impl ReadableTable<(u64, u32), &'static [u8]>,
+        m: &MessageRef,
+        idx: u32,
+    ) -> Result<Vec<u8>, StoreError> {
+        let v = t
+            .get((m.blob, idx))?
+            .ok_or(StoreError::NotFound("message chunk"))?;
+        let plain = self
+            .inner
+            .sealer
+            .open(CHUNK_TABLE, &chunk_key(m.blob, idx), v.value())?;
         let expect = if idx + 1 < m.chunks {
             CHUNK_SIZE as u64
         } else {
@@ -176,14 +184,21 @@ impl Store {
 
     /// Reads a whole message into memory (use [`Store::read_chunk`] to stream).
     pub fn read_message(&self, blob: u64) -> Result<Vec<u8>, StoreError> {
+        // A one-chunk message is returned as opened, without a copy.
         let m = self.message_ref(blob)?;
-        let mut out = Vec::with_capacity(m.len.min(64 << 20) as usize);
-        for i in 0..m.chunks {
-            out.extend_from_slice(&self.read_chunk(&m, i)?);
-        }
-        if out.len() as u64 != m.len {
-            return Err(StoreError::Malformed(CHUNK_TABLE));
-        }
-        Ok(out)
+        self.read(|rx| {
+            let t = rx.open_table(BLOB_CHUNK)?;
+            if m.chunks == 1 {
+                return self.open_chunk(&t, &m, 0);
+            }
+            let mut out = Vec::with_capacity(m.len.min(64 << 20) as usize);
+            for i in 0..m.chunks {
+                out.extend_from_slice(&self.open_chunk(&t, &m, i)?);
+            }
+            if out.len() as u64 != m.len {
+                return Err(StoreError::Malformed(CHUNK_TABLE));
+            }
+            Ok(out)
+        })
     }
 }
