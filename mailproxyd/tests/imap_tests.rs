@@ -706,3 +706,65 @@ fn authenticate_plain_with_and_without_initial_response() {
     let r = c.cmd("h AUTHENTICATE PLAIN");
     assert!(r.last().unwrap().starts_with("h BAD"), "already in: {r:?}");
 }
+
+/// What an IDLE refresh relies on: a message's fingerprint changes when its
+/// flags are rewritten and only then, and `mailbox_messages_some` reads just
+/// the messages asked for (those still there).
+#[test]
+fn fingerprints_change_only_for_rewritten_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), &KeySource::KeyFile).unwrap();
+    for (i, body) in ["a", "b", "c"].iter().enumerate() {
+        s.deliver(
+            format!("Subject: {body}\r\n\r\n{body}\r\n").as_bytes(),
+            i as u64,
+        )
+        .unwrap();
+    }
+    let projects = s.mailbox_create("Projects").unwrap().unwrap();
+    let p1 = s
+        .mailbox_append(projects.id, b"Subject: p\r\n\r\np\r\n", vec![], 5)
+        .unwrap();
+    let p2 = s
+        .mailbox_append(projects.id, b"Subject: q\r\n\r\nq\r\n", vec![], 6)
+        .unwrap();
+    for mailbox in [BOX_INBOX, projects.id] {
+        let before = s.mailbox_fingerprints(mailbox).unwrap();
+        let uids: Vec<u64> = s
+            .mailbox_messages(mailbox)
+            .unwrap()
+            .iter()
+            .map(|m| m.uid)
+            .collect();
+        assert_eq!(before.iter().map(|f| f.0).collect::<Vec<_>>(), uids);
+        assert_eq!(s.mailbox_fingerprints(mailbox).unwrap(), before, "stable");
+
+        s.mailbox_set_flags(mailbox, vec![(uids[1], vec!["\\Seen".into()])])
+            .unwrap();
+        let after = s.mailbox_fingerprints(mailbox).unwrap();
+        let changed: Vec<u64> = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| b != a)
+            .map(|(b, _)| b.0)
+            .collect();
+        assert_eq!(changed, vec![uids[1]], "mailbox {mailbox}");
+
+        let some = s
+            .mailbox_messages_some(mailbox, &[uids[1], u64::MAX])
+            .unwrap();
+        assert_eq!(some.len(), 1, "a missing UID is skipped");
+        assert_eq!(
+            (some[0].uid, some[0].flags.clone()),
+            (uids[1], vec!["\\Seen".to_string()])
+        );
+    }
+    assert_eq!(
+        s.mailbox_fingerprints(projects.id)
+            .unwrap()
+            .iter()
+            .map(|f| f.0)
+            .collect::<Vec<_>>(),
+        vec![p1, p2]
+    );
+}

@@ -9,6 +9,7 @@
 //! STORE, SEARCH, COPY or MOVE by sequence number (RFC 3501 7.4.1): the
 //! view is brought up to date before the other commands and while IDLE.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -69,7 +70,20 @@ struct Selected {
     info: MailboxInfo,
     read_only: bool,
     msgs: Vec<MailMsg>,
+    /// The store's fingerprint of each message as last read (see
+    /// [`Store::mailbox_fingerprints`]): a refresh re-reads only the
+    /// messages whose fingerprint changed.
+    fps: HashMap<u64, [u8; 16]>,
     changes: watch::Receiver<u64>,
+}
+
+/// A mailbox as STATUS and SELECT read it.
+struct OpenMailbox {
+    info: MailboxInfo,
+    msgs: Vec<MailMsg>,
+    uid_next: u64,
+    /// Filled for SELECT/EXAMINE only.
+    fps: HashMap<u64, [u8; 16]>,
 }
 
 /// Messages read per blocking task (and output flushed) during FETCH.
@@ -887,15 +901,24 @@ impl Session {
         &mut self,
         tag: &Tag<'static>,
         mailbox: &Mailbox<'_>,
-    ) -> Option<(MailboxInfo, Vec<MailMsg>, u64)> {
+        fingerprints: bool,
+    ) -> Option<OpenMailbox> {
         let name = mailbox_name(mailbox);
         let store = self.store();
         let r = blocking(move || match store.mailbox_find(&name)? {
-            Some(b) => Ok(Some((
-                b.clone(),
-                store.mailbox_messages(b.id)?,
-                store.uid_next(),
-            ))),
+            Some(b) => {
+                // Fingerprints before messages (see `refresh`).
+                let fps = match fingerprints {
+                    true => store.mailbox_fingerprints(b.id)?.into_iter().collect(),
+                    false => HashMap::new(),
+                };
+                Ok(Some(OpenMailbox {
+                    msgs: store.mailbox_messages(b.id)?,
+                    info: b,
+                    uid_next: store.uid_next(),
+                    fps,
+                }))
+            }
             None => Ok(None),
         })
         .await;
@@ -918,7 +941,13 @@ impl Session {
         mailbox: &Mailbox<'_>,
         names: &[StatusDataItemName],
     ) {
-        let Some((b, msgs, next)) = self.open_mailbox(&tag, mailbox).await else {
+        let Some(OpenMailbox {
+            info: b,
+            msgs,
+            uid_next: next,
+            ..
+        }) = self.open_mailbox(&tag, mailbox, false).await
+        else {
             return;
         };
         let items: Vec<StatusDataItem> = names
@@ -953,7 +982,13 @@ impl Session {
     async fn select(&mut self, tag: Tag<'static>, mailbox: &Mailbox<'_>, read_only: bool) {
         self.selected = None;
         let changes = self.store().mailbox_changes();
-        let Some((info, msgs, next)) = self.open_mailbox(&tag, mailbox).await else {
+        let Some(OpenMailbox {
+            info,
+            msgs,
+            uid_next: next,
+            fps,
+        }) = self.open_mailbox(&tag, mailbox, true).await
+        else {
             return;
         };
         let mut flags = to_flags(
@@ -1004,6 +1039,7 @@ impl Session {
             info,
             read_only,
             msgs,
+            fps,
             changes,
         });
         self.ok(
@@ -1032,49 +1068,82 @@ impl Session {
         self.refresh().await;
     }
 
-    /// Reloads the selected mailbox and reports the differences.
+    /// Brings the selected mailbox's view up to the store and reports the
+    /// differences. Reads every message's fingerprint (no decryption), then
+    /// only the messages that are new or whose fingerprint changed.
     async fn refresh(&mut self) {
-        let Some(sel) = self.selected.as_mut() else {
+        let Some(sel) = self.selected.as_ref() else {
             return;
         };
         let id = sel.info.id;
         let store = self.store();
-        let Ok(new) = blocking(move || store.mailbox_messages(id)).await else {
+        // Fingerprints first: messages read after them are at least as new,
+        // so a fingerprint never claims a change we have not read.
+        let Ok(fps) = blocking(move || store.mailbox_fingerprints(id)).await else {
+            return;
+        };
+        let sel = self.selected.as_ref().expect("selected");
+        let need: Vec<u64> = fps
+            .iter()
+            .filter(|(uid, fp)| sel.fps.get(uid) != Some(fp))
+            .map(|(uid, _)| *uid)
+            .collect();
+        let store = self.store();
+        let Ok(read) = blocking(move || store.mailbox_messages_some(id, &need)).await else {
             return;
         };
         let sel = self.selected.as_mut().expect("selected");
+        let mut read: HashMap<u64, MailMsg> = read.into_iter().map(|m| (m.uid, m)).collect();
+        // A fingerprint is kept if it was seen before or its message was
+        // read now; a message gone between the two reads gets none, so that
+        // the next refresh reads it again.
+        let new_fps: HashMap<u64, [u8; 16]> = fps
+            .iter()
+            .map(|&(uid, fp)| {
+                let known = sel.fps.get(&uid) == Some(&fp) || read.contains_key(&uid);
+                (uid, if known { fp } else { [0; 16] })
+            })
+            .collect();
         let mut responses = Vec::new();
-        let mut i = 0;
-        let by_uid: std::collections::HashMap<u64, &MailMsg> =
-            new.iter().map(|m| (m.uid, m)).collect();
-        while i < sel.msgs.len() {
-            match by_uid.get(&sel.msgs[i].uid) {
-                None => {
-                    sel.msgs.remove(i);
-                    responses.push(Data::Expunge(nz(i as u32 + 1)));
-                }
-                Some(m) => {
-                    if m.flags != sel.msgs[i].flags {
-                        sel.msgs[i].flags = m.flags.clone();
+        let mut kept: Vec<MailMsg> = Vec::with_capacity(fps.len());
+        for m in sel.msgs.drain(..) {
+            if !new_fps.contains_key(&m.uid) {
+                // Sequence numbers shift as each EXPUNGE is reported.
+                responses.push(Data::Expunge(nz(kept.len() as u32 + 1)));
+                continue;
+            }
+            let current = match read.remove(&m.uid) {
+                Some(c) => {
+                    if c.flags != m.flags {
                         let items = vec![
-                            MessageDataItem::Flags(to_fetch_flags(&m.flags)),
-                            MessageDataItem::Uid(nz(uid32(m.uid))),
+                            MessageDataItem::Flags(to_fetch_flags(&c.flags)),
+                            MessageDataItem::Uid(nz(uid32(c.uid))),
                         ];
                         responses.push(Data::Fetch {
-                            seq: nz(i as u32 + 1),
+                            seq: nz(kept.len() as u32 + 1),
                             items: Vec1::try_from(items).expect("non-empty"),
                         });
                     }
-                    i += 1;
+                    c
+                }
+                None => m,
+            };
+            kept.push(current);
+        }
+        let last = kept.last().map(|m| m.uid).unwrap_or(0);
+        let before = kept.len();
+        for (uid, _) in &fps {
+            if *uid > last {
+                if let Some(m) = read.remove(uid) {
+                    kept.push(m);
                 }
             }
         }
-        let last = sel.msgs.last().map(|m| m.uid).unwrap_or(0);
-        let before = sel.msgs.len();
-        sel.msgs.extend(new.into_iter().filter(|m| m.uid > last));
-        if sel.msgs.len() != before {
-            responses.push(Data::Exists(sel.msgs.len() as u32));
+        if kept.len() != before {
+            responses.push(Data::Exists(kept.len() as u32));
         }
+        sel.msgs = kept;
+        sel.fps = new_fps;
         for d in responses {
             self.data(d);
         }

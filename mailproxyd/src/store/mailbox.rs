@@ -506,16 +506,67 @@ impl Store {
 
     /// The messages of a mailbox in UID order (a consistent snapshot).
     pub fn mailbox_messages(&self, mailbox: u64) -> Result<Vec<MailMsg>, StoreError> {
-        let s = &self.inner.sealer;
+        self.mailbox_messages_of(mailbox, None)
+    }
+
+    /// The messages of a mailbox whose UIDs are in `uids` (those still
+    /// there), in the order of `uids`.
+    pub fn mailbox_messages_some(
+        &self,
+        mailbox: u64,
+        uids: &[u64],
+    ) -> Result<Vec<MailMsg>, StoreError> {
+        self.mailbox_messages_of(mailbox, Some(uids))
+    }
+
+    /// Each message of a mailbox, in UID order, with a fingerprint of the
+    /// sealed record that holds its flags (and, outside INBOX, the rest of
+    /// its state): the record's last 16 bytes, its AEAD tag, which changes
+    /// whenever the record is rewritten. Decrypts nothing, so an IMAP
+    /// session can re-read only what changed.
+    pub fn mailbox_fingerprints(&self, mailbox: u64) -> Result<Vec<(u64, [u8; 16])>, StoreError> {
+        fn tail(sealed: &[u8]) -> [u8; 16] {
+            let mut fp = [0u8; 16];
+            let n = sealed.len().min(16);
+            fp[16 - n..].copy_from_slice(&sealed[sealed.len() - n..]);
+            fp
+        }
         self.read(|rx| {
             let mut out = Vec::new();
             if mailbox == BOX_INBOX {
                 let t = rx.open_table(INBOX)?;
                 let flags = rx.open_table(IMAP_FLAGS)?;
                 for item in t.iter()? {
+                    let id = item?.0.value();
+                    let fp = flags.get(id)?.map(|f| tail(f.value())).unwrap_or_default();
+                    out.push((id, fp));
+                }
+            } else {
+                let t = rx.open_table(IMAP_MSGS)?;
+                for item in t.range((mailbox, 0)..=(mailbox, u64::MAX))? {
                     let (k, v) = item?;
-                    let id = k.value();
-                    let e = inbox::decode(id, &s.open("inbox", &id.to_be_bytes(), v.value())?)?;
+                    out.push((k.value().1, tail(v.value())));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// [`Store::mailbox_messages`] (`uids` None) or
+    /// [`Store::mailbox_messages_some`].
+    fn mailbox_messages_of(
+        &self,
+        mailbox: u64,
+        uids: Option<&[u64]>,
+    ) -> Result<Vec<MailMsg>, StoreError> {
+        let s = &self.inner.sealer;
+        self.read(|rx| {
+            let mut out = Vec::new();
+            if mailbox == BOX_INBOX {
+                let t = rx.open_table(INBOX)?;
+                let flags = rx.open_table(IMAP_FLAGS)?;
+                let mut one = |id: u64, v: &[u8]| -> Result<(), StoreError> {
+                    let e = inbox::decode(id, &s.open("inbox", &id.to_be_bytes(), v)?)?;
                     let f = match flags.get(id)? {
                         Some(f) => open_flags(s, id, f.value())?,
                         None => Vec::new(),
@@ -527,14 +578,44 @@ impl Store {
                         internal: e.arrived,
                         pending: Vec::new(),
                     });
+                    Ok(())
+                };
+                match uids {
+                    None => {
+                        for item in t.iter()? {
+                            let (k, v) = item?;
+                            one(k.value(), v.value())?;
+                        }
+                    }
+                    Some(uids) => {
+                        for &id in uids {
+                            if let Some(v) = t.get(id)? {
+                                one(id, v.value())?;
+                            }
+                        }
+                    }
                 }
             } else {
                 let t = rx.open_table(IMAP_MSGS)?;
-                for item in t.range((mailbox, 0)..=(mailbox, u64::MAX))? {
-                    let (k, v) = item?;
-                    let uid = k.value().1;
-                    let plain = s.open(MSG_TABLE, &msg_key(mailbox, uid), v.value())?;
+                let mut one = |uid: u64, v: &[u8]| -> Result<(), StoreError> {
+                    let plain = s.open(MSG_TABLE, &msg_key(mailbox, uid), v)?;
                     out.push(decode_msg(uid, &plain)?);
+                    Ok(())
+                };
+                match uids {
+                    None => {
+                        for item in t.range((mailbox, 0)..=(mailbox, u64::MAX))? {
+                            let (k, v) = item?;
+                            one(k.value().1, v.value())?;
+                        }
+                    }
+                    Some(uids) => {
+                        for &uid in uids {
+                            if let Some(v) = t.get((mailbox, uid))? {
+                                one(uid, v.value())?;
+                            }
+                        }
+                    }
                 }
             }
             Ok(out)
