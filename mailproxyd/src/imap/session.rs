@@ -1642,7 +1642,7 @@ fn spawn_fetch_batch(
             } else {
                 None
             };
-            let items = fetch_items(&names, &m, raw.as_deref(), &cache, &account);
+            let items = fetch_items(&names, &m, raw, &cache, &account);
             if let Ok(items) = Vec1::try_from(items) {
                 let d = Response::Data(Data::Fetch {
                     seq: nz(i as u32 + 1),
@@ -1664,10 +1664,14 @@ fn spawn_fetch_batch(
 fn fetch_items(
     names: &[MessageDataItemName<'static>],
     m: &MailMsg,
-    raw: Option<&[u8]>,
+    owned: Option<Vec<u8>>,
     cache: &MimeCache,
     account: &str,
 ) -> Vec<MessageDataItem<'static>> {
+    // The first BODY[] (whole, no partial) takes the decrypted buffer itself
+    // instead of a copy; it is filled in after the loop.
+    let mut whole_at = None;
+    let raw = owned.as_deref();
     let parsed = || raw.map(|r| cache.get_or_parse(account, m.message.blob, r));
     let mut items = Vec::new();
     for n in names {
@@ -1710,6 +1714,15 @@ fn fetch_items(
             MessageDataItemName::BodyExt {
                 section, partial, ..
             } => {
+                if section.is_none() && partial.is_none() && whole_at.is_none() && raw.is_some() {
+                    whole_at = Some(items.len());
+                    items.push(MessageDataItem::BodyExt {
+                        section: None,
+                        origin: None,
+                        data: NString(None),
+                    });
+                    continue;
+                }
                 let r = raw.unwrap_or_default();
                 let bytes = match section {
                     None => std::borrow::Cow::Borrowed(r),
@@ -1737,6 +1750,13 @@ fn fetch_items(
             _ => continue,
         };
         items.push(item);
+    }
+    if let (Some(i), Some(bytes)) = (whole_at, owned) {
+        items[i] = MessageDataItem::BodyExt {
+            section: None,
+            origin: None,
+            data: literal(bytes),
+        };
     }
     items
 }
