@@ -768,3 +768,66 @@ fn fingerprints_change_only_for_rewritten_messages() {
         vec![p1, p2]
     );
 }
+
+/// The IMAP write sites of the store (flags, APPEND, COPY/MOVE, EXPUNGE,
+/// CREATE) under injected EIO and ENOSPC: each fails with an error (IMAP
+/// answers NO), nothing of it lands, and once the fault is gone the store
+/// recovers by itself and the same writes succeed and persist.
+#[test]
+fn imap_mailbox_writes_fail_cleanly_under_store_faults_and_recover() {
+    use mailproxyd::store::{Fault, Faults, Op};
+    for fault in [Fault::Io, Fault::NoSpace] {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Faults::new();
+        let s = Store::open_with_faults(dir.path(), &KeySource::KeyFile, f.clone()).unwrap();
+        s.deliver(b"Subject: a\r\n\r\na\r\n", 1).unwrap();
+        let work = s.mailbox_create("Work").unwrap().unwrap();
+        let uid = s.mailbox_messages(BOX_INBOX).unwrap()[0].uid;
+        let snapshot = |s: &Store| {
+            (
+                s.mailboxes().unwrap(),
+                s.mailbox_messages(BOX_INBOX).unwrap(),
+                s.mailbox_messages(work.id).unwrap(),
+            )
+        };
+        let before = snapshot(&s);
+        let writes = |s: &Store| -> Vec<Result<(), mailproxyd::store::StoreError>> {
+            vec![
+                s.mailbox_set_flags(BOX_INBOX, vec![(uid, vec!["\\Seen".into()])]),
+                s.mailbox_append(work.id, b"Subject: b\r\n\r\nb\r\n", vec![], 2)
+                    .map(drop),
+                s.mailbox_copy(BOX_INBOX, &[uid], work.id, false).map(drop),
+                s.mailbox_create("Other").map(drop),
+                s.mailbox_expunge(BOX_INBOX, &[uid]),
+            ]
+        };
+        f.fail_all(Op::Write, fault);
+        for (i, r) in writes(&s).into_iter().enumerate() {
+            assert!(
+                r.is_err(),
+                "{fault:?}: write {i} succeeded on a failing disk"
+            );
+        }
+        f.clear();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(30), s.wait_healthy()).await
+            })
+            .expect("the store recovers by itself");
+        assert_eq!(snapshot(&s), before, "{fault:?}: a failed write landed");
+
+        for (i, r) in writes(&s).into_iter().enumerate() {
+            r.unwrap_or_else(|e| panic!("{fault:?}: write {i} after recovery: {e}"));
+        }
+        let after = snapshot(&s);
+        assert!(after.1.is_empty(), "expunged");
+        assert_eq!(after.2.len(), 2, "appended and copied");
+        assert!(after.0.iter().any(|b| b.name == "Other"));
+        drop(s);
+        let s = Store::open(dir.path(), &KeySource::KeyFile).unwrap();
+        assert_eq!(snapshot(&s), after, "{fault:?}: persisted");
+    }
+}
