@@ -1481,8 +1481,8 @@ impl Session {
         }
     }
 
-    /// Starts encoding the FETCH responses for `batch` (see
-    /// [`spawn_fetch_batch`]).
+    /// Reads, decrypts and encodes the FETCH responses of messages `batch`
+    /// (indexes into the selected mailbox) on a blocking thread.
     fn fetch_batch(
         &self,
         batch: &[usize],
@@ -1491,15 +1491,43 @@ impl Session {
         needs_raw: bool,
     ) -> tokio::task::JoinHandle<Result<Vec<u8>, StoreError>> {
         let sel = self.selected.as_ref().expect("selected");
-        let msgs = batch.iter().map(|&i| (i, sel.msgs[i].clone())).collect();
-        spawn_fetch_batch(
+        let msgs: Vec<(usize, MailMsg)> = batch.iter().map(|&i| (i, sel.msgs[i].clone())).collect();
+        let (store, cache, names, account) = (
             self.store(),
             self.cache.clone(),
-            msgs,
             names.clone(),
             account.to_owned(),
-            needs_raw,
-        )
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for (i, m) in msgs {
+                let raw = if needs_raw {
+                    match store.read_message(m.message.blob) {
+                        Ok(r) => Some(r),
+                        // Expunged meanwhile by another session: skip it.
+                        Err(StoreError::NotFound(_)) => continue,
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    None
+                };
+                let items = fetch_items(&names, &m, raw, &cache, &account);
+                if let Ok(items) = Vec1::try_from(items) {
+                    let d = Response::Data(Data::Fetch {
+                        seq: nz(i as u32 + 1),
+                        items,
+                    });
+                    for fragment in ResponseCodec::new().encode(&d) {
+                        match fragment {
+                            Fragment::Line { data } | Fragment::Literal { data, .. } => {
+                                out.extend_from_slice(&data)
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
     }
 
     async fn fetch(
@@ -1617,48 +1645,6 @@ impl Session {
         self.ok(tag, None, "FETCH completed");
         Ok(())
     }
-}
-
-/// Reads, decrypts and encodes the FETCH responses of messages `batch`
-/// (indexes into `msgs`, the selected mailbox) on a blocking thread.
-fn spawn_fetch_batch(
-    store: Store,
-    cache: Arc<MimeCache>,
-    msgs: Vec<(usize, MailMsg)>,
-    names: Arc<[MessageDataItemName<'static>]>,
-    account: String,
-    needs_raw: bool,
-) -> tokio::task::JoinHandle<Result<Vec<u8>, StoreError>> {
-    tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        for (i, m) in msgs {
-            let raw = if needs_raw {
-                match store.read_message(m.message.blob) {
-                    Ok(r) => Some(r),
-                    // Expunged meanwhile by another session: skip it.
-                    Err(StoreError::NotFound(_)) => continue,
-                    Err(e) => return Err(e),
-                }
-            } else {
-                None
-            };
-            let items = fetch_items(&names, &m, raw, &cache, &account);
-            if let Ok(items) = Vec1::try_from(items) {
-                let d = Response::Data(Data::Fetch {
-                    seq: nz(i as u32 + 1),
-                    items,
-                });
-                for fragment in ResponseCodec::new().encode(&d) {
-                    match fragment {
-                        Fragment::Line { data } | Fragment::Literal { data, .. } => {
-                            out.extend_from_slice(&data)
-                        }
-                    }
-                }
-            }
-        }
-        Ok(out)
-    })
 }
 
 fn fetch_items(
