@@ -175,7 +175,10 @@ fn script() -> Vec<u8> {
     s.extend_from_slice(b"b5 SEARCH HEADER Content-Type multipart SINCE 1-Jan-2020 BEFORE 1-Jan-2100 SMALLER 100000\r\n");
     s.extend_from_slice(b"b6 CREATE Archive/2026\r\nb7 LIST \"\" *\r\nb8 COPY 1 Archive/2026\r\nb9 STATUS Archive/2026 (MESSAGES UIDNEXT UIDVALIDITY UNSEEN)\r\n");
     s.extend_from_slice(b"c1 APPEND Archive/2026 (\\Flagged) \"07-Dec-2026 10:00:00 +0000\" {14}\r\nSubject: a\r\n\r\n\r\nc2 NOOP\r\n");
-    s.extend_from_slice(b"c3 STORE 1 +FLAGS (\\Deleted $Label)\r\nc4 UID STORE 1:* +FLAGS.SILENT (\\Seen)\r\nc5 FETCH 1:2 FLAGS\r\n");
+    s.extend_from_slice(
+        b"c3 STORE 1 +FLAGS (\\Deleted $Label)\r\nc4 UID STORE 1:* +FLAGS.SILENT (\\Seen)\r\n",
+    );
+    s.extend_from_slice(b"c4a FETCH 2 (RFC822.HEADER RFC822.TEXT BODY.PEEK[]<6.5> RFC822)\r\nc5 FETCH 1:2 FLAGS\r\n");
     s.extend_from_slice(b"c6 STORE 2 +FLAGS.SILENT (\\Deleted)\r\nc7 UID EXPUNGE 1:*\r\nc8 LSUB \"\" *\r\nc9 NAMESPACE\r\n");
     s.extend_from_slice(b"d1 ID NIL\r\nd2 ENABLE UTF8=ACCEPT\r\nd3 SELECT Archive/2026\r\nd4 UID FETCH 1:* (FLAGS)\r\nd5 MOVE 1 Trash\r\n");
     s.extend_from_slice(b"d6 RENAME Archive/2026 Old\r\nd7 LIST \"\" \"%\"\r\nd8 BOGUS\r\nd9 CLOSE\r\ne1 LOGOUT\r\n");
@@ -313,6 +316,23 @@ fn one_session_gives_the_same_answers_at_every_chunk_size() {
     assert!(tagged(t, "c1").contains("[APPENDUID "));
     assert!(between(t, "c2", "c3").contains("FLAGS (\\Seen \\Deleted $Label)"));
     assert!(!between(t, "c3", "c4").contains("FETCH"), "SILENT");
+    // Whole-message items, and a partial of the whole (served from the
+    // cache of decrypted bodies by now).
+    let head = M2.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let items = between(t, "c4", "c4a");
+    let (h, x) = (
+        std::str::from_utf8(&M2[..head]).unwrap(),
+        std::str::from_utf8(&M2[head..]).unwrap(),
+    );
+    let whole = std::str::from_utf8(M2).unwrap();
+    for want in [
+        format!("RFC822.HEADER {{{}}}\r\n{h}", h.len()),
+        format!("RFC822.TEXT {{{}}}\r\n{x}", x.len()),
+        "BODY[]<6> {5}\r\nCarol".to_owned(),
+        format!("RFC822 {{{}}}\r\n{whole}", whole.len()),
+    ] {
+        assert!(items.contains(&want), "{want:?} in {items}");
+    }
     let expunged = between(t, "c6", "c7");
     assert!(
         expunged.contains("* 1 EXPUNGE\r\n* 1 EXPUNGE"),

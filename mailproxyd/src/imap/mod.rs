@@ -5,7 +5,8 @@
 //!   literals with a bound on a command's size) and serialises every
 //!   response; no IMAP grammar is written here;
 //! - [`mime`]: BODYSTRUCTURE, ENVELOPE and section ranges from mail-parser,
-//!   computed once per message and cached ([`MimeCache`]);
+//!   computed once per message and cached;
+//! - [`cache`]: parsed structures and decrypted bodies, bounded, in memory only;
 //! - [`search`]: SEARCH keys;
 //! - [`session`]: one connection;
 //! - this module: settings and the accept loop.
@@ -15,6 +16,7 @@
 //! Trash and user mailboxes hold copies. Login is as for POP3 (the account
 //! id and its password; [`crate::login`]).
 
+pub mod cache;
 pub mod mime;
 pub mod search;
 pub mod sent;
@@ -106,43 +108,6 @@ impl Drop for SessionCount {
     }
 }
 
-/// Most messages whose structure is cached.
-const CACHE_ENTRIES: usize = 4096;
-
-/// Parsed MIME structure of messages, by (account, blob), shared by all
-/// sessions: each message is parsed once (blobs never change).
-#[derive(Debug, Default)]
-pub struct MimeCache {
-    map: Mutex<HashMap<(String, u64), Arc<mime::Parsed>>>,
-}
-
-impl MimeCache {
-    /// The structure of blob `blob` of `account`, parsing `raw` if needed.
-    pub fn get_or_parse(&self, account: &str, blob: u64, raw: &[u8]) -> Arc<mime::Parsed> {
-        let key = (account.to_owned(), blob);
-        if let Some(p) = self.lock().get(&key) {
-            return p.clone();
-        }
-        let parsed = Arc::new(mime::parse(raw));
-        let mut map = self.lock();
-        if map.len() >= CACHE_ENTRIES {
-            // Bounded: start over rather than track recency.
-            map.clear();
-        }
-        map.insert(key, parsed.clone());
-        parsed
-    }
-
-    /// The cached structure, if any.
-    pub fn get(&self, account: &str, blob: u64) -> Option<Arc<mime::Parsed>> {
-        self.lock().get(&(account.to_owned(), blob)).cloned()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), Arc<mime::Parsed>>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// Serves IMAP on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -157,7 +122,7 @@ pub async fn serve(
         recent_activity: Duration::ZERO,
     });
     let settings = Arc::new(settings);
-    let cache = Arc::new(MimeCache::default());
+    let cache = Arc::new(cache::Caches::default());
     crate::accept::serve_sessions(listener, slots, shutdown, |sock, slot, stop| {
         let s = session::Session::new(sock, dir.clone(), settings.clone(), cache.clone(), stop);
         async move {

@@ -39,7 +39,7 @@ pub struct Candidate<'a> {
     /// Internal date.
     pub internal: u64,
     /// The message, once needed.
-    pub raw: &'a mut dyn FnMut() -> Option<std::sync::Arc<Vec<u8>>>,
+    pub raw: &'a mut dyn FnMut() -> Option<super::cache::Body>,
 }
 
 fn has(c: &Candidate<'_>, flag: &str) -> bool {

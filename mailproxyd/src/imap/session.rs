@@ -9,7 +9,7 @@
 //! STORE, SEARCH, COPY or MOVE by sequence number (RFC 3501 7.4.1): the
 //! view is brought up to date before the other commands and while IDLE.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -42,8 +42,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::cache::{Body, Caches};
 use super::search::{self, Candidate};
-use super::{ImapSettings, MimeCache};
+use super::ImapSettings;
 use crate::login::Logins;
 use crate::slots::{Cancelled, Slot};
 use crate::smtp::auth;
@@ -99,7 +100,7 @@ pub struct Session {
     out: Vec<u8>,
     dir: Arc<dyn Directory>,
     settings: Arc<ImapSettings>,
-    cache: Arc<MimeCache>,
+    cache: Arc<Caches>,
     stop: watch::Receiver<bool>,
     logins: Logins,
     account: Option<Account>,
@@ -167,7 +168,7 @@ fn to_mailbox(name: &str) -> Mailbox<'static> {
     Mailbox::try_from(name.to_owned()).unwrap_or(Mailbox::Inbox)
 }
 
-fn literal(b: Vec<u8>) -> NString<'static> {
+fn literal<'a>(b: impl Into<std::borrow::Cow<'a, [u8]>>) -> NString<'a> {
     NString(Some(IString::Literal(Literal::unvalidated(b))))
 }
 
@@ -236,7 +237,7 @@ impl Session {
         sock: TcpStream,
         dir: Arc<dyn Directory>,
         settings: Arc<ImapSettings>,
-        cache: Arc<MimeCache>,
+        cache: Arc<Caches>,
         stop: watch::Receiver<bool>,
     ) -> Self {
         Session {
@@ -1105,11 +1106,13 @@ impl Session {
             })
             .collect();
         let mut responses = Vec::new();
+        let mut gone = Vec::new();
         let mut kept: Vec<MailMsg> = Vec::with_capacity(fps.len());
         for m in sel.msgs.drain(..) {
             if !new_fps.contains_key(&m.uid) {
                 // Sequence numbers shift as each EXPUNGE is reported.
                 responses.push(Data::Expunge(nz(kept.len() as u32 + 1)));
+                gone.push(m.message.blob);
                 continue;
             }
             let current = match read.remove(&m.uid) {
@@ -1144,6 +1147,7 @@ impl Session {
         }
         sel.msgs = kept;
         sel.fps = new_fps;
+        self.forget(&gone);
         for d in responses {
             self.data(d);
         }
@@ -1178,18 +1182,19 @@ impl Session {
                 let close = matches!(body, CommandBody::Close);
                 let sel = self.selected.take().expect("selected");
                 if close && !sel.read_only {
-                    let gone: Vec<u64> = sel
+                    let (gone, blobs): (Vec<u64>, Vec<u64>) = sel
                         .msgs
                         .iter()
                         .filter(|m| has_flag(&m.flags, "\\Deleted"))
-                        .map(|m| m.uid)
-                        .collect();
+                        .map(|m| (m.uid, m.message.blob))
+                        .unzip();
                     let store = self.store();
                     let id = sel.info.id;
                     if let Err(e) = blocking(move || store.mailbox_expunge(id, &gone)).await {
                         self.store_failed(tag, &e);
                         return Ok(());
                     }
+                    self.forget(&blobs);
                 }
                 self.ok(
                     tag,
@@ -1270,20 +1275,37 @@ impl Session {
 
     /// Drops `uids` from the view, announcing each as EXPUNGE.
     fn remove_from_view(&mut self, uids: &[u64]) {
+        let uids: HashSet<u64> = uids.iter().copied().collect();
         let sel = self.selected.as_mut().expect("selected");
         let mut seqs = Vec::new();
-        let mut i = 0;
-        while i < sel.msgs.len() {
-            if uids.contains(&sel.msgs[i].uid) {
-                sel.msgs.remove(i);
-                seqs.push(i as u32 + 1);
+        let mut blobs = Vec::new();
+        let mut kept = Vec::with_capacity(sel.msgs.len());
+        for m in sel.msgs.drain(..) {
+            if uids.contains(&m.uid) {
+                // Sequence numbers shift as each EXPUNGE is reported.
+                seqs.push(kept.len() as u32 + 1);
+                blobs.push(m.message.blob);
             } else {
-                i += 1;
+                kept.push(m);
             }
         }
+        sel.msgs = kept;
+        self.forget(&blobs);
         for s in seqs {
             self.data(Data::Expunge(nz(s)));
         }
+    }
+
+    /// Drops what the caches hold of `blobs`, which left the view.
+    fn forget(&self, blobs: &[u64]) {
+        if !blobs.is_empty() {
+            self.cache.forget(self.account_id(), blobs);
+        }
+    }
+
+    /// The logged-in account's id.
+    fn account_id(&self) -> &str {
+        &self.account.as_ref().expect("logged in").id
     }
 
     async fn search(
@@ -1314,17 +1336,20 @@ impl Session {
         let sel = self.selected.as_ref().expect("selected");
         let msgs = sel.msgs.clone();
         let store = self.store();
+        let (cache, account) = (self.cache.clone(), self.account_id().to_owned());
         let key = SearchKey::And(criteria);
         let r = blocking(move || {
             let count = msgs.len() as u32;
             let max_uid = msgs.last().map(|m| uid32(m.uid)).unwrap_or(0);
             let mut hits = Vec::new();
             for (i, m) in msgs.iter().enumerate() {
-                let mut cached: Option<Option<Arc<Vec<u8>>>> = None;
+                let blob = m.message.blob;
+                let mut cached: Option<Option<Body>> = None;
                 let mut load = || {
                     cached
                         .get_or_insert_with(|| {
-                            store.read_message(m.message.blob).ok().map(Arc::new)
+                            let read = || store.read_message(blob);
+                            cache.bodies.get_or_read(&account, blob, read).ok()
                         })
                         .clone()
                 };
@@ -1502,7 +1527,11 @@ impl Session {
             let mut out = Vec::new();
             for (i, m) in msgs {
                 let raw = if needs_raw {
-                    match store.read_message(m.message.blob) {
+                    let blob = m.message.blob;
+                    match cache
+                        .bodies
+                        .get_or_read(&account, blob, || store.read_message(blob))
+                    {
                         Ok(r) => Some(r),
                         // Expunged meanwhile by another session: skip it.
                         Err(StoreError::NotFound(_)) => continue,
@@ -1511,7 +1540,8 @@ impl Session {
                 } else {
                     None
                 };
-                let items = fetch_items(&names, &m, raw, &cache, &account);
+                let items =
+                    fetch_items(&names, &m, raw.as_deref().map(|b| &b[..]), &cache, &account);
                 if let Ok(items) = Vec1::try_from(items) {
                     let d = Response::Data(Data::Fetch {
                         seq: nz(i as u32 + 1),
@@ -1612,7 +1642,7 @@ impl Session {
                 }
             }
         }
-        let account = self.account.as_ref().expect("logged in").id.clone();
+        let account = self.account_id().to_owned();
         let names: Arc<[MessageDataItemName<'static>]> = names.into();
         // Batch k+1 is read, decrypted and encoded while batch k is written.
         let mut batches = targets.chunks(FETCH_BATCH);
@@ -1647,18 +1677,16 @@ impl Session {
     }
 }
 
-fn fetch_items(
+/// The items `names` ask of `m`, whose bytes are `raw` (if they were
+/// needed). Literals borrow from `raw`: the encoder copies them once.
+fn fetch_items<'a>(
     names: &[MessageDataItemName<'static>],
     m: &MailMsg,
-    owned: Option<Vec<u8>>,
-    cache: &MimeCache,
+    raw: Option<&'a [u8]>,
+    cache: &Caches,
     account: &str,
-) -> Vec<MessageDataItem<'static>> {
-    // The first BODY[] (whole, no partial) takes the decrypted buffer itself
-    // instead of a copy; it is filled in after the loop.
-    let mut whole_at = None;
-    let raw = owned.as_deref();
-    let parsed = || raw.map(|r| cache.get_or_parse(account, m.message.blob, r));
+) -> Vec<MessageDataItem<'a>> {
+    let parsed = || raw.map(|r| cache.mime.get_or_parse(account, m.message.blob, r));
     let mut items = Vec::new();
     for n in names {
         let item = match n {
@@ -1686,29 +1714,20 @@ fn fetch_items(
                 None => continue,
             },
             MessageDataItemName::Rfc822 => {
-                MessageDataItem::Rfc822(literal(raw.unwrap_or_default().to_vec()))
+                MessageDataItem::Rfc822(literal(raw.unwrap_or_default()))
             }
             MessageDataItemName::Rfc822Header => {
                 let r = raw.unwrap_or_default();
-                MessageDataItem::Rfc822Header(literal(crate::message::header_section(r).to_vec()))
+                MessageDataItem::Rfc822Header(literal(crate::message::header_section(r)))
             }
             MessageDataItemName::Rfc822Text => {
                 let r = raw.unwrap_or_default();
                 let h = crate::message::header_section(r).len();
-                MessageDataItem::Rfc822Text(literal(r[h..].to_vec()))
+                MessageDataItem::Rfc822Text(literal(&r[h..]))
             }
             MessageDataItemName::BodyExt {
                 section, partial, ..
             } => {
-                if section.is_none() && partial.is_none() && whole_at.is_none() && raw.is_some() {
-                    whole_at = Some(items.len());
-                    items.push(MessageDataItem::BodyExt {
-                        section: None,
-                        origin: None,
-                        data: NString(None),
-                    });
-                    continue;
-                }
                 let r = raw.unwrap_or_default();
                 let bytes = match section {
                     None => std::borrow::Cow::Borrowed(r),
@@ -1723,9 +1742,12 @@ fn fetch_items(
                     Some((origin, len)) => {
                         let s = (*origin as usize).min(bytes.len());
                         let e = s.saturating_add(len.get() as usize).min(bytes.len());
-                        bytes[s..e].to_vec()
+                        match bytes {
+                            std::borrow::Cow::Borrowed(b) => std::borrow::Cow::Borrowed(&b[s..e]),
+                            std::borrow::Cow::Owned(b) => std::borrow::Cow::Owned(b[s..e].to_vec()),
+                        }
                     }
-                    None => bytes.into_owned(),
+                    None => bytes,
                 };
                 MessageDataItem::BodyExt {
                     section: section.clone(),
@@ -1736,13 +1758,6 @@ fn fetch_items(
             _ => continue,
         };
         items.push(item);
-    }
-    if let (Some(i), Some(bytes)) = (whole_at, owned) {
-        items[i] = MessageDataItem::BodyExt {
-            section: None,
-            origin: None,
-            data: literal(bytes),
-        };
     }
     items
 }

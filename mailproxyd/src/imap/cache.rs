@@ -1,0 +1,246 @@
+//! In-memory caches of what never changes about a stored message, shared by
+//! every IMAP session: its parsed MIME structure ([`MimeCache`]) and its
+//! decrypted bytes ([`BodyCache`]). Both are keyed by (account, blob): a
+//! blob's bytes are immutable, and a store never hands out an id twice while
+//! the daemon runs (the caches live no longer).
+//!
+//! Nothing here is ever written to disk. The body cache holds plaintext in
+//! process memory only, bounded in bytes; every body is zeroed when its last
+//! holder drops it (eviction, [`BodyCache::forget`], or shutdown).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use lru::LruCache;
+use zeroize::Zeroizing;
+
+use super::mime;
+
+/// Most messages whose structure is cached.
+const MIME_ENTRIES: usize = 4096;
+
+/// Bytes of decrypted bodies kept, across accounts.
+pub const BODY_CACHE_BYTES: usize = 64 << 20;
+/// Largest body kept: bigger ones are decrypted on each read, so that one
+/// large attachment does not push out many ordinary messages.
+pub const BODY_CACHE_MAX_ENTRY: usize = 1 << 20;
+
+/// The caches, as the sessions share them.
+#[derive(Debug)]
+pub struct Caches {
+    /// Parsed structures.
+    pub mime: MimeCache,
+    /// Decrypted bodies.
+    pub bodies: BodyCache,
+}
+
+impl Default for Caches {
+    fn default() -> Self {
+        Caches {
+            mime: MimeCache::default(),
+            bodies: BodyCache::new(BODY_CACHE_BYTES, BODY_CACHE_MAX_ENTRY),
+        }
+    }
+}
+
+impl Caches {
+    /// Drops what is cached of `blobs` of `account` (they were expunged).
+    pub fn forget(&self, account: &str, blobs: &[u64]) {
+        self.bodies.forget(account, blobs);
+        self.mime.forget(account, blobs);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Parsed MIME structure of messages, by (account, blob): each message is
+/// parsed once.
+#[derive(Debug, Default)]
+pub struct MimeCache {
+    map: Mutex<HashMap<(String, u64), Arc<mime::Parsed>>>,
+}
+
+impl MimeCache {
+    /// The structure of blob `blob` of `account`, parsing `raw` if needed.
+    pub fn get_or_parse(&self, account: &str, blob: u64, raw: &[u8]) -> Arc<mime::Parsed> {
+        let key = (account.to_owned(), blob);
+        if let Some(p) = lock(&self.map).get(&key) {
+            return p.clone();
+        }
+        let parsed = Arc::new(mime::parse(raw));
+        let mut map = lock(&self.map);
+        if map.len() >= MIME_ENTRIES {
+            // Bounded: start over rather than track recency.
+            map.clear();
+        }
+        map.insert(key, parsed.clone());
+        parsed
+    }
+
+    /// The cached structure, if any.
+    pub fn get(&self, account: &str, blob: u64) -> Option<Arc<mime::Parsed>> {
+        lock(&self.map).get(&(account.to_owned(), blob)).cloned()
+    }
+
+    fn forget(&self, account: &str, blobs: &[u64]) {
+        let mut map = lock(&self.map);
+        for &b in blobs {
+            map.remove(&(account.to_owned(), b));
+        }
+    }
+}
+
+/// A decrypted message body, zeroed when the last holder drops it.
+pub type Body = Arc<Zeroizing<Vec<u8>>>;
+
+/// Decrypted bodies most recently read, by (account, blob), least recently
+/// used first out, within a bound on their total size.
+///
+/// Dovecot serves a warm mailbox from the page cache; this is the same for
+/// a store whose bytes are sealed, without putting plaintext on disk.
+#[derive(Debug)]
+pub struct BodyCache {
+    inner: Mutex<Lru>,
+    capacity: usize,
+    max_entry: usize,
+}
+
+#[derive(Debug)]
+struct Lru {
+    map: LruCache<(String, u64), Body>,
+    bytes: usize,
+}
+
+impl BodyCache {
+    /// A cache of at most `capacity` bytes, keeping no body over `max_entry`.
+    pub fn new(capacity: usize, max_entry: usize) -> Self {
+        BodyCache {
+            inner: Mutex::new(Lru {
+                map: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            capacity,
+            max_entry: max_entry.min(capacity),
+        }
+    }
+
+    /// Blob `blob` of `account`, from the cache or from `read` (whose result
+    /// is then kept, if small enough). An error from `read` is returned as is
+    /// and nothing is kept.
+    pub fn get_or_read<E>(
+        &self,
+        account: &str,
+        blob: u64,
+        read: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Body, E> {
+        let key = (account.to_owned(), blob);
+        if let Some(b) = lock(&self.inner).map.get(&key) {
+            return Ok(b.clone());
+        }
+        // Read without the lock: other sessions go on meanwhile.
+        let body: Body = Arc::new(Zeroizing::new(read()?));
+        let len = body.len();
+        if len <= self.max_entry {
+            let mut c = lock(&self.inner);
+            if let Some(old) = c.map.put(key, body.clone()) {
+                c.bytes -= old.len();
+            }
+            c.bytes += len;
+            while c.bytes > self.capacity {
+                match c.map.pop_lru() {
+                    Some((_, old)) => c.bytes -= old.len(),
+                    None => break,
+                }
+            }
+        }
+        Ok(body)
+    }
+
+    /// Drops `blobs` of `account`.
+    pub fn forget(&self, account: &str, blobs: &[u64]) {
+        let mut c = lock(&self.inner);
+        for &b in blobs {
+            if let Some(old) = c.map.pop(&(account.to_owned(), b)) {
+                c.bytes -= old.len();
+            }
+        }
+    }
+
+    /// Bytes and bodies held now.
+    pub fn usage(&self) -> (usize, usize) {
+        let c = lock(&self.inner);
+        (c.bytes, c.map.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn read(reads: &Cell<u32>, len: usize) -> impl FnOnce() -> Result<Vec<u8>, ()> + '_ {
+        move || {
+            reads.set(reads.get() + 1);
+            Ok(vec![7; len])
+        }
+    }
+
+    #[test]
+    fn a_body_is_read_once_then_served_from_memory() {
+        let c = BodyCache::new(1000, 500);
+        let reads = Cell::new(0);
+        let a = c.get_or_read("a@p", 1, read(&reads, 100)).unwrap();
+        let b = c.get_or_read("a@p", 1, read(&reads, 100)).unwrap();
+        assert_eq!(reads.get(), 1);
+        assert!(Arc::ptr_eq(&a, &b));
+        // Another account's blob 1 is another message.
+        c.get_or_read("b@p", 1, read(&reads, 100)).unwrap();
+        assert_eq!(reads.get(), 2);
+        assert_eq!(c.usage(), (200, 2));
+    }
+
+    #[test]
+    fn the_total_stays_within_capacity_least_recently_used_out() {
+        let c = BodyCache::new(1000, 500);
+        let reads = Cell::new(0);
+        for blob in 0..4 {
+            c.get_or_read("a@p", blob, read(&reads, 300)).unwrap();
+        }
+        assert_eq!(c.usage(), (900, 3), "blob 0 made room");
+        // Blob 1 is used, so blob 2 is the next out.
+        c.get_or_read("a@p", 1, read(&reads, 300)).unwrap();
+        assert_eq!(reads.get(), 4);
+        c.get_or_read("a@p", 9, read(&reads, 300)).unwrap();
+        c.get_or_read("a@p", 1, read(&reads, 300)).unwrap();
+        assert_eq!(reads.get(), 5, "blob 1 stayed");
+        c.get_or_read("a@p", 2, read(&reads, 300)).unwrap();
+        assert_eq!(reads.get(), 6, "blob 2 was evicted");
+        assert!(c.usage().0 <= 1000);
+    }
+
+    #[test]
+    fn large_bodies_and_failed_reads_are_not_kept() {
+        let c = BodyCache::new(1000, 500);
+        let reads = Cell::new(0);
+        let big = c.get_or_read("a@p", 1, read(&reads, 501)).unwrap();
+        assert_eq!(big.len(), 501);
+        assert_eq!(c.usage(), (0, 0));
+        let e: Result<Body, &str> = c.get_or_read("a@p", 2, || Err("disk"));
+        assert_eq!(e.unwrap_err(), "disk");
+        assert_eq!(c.usage(), (0, 0));
+    }
+
+    #[test]
+    fn forgotten_bodies_are_read_again() {
+        let c = BodyCache::new(1000, 500);
+        let reads = Cell::new(0);
+        c.get_or_read("a@p", 1, read(&reads, 10)).unwrap();
+        c.get_or_read("a@p", 2, read(&reads, 20)).unwrap();
+        c.forget("a@p", &[1, 3]);
+        assert_eq!(c.usage(), (20, 1));
+        c.get_or_read("a@p", 1, read(&reads, 10)).unwrap();
+        assert_eq!(reads.get(), 3);
+    }
+}
