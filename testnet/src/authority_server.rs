@@ -92,6 +92,14 @@ impl Authority {
             .signed_document(epoch)
     }
 
+    /// The descriptors this authority accepted for `epoch`, by identity key.
+    pub fn descriptors(&self, epoch: u64) -> Vec<katzenpost::pki::document::MixDescriptor> {
+        self.state
+            .lock()
+            .expect("authority lock")
+            .descriptors(epoch)
+    }
+
     /// Serves on `listener` until `shutdown` completes.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let ticker = self.generates.then(|| {

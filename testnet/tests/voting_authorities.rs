@@ -84,6 +84,11 @@ impl Committee {
 
     /// Node `n` uploads its descriptor for `epoch` to peer `peer` only.
     fn post(&mut self, n: usize, peer: usize, epoch: u64) {
+        self.post_signed_at(n, peer, epoch, NOW);
+    }
+
+    /// [`Committee::post`] of a descriptor signed at `signed_at`.
+    fn post_signed_at(&mut self, n: usize, peer: usize, epoch: u64, signed_at: u64) {
         let (key, role, name) = &self.nodes[n];
         let facts = NodeFacts {
             name,
@@ -93,8 +98,14 @@ impl Committee {
             extra_transport: None,
         };
         let mix_keys = (epoch..epoch + 3).map(|e| (e, [e as u8; 32])).collect();
-        let desc =
-            signed_descriptor(facts, key, mix_keys, NOW, Params::demo().epoch_period_secs).unwrap();
+        let desc = signed_descriptor(
+            facts,
+            key,
+            mix_keys,
+            signed_at,
+            Params::demo().epoch_period_secs,
+        )
+        .unwrap();
         let id = key.verifying_key().to_bytes();
         self.states[peer].post_descriptor(&id, epoch, &desc.signed, NOW);
     }
@@ -155,6 +166,54 @@ fn every_peer_serves_the_same_document_signed_by_each() {
     // A second step changes nothing.
     assert!(c.step(&[0, 1, 2]).is_empty());
     assert_eq!(c.served(2, epoch).1, first);
+}
+
+#[test]
+fn peers_holding_different_descriptors_of_a_node_cannot_agree() {
+    // Why a node signs each epoch's descriptor once and posts those bytes
+    // to every peer: signed at different seconds, its descriptors differ,
+    // each peer keeps the one it was given (another is a conflict), and
+    // the peers compute different documents.
+    let mut c = Committee::new(3);
+    let epoch = c.epoch();
+    for n in 0..c.nodes.len() {
+        for peer in 0..3 {
+            c.post_signed_at(n, peer, epoch, NOW + peer as u64);
+        }
+    }
+    for _ in 0..3 {
+        assert!(c.step(&[0, 1, 2]).is_empty());
+    }
+    for peer in 0..3 {
+        assert_ne!(c.served(peer, epoch).0, consensus_status::OK);
+    }
+    // One node's split is enough to leave a peer out: 2 of 3 sign.
+    let mut c = Committee::new(3);
+    for n in 0..c.nodes.len() {
+        for peer in 0..3 {
+            let at = if n == 0 && peer == 2 { NOW + 1 } else { NOW };
+            c.post_signed_at(n, peer, epoch, at);
+        }
+    }
+    assert_eq!(c.step(&[0, 1, 2]), vec![epoch]);
+    let v = c
+        .client()
+        .verify(&c.served(0, epoch).1, epoch, NOW)
+        .unwrap();
+    assert_eq!(v.signers.len(), 2);
+    // The same bytes at every peer: all three sign.
+    let mut c = Committee::new(3);
+    for n in 0..c.nodes.len() {
+        for peer in 0..3 {
+            c.post(n, peer, epoch);
+        }
+    }
+    assert_eq!(c.step(&[0, 1, 2]), vec![epoch]);
+    let v = c
+        .client()
+        .verify(&c.served(0, epoch).1, epoch, NOW)
+        .unwrap();
+    assert_eq!(v.signers.len(), 3);
 }
 
 #[test]
@@ -256,6 +315,14 @@ async fn a_voting_network_serves_one_document_from_every_peer() {
         .map(|a| a.document(epoch).expect("every peer holds the document"))
         .collect();
     assert!(docs.windows(2).all(|w| w[0] == w[1]));
+    // Every node posted the same signed descriptor to each peer.
+    let held: Vec<Vec<Vec<u8>>> = net
+        .authorities
+        .iter()
+        .map(|a| a.descriptors(epoch).into_iter().map(|d| d.signed).collect())
+        .collect();
+    assert_eq!(held[0].len(), net.spec.nodes.len());
+    assert!(held.windows(2).all(|w| w[0] == w[1]));
     let client = VotingPeers::new(
         net.authority_endpoints()
             .unwrap()

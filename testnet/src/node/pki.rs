@@ -3,6 +3,13 @@
 //! voting peer) accepts it, and fetch the documents for both, accepting one
 //! signed by `len/2 + 1` of the authorities (one of one when nonvoting).
 //!
+//! Each epoch's descriptor is signed once and the same bytes go to every
+//! peer, as the real voting client posts them: a node that signed anew for
+//! each peer (the signature covers the time of signing) left the peers
+//! holding different descriptors of it, and peers that hold different
+//! descriptors compute different documents, so that a committee could miss
+//! its threshold for good.
+//!
 //! Fetches are paced by [`FetchSchedule`]: an epoch whose document the
 //! authorities said is `Gone` is not asked for again for about a minute (as
 //! the 2019 server's PKI worker rechecks), one that is `NotFound` (not yet)
@@ -82,17 +89,43 @@ impl FetchSchedule {
     }
 }
 
+/// What the PKI duties remember from one tick to the next.
+#[derive(Default)]
+struct Uploads {
+    /// (authority index, epoch) pairs whose upload was accepted.
+    posted: BTreeSet<(usize, u64)>,
+    /// The signed descriptor of each epoch, posted to every authority.
+    signed: BTreeMap<u64, Vec<u8>>,
+}
+
+impl Uploads {
+    /// The descriptor for epoch `e`: the one signed before, or `sign`'s.
+    fn descriptor(&mut self, e: u64, sign: impl FnOnce() -> Option<Vec<u8>>) -> Option<Vec<u8>> {
+        if let Some(s) = self.signed.get(&e) {
+            return Some(s.clone());
+        }
+        let s = sign()?;
+        self.signed.insert(e, s.clone());
+        Some(s)
+    }
+
+    /// Forgets epochs before `e - 1`.
+    fn prune(&mut self, epoch: u64) {
+        self.posted.retain(|(_, e)| *e + 1 >= epoch);
+        self.signed.retain(|e, _| *e + 1 >= epoch);
+    }
+}
+
 pub(super) async fn pki_loop(node: Arc<Node>) {
-    // (authority index, epoch) pairs whose upload was accepted.
-    let mut posted: BTreeSet<(usize, u64)> = BTreeSet::new();
+    let mut uploads = Uploads::default();
     let mut schedule = FetchSchedule::new(node.clock.period());
     loop {
-        tick(&node, &mut posted, &mut schedule).await;
+        tick(&node, &mut uploads, &mut schedule).await;
         tokio::time::sleep(TICK).await;
     }
 }
 
-async fn tick(node: &Arc<Node>, posted: &mut BTreeSet<(usize, u64)>, schedule: &mut FetchSchedule) {
+async fn tick(node: &Arc<Node>, uploads: &mut Uploads, schedule: &mut FetchSchedule) {
     let now = node.clock.now();
     let epoch = now.epoch;
     {
@@ -109,7 +142,7 @@ async fn tick(node: &Arc<Node>, posted: &mut BTreeSet<(usize, u64)>, schedule: &
         .lock()
         .expect("lock")
         .retain(|e, _| *e + 1 >= epoch);
-    posted.retain(|(_, e)| *e + 1 >= epoch);
+    uploads.prune(epoch);
     schedule.prune_before(epoch);
 
     let id_x25519 = ed25519_secret_to_x25519(&node.config.identity.to_bytes());
@@ -132,8 +165,14 @@ async fn tick(node: &Arc<Node>, posted: &mut BTreeSet<(usize, u64)>, schedule: &
         .collect();
     for e in [epoch, epoch + 1] {
         for (i, (addr, config)) in configs.iter().enumerate() {
-            if !posted.contains(&(i, e)) && post(node, addr, config, e).await {
-                posted.insert((i, e));
+            if uploads.posted.contains(&(i, e)) {
+                continue;
+            }
+            let Some(signed) = uploads.descriptor(e, || sign(node, e)) else {
+                continue;
+            };
+            if post(node, addr, config, e, signed).await {
+                uploads.posted.insert((i, e));
             }
         }
         if node.documents.lock().expect("lock").contains_key(&e) || !schedule.due(e, Instant::now())
@@ -182,9 +221,8 @@ async fn tick(node: &Arc<Node>, posted: &mut BTreeSet<(usize, u64)>, schedule: &
     }
 }
 
-/// Uploads the node's descriptor for epoch `e` to one authority; true once
-/// it holds it.
-async fn post(node: &Arc<Node>, addr: &str, config: &SessionConfig, e: u64) -> bool {
+/// The node's descriptor for epoch `e`, signed now.
+fn sign(node: &Node, e: u64) -> Option<Vec<u8>> {
     let keys = node.keys.lock().expect("lock").public_keys(e);
     let facts = NodeFacts {
         name: &node.config.name,
@@ -205,10 +243,21 @@ async fn post(node: &Arc<Node>, addr: &str, config: &SessionConfig, e: u64) -> b
         unix_now(),
         node.config.params.epoch_period_secs,
     );
-    let Ok(desc) = desc else { return false };
+    match desc {
+        Ok(d) => Some(d.signed),
+        Err(err) => {
+            tracing::warn!(node = %node.config.name, epoch = e, error = %err, "could not sign the descriptor");
+            None
+        }
+    }
+}
+
+/// Uploads `signed`, the node's descriptor for epoch `e`, to one authority;
+/// true once it holds it.
+async fn post(node: &Node, addr: &str, config: &SessionConfig, e: u64, signed: Vec<u8>) -> bool {
     let cmd = Command::PostDescriptor {
         epoch: e,
-        payload: desc.signed,
+        payload: signed,
     };
     match request(addr, config, &cmd).await {
         // CONFLICT: the authority holds another of our descriptors (e.g.
@@ -260,6 +309,25 @@ mod tests {
         assert!(s.due(7, at));
         s.prune_before(9);
         assert!(s.due(8, t0), "pruned");
+    }
+
+    #[test]
+    fn each_epochs_descriptor_is_signed_once_for_every_authority() {
+        let mut u = Uploads::default();
+        assert_eq!(
+            u.descriptor(7, || None),
+            None,
+            "a failed signing is not kept"
+        );
+        assert_eq!(u.descriptor(7, || Some(vec![1])), Some(vec![1]));
+        // Signed later (another second), it would differ: the first is kept.
+        assert_eq!(u.descriptor(7, || Some(vec![2])), Some(vec![1]));
+        assert_eq!(u.descriptor(8, || Some(vec![3])), Some(vec![3]));
+        u.posted.insert((0, 7));
+        u.prune(9);
+        assert_eq!(u.descriptor(7, || Some(vec![4])), Some(vec![4]), "pruned");
+        assert!(u.posted.is_empty());
+        assert_eq!(u.descriptor(8, || Some(vec![5])), Some(vec![3]), "kept");
     }
 
     #[test]
