@@ -10,17 +10,17 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clients_support::{Client, Harness};
+use clients_support::{Client, Harness, ServerThread};
 use mailproxyd::imap::{self, ImapSettings};
 use mailproxyd::smtp::SmtpSettings;
 use mailproxyd::store::{Directory, KeySource, Settled, Store, BOX_INBOX, BOX_SENT};
 
 /// The harness's accounts plus an IMAP server over the same directory.
 struct World {
+    // Stopped before the harness (fields drop in order).
+    _imap_server: ServerThread,
     h: Harness,
     imap: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl World {
@@ -36,47 +36,25 @@ impl World {
             &["bob@q"],
         );
         let dir: Arc<dyn Directory> = h.dir.clone();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
+        let (server, imap) = ServerThread::spawn(move |stop_rx, addr_tx| async move {
+            let l = mailproxyd::smtp::bind("127.0.0.1:0".parse().unwrap(), false)
+                .await
                 .unwrap();
-            rt.block_on(async move {
-                let l = mailproxyd::smtp::bind("127.0.0.1:0".parse().unwrap(), false)
-                    .await
-                    .unwrap();
-                addr_tx.send(l.local_addr().unwrap()).unwrap();
-                imap::serve(l, dir, settings, async move {
-                    let _ = stop_rx.await;
-                })
-                .await;
-            });
+            addr_tx.send(l.local_addr().unwrap()).unwrap();
+            imap::serve(l, dir, settings, async move {
+                let _ = stop_rx.await;
+            })
+            .await;
         });
-        let imap = addr_rx.recv().unwrap();
         World {
+            _imap_server: server,
             h,
             imap,
-            stop: Some(stop_tx),
-            thread: Some(thread),
         }
     }
 
     fn store(&self) -> Store {
         self.h.store("alice@p")
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

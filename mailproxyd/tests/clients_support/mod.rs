@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,13 +42,70 @@ impl Directory for TestDirectory {
     }
 }
 
+/// Servers running on their own runtime thread (two workers) until
+/// [`ServerThread::stop`] or drop.
+pub struct ServerThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// Runs `run` on a new runtime thread and waits for the value it sends
+    /// (the addresses it bound). `run` is handed a receiver that completes
+    /// when the servers are to stop.
+    pub fn spawn<T, F, Fut>(run: F) -> (ServerThread, T)
+    where
+        T: Send + 'static,
+        F: FnOnce(tokio::sync::oneshot::Receiver<()>, std::sync::mpsc::Sender<T>) -> Fut
+            + Send
+            + 'static,
+        Fut: Future<Output = ()>,
+    {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(run(stop_rx, tx));
+        });
+        let value = rx.recv().expect("the server thread started");
+        let server = ServerThread {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
+        (server, value)
+    }
+
+    /// Stops the servers and joins the thread.
+    pub fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            // A server that panicked fails the test, unless it is failing
+            // already (a second panic would abort).
+            if t.join().is_err() && !std::thread::panicking() {
+                panic!("the server thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 pub struct Harness {
     pub data_dir: tempfile::TempDir,
     pub dir: Arc<TestDirectory>,
     pub smtp: SocketAddr,
     pub pop3: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: ServerThread,
 }
 
 /// (id, password, insecure_key_discovery)
@@ -87,49 +145,38 @@ impl Harness {
             accounts: map,
             known: known.iter().map(|s| s.to_string()).collect(),
         });
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let d2 = dir.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
+        let (server, (smtp, pop3)) = ServerThread::spawn(move |stop_rx, addr_tx| async move {
+            let sl = smtp::bind("127.0.0.1:0".parse().unwrap(), false)
+                .await
                 .unwrap();
-            rt.block_on(async move {
-                let sl = smtp::bind("127.0.0.1:0".parse().unwrap(), false)
-                    .await
-                    .unwrap();
-                let pl = smtp::bind("127.0.0.1:0".parse().unwrap(), false)
-                    .await
-                    .unwrap();
-                addr_tx
-                    .send((sl.local_addr().unwrap(), pl.local_addr().unwrap()))
-                    .unwrap();
-                let (tx1, rx1) = tokio::sync::watch::channel(false);
-                let mut rx2 = rx1.clone();
-                let mut rx1 = rx1;
-                let dir: Arc<dyn Directory> = d2;
-                let s = tokio::spawn(smtp::serve(sl, dir.clone(), smtp_settings, async move {
-                    let _ = rx1.wait_for(|v| *v).await;
-                }));
-                let p = tokio::spawn(pop3::serve(pl, dir, pop3_settings, async move {
-                    let _ = rx2.wait_for(|v| *v).await;
-                }));
-                let _ = stop_rx.await;
-                let _ = tx1.send(true);
-                let _ = s.await;
-                let _ = p.await;
-            });
+            let pl = smtp::bind("127.0.0.1:0".parse().unwrap(), false)
+                .await
+                .unwrap();
+            addr_tx
+                .send((sl.local_addr().unwrap(), pl.local_addr().unwrap()))
+                .unwrap();
+            let (tx1, rx1) = tokio::sync::watch::channel(false);
+            let mut rx2 = rx1.clone();
+            let mut rx1 = rx1;
+            let dir: Arc<dyn Directory> = d2;
+            let s = tokio::spawn(smtp::serve(sl, dir.clone(), smtp_settings, async move {
+                let _ = rx1.wait_for(|v| *v).await;
+            }));
+            let p = tokio::spawn(pop3::serve(pl, dir, pop3_settings, async move {
+                let _ = rx2.wait_for(|v| *v).await;
+            }));
+            let _ = stop_rx.await;
+            let _ = tx1.send(true);
+            let _ = s.await;
+            let _ = p.await;
         });
-        let (smtp, pop3) = addr_rx.recv().unwrap();
         Harness {
             data_dir,
             dir,
             smtp,
             pop3,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            server,
         }
     }
 
@@ -157,18 +204,7 @@ impl Harness {
     }
 
     pub fn stop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.stop();
+        self.server.stop();
     }
 }
 
