@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 CommandBody::Search { criteria, .. } => {
                     let key = SearchKey::And(criteria);
-                    let raw = std::sync::Arc::new(data.to_vec());
+                    let raw = mailproxyd::imap::cache::body(data.to_vec());
                     let mut load = || Some(raw.clone());
                     let mut c = search::Candidate {
                         seq: 1,

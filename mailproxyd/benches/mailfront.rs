@@ -152,6 +152,9 @@ fn main() {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {
         ["serve", dir] => {
+            // As the daemon does (MALLOC_ARENA_MAX=16 in the environment
+            // undoes it, for an A/B run).
+            mailproxyd::memory::limit_malloc_arenas();
             let bd = open_all(Path::new(dir));
             let rt = tokio::runtime::Runtime::new().unwrap();
             rt.block_on(async {

@@ -15,6 +15,7 @@ pub mod imap;
 pub mod keys;
 pub mod lock;
 pub mod logging;
+pub mod memory;
 pub mod mgmt;
 pub mod password;
 pub mod recipients;

@@ -202,6 +202,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
+    mailproxyd::memory::limit_malloc_arenas();
     let args = Args::parse_from(go_style_args());
     if args.hash_password {
         return hash_password();

@@ -95,6 +95,11 @@ impl MimeCache {
 /// A decrypted message body, zeroed when the last holder drops it.
 pub type Body = Arc<Zeroizing<Vec<u8>>>;
 
+/// `bytes` as a [`Body`].
+pub fn body(bytes: Vec<u8>) -> Body {
+    Arc::new(Zeroizing::new(bytes))
+}
+
 /// Decrypted bodies most recently read, by (account, blob), least recently
 /// used first out, within a bound on their total size.
 ///
@@ -140,7 +145,7 @@ impl BodyCache {
             return Ok(b.clone());
         }
         // Read without the lock: other sessions go on meanwhile.
-        let body: Body = Arc::new(Zeroizing::new(read()?));
+        let body = self::body(read()?);
         let len = body.len();
         if len <= self.max_entry {
             let mut c = lock(&self.inner);
