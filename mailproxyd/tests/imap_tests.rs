@@ -825,3 +825,56 @@ fn imap_mailbox_writes_fail_cleanly_under_store_faults_and_recover() {
         assert_eq!(snapshot(&s), after, "{fault:?}: persisted");
     }
 }
+
+/// Polls `cond` every 10 ms until it holds (at most 10 s).
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn decrypted_bodies_leave_memory_on_expunge_and_with_the_last_session() {
+    let caches = Arc::new(imap::cache::Caches::default());
+    let w = World::with(ImapSettings {
+        caches: caches.clone(),
+        ..ImapSettings::default()
+    });
+    let s = w.store();
+    s.deliver(M1, 1_795_000_000).unwrap();
+    let second = s.deliver(M2, 1_795_000_100).unwrap();
+    s.deliver(M1, 1_795_000_200).unwrap();
+    let held = || caches.bodies.usage().1;
+    let mut a = Imap::login(w.imap);
+    a.cmd("t1 SELECT INBOX");
+    let r = a.cmd("t2 FETCH 1:* BODY.PEEK[]");
+    assert!(r.last().unwrap().starts_with("t2 OK"), "{r:?}");
+    assert_eq!(held(), 3, "FETCH keeps what it decrypted");
+    // SEARCH BODY reads through without adding: a fresh delivery is not kept.
+    s.deliver(M2, 1_795_000_300).unwrap();
+    let r = a.cmd("t30 NOOP");
+    assert!(r.iter().any(|l| l.trim_end() == "* 4 EXISTS"), "{r:?}");
+    let r = a.cmd("t3 SEARCH BODY \"part one\"");
+    assert!(r.iter().any(|l| l.trim_end() == "* SEARCH 2 4"), "{r:?}");
+    assert_eq!(held(), 3);
+    // Its own EXPUNGE.
+    a.cmd("t4 STORE 1 +FLAGS.SILENT (\\Deleted)");
+    let r = a.cmd("t5 EXPUNGE");
+    assert!(r.iter().any(|l| l.trim_end() == "* 1 EXPUNGE"), "{r:?}");
+    assert_eq!(held(), 2);
+    // Another client's deletion (POP3's DELE), once this session sees it.
+    s.inbox_delete(&[second.id]).unwrap();
+    let r = a.cmd("t6 NOOP");
+    assert!(r.iter().any(|l| l.trim_end() == "* 1 EXPUNGE"), "{r:?}");
+    assert_eq!(held(), 1);
+    // Two sessions: the bodies stay until the last one ends.
+    let mut b = Imap::login(w.imap);
+    b.cmd("u1 LOGOUT");
+    a.cmd("t7 NOOP");
+    assert_eq!(held(), 1, "a session of the account is still there");
+    a.cmd("t8 LOGOUT");
+    eventually("the last session's end to drop the bodies", || held() == 0);
+    assert_eq!(caches.bodies.usage().0, 0);
+}

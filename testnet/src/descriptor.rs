@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use ed25519_dalek::SigningKey;
+use katzenpost::epoch::EpochClock;
 use katzenpost::kaetzchen::{CAPABILITY_KEYSERVER, CAPABILITY_LOOP, ENDPOINT_PARAMETER};
 use katzenpost::pki::document::{expiration_for, sign_descriptor, DescriptorError, MixDescriptor};
+use katzenpost::pki::validate::descriptor_well_formed;
 
 use crate::config::Role;
 
@@ -34,6 +36,28 @@ pub struct NodeFacts<'a> {
     /// A provider's extra `(transport, address)` (see
     /// [`crate::config::Params::provider_extra_transport`]).
     pub extra_transport: Option<(&'a str, &'a str)>,
+}
+
+/// The descriptor a node posts for `epoch`: signed as of the epoch's start
+/// and checked well formed, so that it is the same bytes whenever, and
+/// however often, it is signed with the same keys (every voting peer, every
+/// retry and every restart get the same).
+pub fn epoch_descriptor(
+    node: NodeFacts<'_>,
+    identity: &SigningKey,
+    mix_keys: BTreeMap<u64, [u8; 32]>,
+    clock: &EpochClock,
+    epoch: u64,
+) -> Result<MixDescriptor, DescriptorError> {
+    let d = signed_descriptor(
+        node,
+        identity,
+        mix_keys,
+        clock.start_of(epoch).as_secs(),
+        clock.period().as_secs(),
+    )?;
+    descriptor_well_formed(&d, epoch)?;
+    Ok(d)
 }
 
 /// A node's descriptor for the mix keys given, signed by its identity key

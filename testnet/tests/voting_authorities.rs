@@ -10,10 +10,10 @@ use ed25519_dalek::SigningKey;
 use katzenpost::epoch::EpochClock;
 use katzenpost::pki::cert::Certificate;
 use katzenpost::pki::voting::{VotingError, VotingPeers};
-use katzenpost::wire::commands::consensus_status;
+use katzenpost::wire::commands::{consensus_status, descriptor_status};
 use testnet::authority::AuthorityState;
 use testnet::config::{authority_block, Params, Role};
-use testnet::descriptor::{signed_descriptor, NodeFacts};
+use testnet::descriptor::{epoch_descriptor, signed_descriptor, NodeFacts};
 use testnet::network::{Network, Shape};
 use testnet::voting::{apply_fault, step, tabulate, Participant, ServeFault};
 
@@ -214,6 +214,50 @@ fn peers_holding_different_descriptors_of_a_node_cannot_agree() {
         .verify(&c.served(0, epoch).1, epoch, NOW)
         .unwrap();
     assert_eq!(v.signers.len(), 3);
+}
+
+#[test]
+fn a_nodes_epoch_descriptor_is_the_same_bytes_whenever_signed_and_accepted() {
+    let c = Committee::new(3);
+    let clock = EpochClock::new(Duration::from_secs(Params::demo().epoch_period_secs));
+    let epoch = c.epoch();
+    let (key, role, name) = &c.nodes[3];
+    let facts = NodeFacts {
+        name,
+        role: *role,
+        link_public: [4; 32],
+        address: "127.0.0.1:4003".parse().unwrap(),
+        extra_transport: None,
+    };
+    let keys = |e: u64| (e..e + 3).map(|e| (e, [e as u8; 32])).collect();
+    let start = clock.start_of(epoch).as_secs();
+    let period = clock.period().as_secs();
+    for e in [epoch, epoch + 1] {
+        let first = epoch_descriptor(facts, key, keys(e), &clock, e).unwrap();
+        assert_eq!(
+            epoch_descriptor(facts, key, keys(e), &clock, e)
+                .unwrap()
+                .signed,
+            first.signed,
+            "signed again (a retry, another peer, a restart): the same bytes"
+        );
+        // Any time in the current epoch, a fresh authority accepts it.
+        for now in [start + 1, start + period / 2, start + period - 1] {
+            let mut s = AuthorityState::new(
+                c.keys[0].clone(),
+                Params::demo(),
+                BTreeSet::new(),
+                [(key.verifying_key().to_bytes(), name.clone())].into(),
+                now,
+            );
+            let id = key.verifying_key().to_bytes();
+            assert_eq!(
+                s.post_descriptor(&id, e, &first.signed, now),
+                descriptor_status::OK,
+                "epoch {e} at {now}"
+            );
+        }
+    }
 }
 
 #[test]

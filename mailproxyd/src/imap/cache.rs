@@ -5,8 +5,10 @@
 //! the daemon runs (the caches live no longer).
 //!
 //! Nothing here is ever written to disk. The body cache holds plaintext in
-//! process memory only, bounded in bytes; every body is zeroed when its last
-//! holder drops it (eviction, [`BodyCache::forget`], or shutdown).
+//! process memory only, bounded in bytes, and only while the account has an
+//! IMAP session: a session's end with none left drops the account's bodies
+//! ([`Caches::forget_account`]), as a session seeing messages expunged drops
+//! theirs. Every body is zeroed when its last holder drops it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,8 +21,12 @@ use super::mime;
 /// Most messages whose structure is cached.
 const MIME_ENTRIES: usize = 4096;
 
-/// Bytes of decrypted bodies kept, across accounts.
+/// Bytes of decrypted bodies kept, across accounts (with [`ENTRY_OVERHEAD`]
+/// for each).
 pub const BODY_CACHE_BYTES: usize = 64 << 20;
+/// What an entry costs beside its body: key, reference count, vector
+/// header and the LRU's node, rounded up.
+pub const ENTRY_OVERHEAD: usize = 256;
 /// Largest body kept: bigger ones are decrypted on each read, so that one
 /// large attachment does not push out many ordinary messages.
 pub const BODY_CACHE_MAX_ENTRY: usize = 1 << 20;
@@ -48,6 +54,11 @@ impl Caches {
     pub fn forget(&self, account: &str, blobs: &[u64]) {
         self.bodies.forget(account, blobs);
         self.mime.forget(account, blobs);
+    }
+
+    /// Drops every body of `account` (its last IMAP session ended).
+    pub fn forget_account(&self, account: &str) {
+        self.bodies.forget_account(account);
     }
 }
 
@@ -115,7 +126,15 @@ pub struct BodyCache {
 #[derive(Debug)]
 struct Lru {
     map: LruCache<(String, u64), Body>,
+    /// Bodies' lengths plus [`ENTRY_OVERHEAD`] each.
     bytes: usize,
+    /// Bumped by every forget: a body read while it changed may have been
+    /// forgotten meanwhile, and is not kept.
+    generation: u64,
+}
+
+fn cost(body: &Body) -> usize {
+    body.len() + ENTRY_OVERHEAD
 }
 
 impl BodyCache {
@@ -125,6 +144,7 @@ impl BodyCache {
             inner: Mutex::new(Lru {
                 map: LruCache::unbounded(),
                 bytes: 0,
+                generation: 0,
             }),
             capacity,
             max_entry: max_entry.min(capacity),
@@ -141,36 +161,86 @@ impl BodyCache {
         read: impl FnOnce() -> Result<Vec<u8>, E>,
     ) -> Result<Body, E> {
         let key = (account.to_owned(), blob);
-        if let Some(b) = lock(&self.inner).map.get(&key) {
-            return Ok(b.clone());
-        }
+        let generation = {
+            let mut c = lock(&self.inner);
+            if let Some(b) = c.map.get(&key) {
+                return Ok(b.clone());
+            }
+            c.generation
+        };
         // Read without the lock: other sessions go on meanwhile.
         let body = self::body(read()?);
-        let len = body.len();
-        if len <= self.max_entry {
+        if body.len() <= self.max_entry {
+            let mut evicted = Vec::new();
             let mut c = lock(&self.inner);
-            if let Some(old) = c.map.put(key, body.clone()) {
-                c.bytes -= old.len();
-            }
-            c.bytes += len;
-            while c.bytes > self.capacity {
-                match c.map.pop_lru() {
-                    Some((_, old)) => c.bytes -= old.len(),
-                    None => break,
+            if c.generation == generation {
+                if let Some(old) = c.map.put(key, body.clone()) {
+                    c.bytes -= cost(&old);
+                    evicted.push(old);
+                }
+                c.bytes += cost(&body);
+                while c.bytes > self.capacity {
+                    match c.map.pop_lru() {
+                        Some((_, old)) => {
+                            c.bytes -= cost(&old);
+                            evicted.push(old);
+                        }
+                        None => break,
+                    }
                 }
             }
+            drop(c);
+            // Zeroed here, outside the lock.
+            drop(evicted);
         }
         Ok(body)
     }
 
+    /// Blob `blob` of `account` if it is cached, else `read`'s result, which
+    /// is not kept (a scan such as SEARCH BODY would push out what FETCH
+    /// reads again).
+    pub fn get_or_read_once<E>(
+        &self,
+        account: &str,
+        blob: u64,
+        read: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Body, E> {
+        if let Some(b) = lock(&self.inner).map.get(&(account.to_owned(), blob)) {
+            return Ok(b.clone());
+        }
+        Ok(self::body(read()?))
+    }
+
     /// Drops `blobs` of `account`.
     pub fn forget(&self, account: &str, blobs: &[u64]) {
+        self.forget_keys(blobs.iter().map(|&b| (account.to_owned(), b)).collect());
+    }
+
+    /// Drops every body of `account`.
+    pub fn forget_account(&self, account: &str) {
+        let keys = lock(&self.inner)
+            .map
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|(a, _)| a == account)
+            .cloned()
+            .collect();
+        self.forget_keys(keys);
+    }
+
+    fn forget_keys(&self, keys: Vec<(String, u64)>) {
+        let mut dropped = Vec::with_capacity(keys.len());
         let mut c = lock(&self.inner);
-        for &b in blobs {
-            if let Some(old) = c.map.pop(&(account.to_owned(), b)) {
-                c.bytes -= old.len();
+        c.generation += 1;
+        for k in keys {
+            if let Some(old) = c.map.pop(&k) {
+                c.bytes -= cost(&old);
+                dropped.push(old);
             }
         }
+        drop(c);
+        // Zeroed here, outside the lock.
+        drop(dropped);
     }
 
     /// Bytes and bodies held now.
@@ -185,6 +255,8 @@ mod tests {
     use super::*;
     use std::cell::Cell;
 
+    const O: usize = ENTRY_OVERHEAD;
+
     fn read(reads: &Cell<u32>, len: usize) -> impl FnOnce() -> Result<Vec<u8>, ()> + '_ {
         move || {
             reads.set(reads.get() + 1);
@@ -194,7 +266,7 @@ mod tests {
 
     #[test]
     fn a_body_is_read_once_then_served_from_memory() {
-        let c = BodyCache::new(1000, 500);
+        let c = BodyCache::new(10_000, 5_000);
         let reads = Cell::new(0);
         let a = c.get_or_read("a@p", 1, read(&reads, 100)).unwrap();
         let b = c.get_or_read("a@p", 1, read(&reads, 100)).unwrap();
@@ -203,17 +275,17 @@ mod tests {
         // Another account's blob 1 is another message.
         c.get_or_read("b@p", 1, read(&reads, 100)).unwrap();
         assert_eq!(reads.get(), 2);
-        assert_eq!(c.usage(), (200, 2));
+        assert_eq!(c.usage(), (2 * (100 + O), 2));
     }
 
     #[test]
-    fn the_total_stays_within_capacity_least_recently_used_out() {
-        let c = BodyCache::new(1000, 500);
+    fn the_total_with_overheads_stays_within_capacity_least_recently_used_out() {
+        let c = BodyCache::new(3 * (300 + O) + 10, 500);
         let reads = Cell::new(0);
         for blob in 0..4 {
             c.get_or_read("a@p", blob, read(&reads, 300)).unwrap();
         }
-        assert_eq!(c.usage(), (900, 3), "blob 0 made room");
+        assert_eq!(c.usage(), (3 * (300 + O), 3), "blob 0 made room");
         // Blob 1 is used, so blob 2 is the next out.
         c.get_or_read("a@p", 1, read(&reads, 300)).unwrap();
         assert_eq!(reads.get(), 4);
@@ -222,12 +294,17 @@ mod tests {
         assert_eq!(reads.get(), 5, "blob 1 stayed");
         c.get_or_read("a@p", 2, read(&reads, 300)).unwrap();
         assert_eq!(reads.get(), 6, "blob 2 was evicted");
-        assert!(c.usage().0 <= 1000);
+        assert!(c.usage().0 <= 3 * (300 + O) + 10);
+        // Empty bodies are not free: the count is bounded too.
+        for blob in 100..200 {
+            c.get_or_read("a@p", blob, read(&reads, 0)).unwrap();
+        }
+        assert!(c.usage().1 <= (3 * (300 + O) + 10) / O, "{:?}", c.usage());
     }
 
     #[test]
     fn large_bodies_and_failed_reads_are_not_kept() {
-        let c = BodyCache::new(1000, 500);
+        let c = BodyCache::new(10_000, 500);
         let reads = Cell::new(0);
         let big = c.get_or_read("a@p", 1, read(&reads, 501)).unwrap();
         assert_eq!(big.len(), 501);
@@ -238,14 +315,39 @@ mod tests {
     }
 
     #[test]
-    fn forgotten_bodies_are_read_again() {
-        let c = BodyCache::new(1000, 500);
+    fn forgotten_bodies_are_read_again_and_one_forgotten_mid_read_is_not_kept() {
+        let c = BodyCache::new(10_000, 5_000);
         let reads = Cell::new(0);
         c.get_or_read("a@p", 1, read(&reads, 10)).unwrap();
         c.get_or_read("a@p", 2, read(&reads, 20)).unwrap();
         c.forget("a@p", &[1, 3]);
-        assert_eq!(c.usage(), (20, 1));
+        assert_eq!(c.usage(), (20 + O, 1));
         c.get_or_read("a@p", 1, read(&reads, 10)).unwrap();
         assert_eq!(reads.get(), 3);
+        // Expunged by another session while this one was reading it.
+        let b = c
+            .get_or_read("a@p", 5, || {
+                c.forget("a@p", &[5]);
+                Ok::<_, ()>(vec![1; 50])
+            })
+            .unwrap();
+        assert_eq!(b.len(), 50, "the reader still gets what it read");
+        assert_eq!(c.usage().1, 2, "but it is not kept");
+        // The account's last session ends: all its bodies go, others stay.
+        c.get_or_read("b@p", 1, read(&reads, 10)).unwrap();
+        c.forget_account("a@p");
+        assert_eq!(c.usage(), (10 + O, 1));
+    }
+
+    #[test]
+    fn a_scan_reads_through_without_filling_the_cache() {
+        let c = BodyCache::new(10_000, 5_000);
+        let reads = Cell::new(0);
+        c.get_or_read("a@p", 1, read(&reads, 10)).unwrap();
+        c.get_or_read_once("a@p", 1, read(&reads, 10)).unwrap();
+        assert_eq!(reads.get(), 1, "a cached body is used");
+        let b = c.get_or_read_once("a@p", 2, read(&reads, 30)).unwrap();
+        assert_eq!((b.len(), reads.get()), (30, 2));
+        assert_eq!(c.usage(), (10 + O, 1), "nothing added");
     }
 }

@@ -48,6 +48,8 @@ pub struct ImapSettings {
     pub max_command: u32,
     /// Sessions logged in now, per account (for `mailproxyctl status`).
     pub sessions: ImapSessions,
+    /// Parsed structures and decrypted bodies, shared by the sessions.
+    pub caches: Arc<cache::Caches>,
 }
 
 impl Default for ImapSettings {
@@ -59,6 +61,7 @@ impl Default for ImapSettings {
             first_command_timeout: Duration::from_secs(30),
             max_command: 64 << 20,
             sessions: ImapSessions::default(),
+            caches: Arc::default(),
         }
     }
 }
@@ -122,7 +125,7 @@ pub async fn serve(
         recent_activity: Duration::ZERO,
     });
     let settings = Arc::new(settings);
-    let cache = Arc::new(cache::Caches::default());
+    let cache = settings.caches.clone();
     crate::accept::serve_sessions(listener, slots, shutdown, |sock, slot, stop| {
         let s = session::Session::new(sock, dir.clone(), settings.clone(), cache.clone(), stop);
         async move {

@@ -407,6 +407,14 @@ impl Session {
         );
         let _ = self.session().await;
         let _ = self.sock.shutdown().await;
+        // The account's last session: its decrypted bodies leave memory.
+        if let Some(a) = self.account.take() {
+            let id = a.id.clone();
+            drop(a);
+            if self.settings.sessions.count(&id) == 0 {
+                self.cache.forget_account(&id);
+            }
+        }
     }
 
     async fn session(&mut self) -> Result<(), Closed> {
@@ -1269,12 +1277,14 @@ impl Session {
         if let Err(e) = blocking(move || store.mailbox_expunge(id, &g)).await {
             return self.store_failed(tag, &e);
         }
-        self.remove_from_view(&gone);
+        let blobs = self.remove_from_view(&gone);
+        self.forget(&blobs);
         self.ok(tag, None, "EXPUNGE completed");
     }
 
-    /// Drops `uids` from the view, announcing each as EXPUNGE.
-    fn remove_from_view(&mut self, uids: &[u64]) {
+    /// Drops `uids` from the view, announcing each as EXPUNGE; returns their
+    /// blobs.
+    fn remove_from_view(&mut self, uids: &[u64]) -> Vec<u64> {
         let uids: HashSet<u64> = uids.iter().copied().collect();
         let sel = self.selected.as_mut().expect("selected");
         let mut seqs = Vec::new();
@@ -1290,10 +1300,10 @@ impl Session {
             }
         }
         sel.msgs = kept;
-        self.forget(&blobs);
         for s in seqs {
             self.data(Data::Expunge(nz(s)));
         }
+        blobs
     }
 
     /// Drops what the caches hold of `blobs`, which left the view.
@@ -1349,7 +1359,7 @@ impl Session {
                     cached
                         .get_or_insert_with(|| {
                             let read = || store.read_message(blob);
-                            cache.bodies.get_or_read(&account, blob, read).ok()
+                            cache.bodies.get_or_read_once(&account, blob, read).ok()
                         })
                         .clone()
                 };
@@ -1678,7 +1688,8 @@ impl Session {
 }
 
 /// The items `names` ask of `m`, whose bytes are `raw` (if they were
-/// needed). Literals borrow from `raw`: the encoder copies them once.
+/// needed). Literals borrow from `raw` where they can (the encoder then
+/// copies them into the response).
 fn fetch_items<'a>(
     names: &[MessageDataItemName<'static>],
     m: &MailMsg,
@@ -1732,9 +1743,7 @@ fn fetch_items<'a>(
                 let bytes = match section {
                     None => std::borrow::Cow::Borrowed(r),
                     Some(_) => match parsed() {
-                        Some(p) => std::borrow::Cow::Owned(
-                            super::mime::section(r, &p.root, section).into_owned(),
-                        ),
+                        Some(p) => super::mime::section(r, &p.root, section),
                         None => continue,
                     },
                 };
@@ -1744,7 +1753,11 @@ fn fetch_items<'a>(
                         let e = s.saturating_add(len.get() as usize).min(bytes.len());
                         match bytes {
                             std::borrow::Cow::Borrowed(b) => std::borrow::Cow::Borrowed(&b[s..e]),
-                            std::borrow::Cow::Owned(b) => std::borrow::Cow::Owned(b[s..e].to_vec()),
+                            std::borrow::Cow::Owned(mut b) => {
+                                b.truncate(e);
+                                b.drain(..s);
+                                std::borrow::Cow::Owned(b)
+                            }
                         }
                     }
                     None => bytes,

@@ -208,6 +208,13 @@ impl Harness {
     }
 }
 
+impl Drop for Harness {
+    // The servers stop before the fields drop (the data directory first).
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// A tiny line-oriented TCP client for transcripts.
 pub struct Client {
     pub r: std::io::BufReader<std::net::TcpStream>,

@@ -3,12 +3,14 @@
 //! voting peer) accepts it, and fetch the documents for both, accepting one
 //! signed by `len/2 + 1` of the authorities (one of one when nonvoting).
 //!
-//! Each epoch's descriptor is signed once and the same bytes go to every
-//! peer, as the real voting client posts them: a node that signed anew for
-//! each peer (the signature covers the time of signing) left the peers
-//! holding different descriptors of it, and peers that hold different
-//! descriptors compute different documents, so that a committee could miss
-//! its threshold for good.
+//! Every peer gets the same bytes for an epoch's descriptor, as the real
+//! voting client posts them, and so does every retry, also after a restart:
+//! the certificate's expiration follows from the epoch, not from the time of
+//! signing, and Ed25519 signatures are deterministic. A node that signed
+//! with the time left the peers holding different descriptors of it (a
+//! second one is a conflict, so each keeps its own), and peers that hold
+//! different descriptors compute different documents, so that a committee
+//! could miss its threshold for good.
 //!
 //! Fetches are paced by [`FetchSchedule`]: an epoch whose document the
 //! authorities said is `Gone` is not asked for again for about a minute (as
@@ -30,7 +32,7 @@ use katzenpost::wire::handshake::{ed25519_secret_to_x25519, ExpectPeer, LocalIde
 use katzenpost::wire::session::SessionConfig;
 
 use super::Node;
-use crate::descriptor::{signed_descriptor, NodeFacts};
+use crate::descriptor::{epoch_descriptor, NodeFacts};
 use crate::link::{request, session_config};
 use crate::unix_now;
 
@@ -89,43 +91,17 @@ impl FetchSchedule {
     }
 }
 
-/// What the PKI duties remember from one tick to the next.
-#[derive(Default)]
-struct Uploads {
-    /// (authority index, epoch) pairs whose upload was accepted.
-    posted: BTreeSet<(usize, u64)>,
-    /// The signed descriptor of each epoch, posted to every authority.
-    signed: BTreeMap<u64, Vec<u8>>,
-}
-
-impl Uploads {
-    /// The descriptor for epoch `e`: the one signed before, or `sign`'s.
-    fn descriptor(&mut self, e: u64, sign: impl FnOnce() -> Option<Vec<u8>>) -> Option<Vec<u8>> {
-        if let Some(s) = self.signed.get(&e) {
-            return Some(s.clone());
-        }
-        let s = sign()?;
-        self.signed.insert(e, s.clone());
-        Some(s)
-    }
-
-    /// Forgets epochs before `e - 1`.
-    fn prune(&mut self, epoch: u64) {
-        self.posted.retain(|(_, e)| *e + 1 >= epoch);
-        self.signed.retain(|e, _| *e + 1 >= epoch);
-    }
-}
-
 pub(super) async fn pki_loop(node: Arc<Node>) {
-    let mut uploads = Uploads::default();
+    // (authority index, epoch) pairs whose upload was accepted.
+    let mut posted: BTreeSet<(usize, u64)> = BTreeSet::new();
     let mut schedule = FetchSchedule::new(node.clock.period());
     loop {
-        tick(&node, &mut uploads, &mut schedule).await;
+        tick(&node, &mut posted, &mut schedule).await;
         tokio::time::sleep(TICK).await;
     }
 }
 
-async fn tick(node: &Arc<Node>, uploads: &mut Uploads, schedule: &mut FetchSchedule) {
+async fn tick(node: &Arc<Node>, posted: &mut BTreeSet<(usize, u64)>, schedule: &mut FetchSchedule) {
     let now = node.clock.now();
     let epoch = now.epoch;
     {
@@ -142,7 +118,7 @@ async fn tick(node: &Arc<Node>, uploads: &mut Uploads, schedule: &mut FetchSched
         .lock()
         .expect("lock")
         .retain(|e, _| *e + 1 >= epoch);
-    uploads.prune(epoch);
+    posted.retain(|(_, e)| *e + 1 >= epoch);
     schedule.prune_before(epoch);
 
     let id_x25519 = ed25519_secret_to_x25519(&node.config.identity.to_bytes());
@@ -164,15 +140,13 @@ async fn tick(node: &Arc<Node>, uploads: &mut Uploads, schedule: &mut FetchSched
         })
         .collect();
     for e in [epoch, epoch + 1] {
-        for (i, (addr, config)) in configs.iter().enumerate() {
-            if uploads.posted.contains(&(i, e)) {
-                continue;
-            }
-            let Some(signed) = uploads.descriptor(e, || sign(node, e)) else {
-                continue;
-            };
-            if post(node, addr, config, e, signed).await {
-                uploads.posted.insert((i, e));
+        if (0..configs.len()).any(|i| !posted.contains(&(i, e))) {
+            if let Some(signed) = sign(node, e) {
+                for (i, (addr, config)) in configs.iter().enumerate() {
+                    if !posted.contains(&(i, e)) && post(node, addr, config, e, &signed).await {
+                        posted.insert((i, e));
+                    }
+                }
             }
         }
         if node.documents.lock().expect("lock").contains_key(&e) || !schedule.due(e, Instant::now())
@@ -221,7 +195,9 @@ async fn tick(node: &Arc<Node>, uploads: &mut Uploads, schedule: &mut FetchSched
     }
 }
 
-/// The node's descriptor for epoch `e`, signed now.
+/// The node's descriptor for epoch `e` ([`epoch_descriptor`]: the same
+/// bytes whenever it is signed with the same keys); `None`, with a warning,
+/// if it could not be made.
 fn sign(node: &Node, e: u64) -> Option<Vec<u8>> {
     let keys = node.keys.lock().expect("lock").public_keys(e);
     let facts = NodeFacts {
@@ -236,17 +212,10 @@ fn sign(node: &Node, e: u64) -> Option<Vec<u8>> {
             .as_ref()
             .map(|(t, a)| (t.as_str(), a.as_str())),
     };
-    let desc = signed_descriptor(
-        facts,
-        &node.config.identity,
-        keys,
-        unix_now(),
-        node.config.params.epoch_period_secs,
-    );
-    match desc {
+    match epoch_descriptor(facts, &node.config.identity, keys, &node.clock, e) {
         Ok(d) => Some(d.signed),
         Err(err) => {
-            tracing::warn!(node = %node.config.name, epoch = e, error = %err, "could not sign the descriptor");
+            tracing::warn!(node = %node.config.name, epoch = e, error = %err, "could not make the descriptor");
             None
         }
     }
@@ -254,10 +223,10 @@ fn sign(node: &Node, e: u64) -> Option<Vec<u8>> {
 
 /// Uploads `signed`, the node's descriptor for epoch `e`, to one authority;
 /// true once it holds it.
-async fn post(node: &Node, addr: &str, config: &SessionConfig, e: u64, signed: Vec<u8>) -> bool {
+async fn post(node: &Node, addr: &str, config: &SessionConfig, e: u64, signed: &[u8]) -> bool {
     let cmd = Command::PostDescriptor {
         epoch: e,
-        payload: signed,
+        payload: signed.to_vec(),
     };
     match request(addr, config, &cmd).await {
         // CONFLICT: the authority holds another of our descriptors (e.g.
@@ -309,25 +278,6 @@ mod tests {
         assert!(s.due(7, at));
         s.prune_before(9);
         assert!(s.due(8, t0), "pruned");
-    }
-
-    #[test]
-    fn each_epochs_descriptor_is_signed_once_for_every_authority() {
-        let mut u = Uploads::default();
-        assert_eq!(
-            u.descriptor(7, || None),
-            None,
-            "a failed signing is not kept"
-        );
-        assert_eq!(u.descriptor(7, || Some(vec![1])), Some(vec![1]));
-        // Signed later (another second), it would differ: the first is kept.
-        assert_eq!(u.descriptor(7, || Some(vec![2])), Some(vec![1]));
-        assert_eq!(u.descriptor(8, || Some(vec![3])), Some(vec![3]));
-        u.posted.insert((0, 7));
-        u.prune(9);
-        assert_eq!(u.descriptor(7, || Some(vec![4])), Some(vec![4]), "pruned");
-        assert!(u.posted.is_empty());
-        assert_eq!(u.descriptor(8, || Some(vec![5])), Some(vec![3]), "kept");
     }
 
     #[test]
