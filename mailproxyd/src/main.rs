@@ -203,6 +203,9 @@ fn main() -> ExitCode {
         libc::umask(0o077);
     }
     mailproxyd::memory::limit_malloc_arenas();
+    if !mailproxyd::memory::no_core_dumps() {
+        eprintln!("mailproxyd: warning: could not turn core dumps off");
+    }
     let args = Args::parse_from(go_style_args());
     if args.hash_password {
         return hash_password();

@@ -295,6 +295,30 @@ async fn lifecycle_clean_shutdown_on_term_and_int() {
 }
 
 #[tokio::test]
+async fn lifecycle_the_daemon_cannot_dump_core() {
+    // Its memory holds decrypted mail: no core file may put it on disk.
+    let setup = Setup::new();
+    let mut daemon = setup.start();
+    let limits = fs::read_to_string(format!("/proc/{}/limits", daemon.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .expect("core limit line");
+    assert_eq!(
+        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+        ["0", "0"],
+        "{core}"
+    );
+    assert!(
+        !daemon.stderr().contains("core dumps"),
+        "{}",
+        daemon.stderr()
+    );
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait().success());
+}
+
+#[tokio::test]
 async fn lifecycle_shutdown_command() {
     let setup = Setup::new();
     let mut daemon = setup.start();
