@@ -878,3 +878,38 @@ fn decrypted_bodies_leave_memory_on_expunge_and_with_the_last_session() {
     eventually("the last session's end to drop the bodies", || held() == 0);
     assert_eq!(caches.bodies.usage().0, 0);
 }
+
+#[test]
+fn a_change_wakes_the_watchers_of_its_own_mailbox_only() {
+    let w = World::start();
+    let s = w.store();
+    let mut inbox = s.mailbox_changes(BOX_INBOX);
+    let mut sent = s.mailbox_changes(BOX_SENT);
+    let mut inbox2 = s.mailbox_changes(BOX_INBOX);
+    // Which watchers saw a change since the last call (and take it).
+    let mut woke = move || {
+        [&mut inbox, &mut sent, &mut inbox2].map(|r| {
+            let w = r.has_changed().unwrap();
+            r.borrow_and_update();
+            w
+        })
+    };
+    s.deliver(M1, 1_795_000_000).unwrap();
+    assert_eq!(woke(), [true, false, true], "a delivery: INBOX");
+    let uid = s.mailbox_append(BOX_SENT, M2, vec![], 1).unwrap();
+    assert_eq!(woke(), [false, true, false], "an APPEND to Sent");
+    s.mailbox_set_flags(BOX_SENT, vec![(uid, vec!["\\Seen".into()])])
+        .unwrap();
+    assert_eq!(woke(), [false, true, false], "flags in Sent");
+    let copied = s.mailbox_copy(BOX_SENT, &[uid], BOX_INBOX, false).unwrap();
+    assert_eq!(woke(), [true, false, true], "a COPY: its target");
+    s.mailbox_copy(BOX_INBOX, &[copied[0].1], BOX_SENT, true)
+        .unwrap();
+    assert_eq!(woke(), [true, true, true], "a MOVE: both");
+    s.mailbox_expunge(BOX_SENT, &[uid]).unwrap();
+    assert_eq!(woke(), [false, true, false], "an EXPUNGE in Sent");
+    let user = s.mailbox_create("Archive").unwrap().unwrap();
+    s.mailbox_delete(user.id).unwrap();
+    assert_eq!(woke(), [true, true, true], "a DELETE: everyone");
+    assert_eq!(woke(), [false, false, false]);
+}

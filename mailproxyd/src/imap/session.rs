@@ -990,7 +990,6 @@ impl Session {
 
     async fn select(&mut self, tag: Tag<'static>, mailbox: &Mailbox<'_>, read_only: bool) {
         self.selected = None;
-        let changes = self.store().mailbox_changes();
         let Some(OpenMailbox {
             info,
             msgs,
@@ -1000,6 +999,10 @@ impl Session {
         else {
             return;
         };
+        // Watched from now on; a change committed since the read is caught
+        // by the first sync, which compares fingerprints.
+        let mut changes = self.store().mailbox_changes(info.id);
+        changes.mark_changed();
         let mut flags = to_flags(
             &["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"].map(String::from),
         );

@@ -77,7 +77,7 @@ impl Store {
                 Ok(())
             }),
         )?;
-        self.mailbox_changed();
+        self.mailbox_changed(Some(&[super::BOX_INBOX]));
         Ok(entry)
     }
 
@@ -129,7 +129,7 @@ impl Store {
                 Ok(())
             }),
         )?;
-        self.mailbox_changed();
+        self.mailbox_changed(Some(&[super::BOX_INBOX]));
         Ok(())
     }
 }

@@ -15,8 +15,9 @@
 //!   still pending; [`Store::sent_settle`] turns `$Queued` into `$Delivered`
 //!   or `$Bounced` as the engine settles each entry.
 //!
-//! Every change bumps a watch channel after its commit is durable
-//! ([`Store::mailbox_changes`]): IMAP IDLE sessions wake on it.
+//! Every change bumps the watch channel of each mailbox it touched after its
+//! commit is durable ([`Store::mailbox_changes`]; a DELETE or RENAME, every
+//! mailbox's): an IMAP session wakes for its selected mailbox only.
 
 use std::sync::{Arc, Mutex};
 
@@ -362,14 +363,25 @@ fn set<T>(o: &Out<T>, v: T) {
 }
 
 impl Store {
-    /// A receiver that changes after every durable mailbox change.
-    pub fn mailbox_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.changes.subscribe()
+    /// A receiver that changes after every durable change to `mailbox`.
+    pub fn mailbox_changes(&self, mailbox: u64) -> tokio::sync::watch::Receiver<u64> {
+        let mut c = self.inner.changes.lock().unwrap_or_else(|e| e.into_inner());
+        // Mailboxes nobody watches any more are dropped here.
+        c.retain(|_, tx| tx.receiver_count() > 0);
+        c.entry(mailbox)
+            .or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .subscribe()
     }
 
-    /// Tells IMAP sessions that a mailbox changed (after the commit).
-    pub(crate) fn mailbox_changed(&self) {
-        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+    /// Tells IMAP sessions watching `mailboxes` (every mailbox for `None`)
+    /// that they changed; call after the commit.
+    pub(crate) fn mailbox_changed(&self, mailboxes: Option<&[u64]>) {
+        let c = self.inner.changes.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, tx) in c.iter() {
+            if mailboxes.is_none_or(|m| m.contains(id)) {
+                tx.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
     }
 
     /// A value greater than every UID given out so far (IMAP UIDNEXT).
@@ -467,7 +479,7 @@ impl Store {
                 Ok(())
             }),
         )?;
-        self.mailbox_changed();
+        self.mailbox_changed(None);
         Ok(take(&done))
     }
 
@@ -500,7 +512,7 @@ impl Store {
                 Ok(())
             }),
         )?;
-        self.mailbox_changed();
+        self.mailbox_changed(None);
         Ok(())
     }
 
@@ -650,7 +662,7 @@ impl Store {
                 Ok(())
             }),
         )?;
-        self.mailbox_changed();
+        self.mailbox_changed(Some(&[mailbox]));
         Ok(())
     }
 
@@ -692,7 +704,9 @@ impl Store {
                 Ok(())
             }),
         )?;
-        self.mailbox_changed();
+        // A move also changes the source.
+        let changed = [to, from];
+        self.mailbox_changed(Some(if remove { &changed } else { &changed[..1] }));
         Ok(take(&out))
     }
 
@@ -712,7 +726,7 @@ impl Store {
                 Ok(())
             }),
         )?;
-        self.mailbox_changed();
+        self.mailbox_changed(Some(&[mailbox]));
         Ok(())
     }
 
@@ -744,7 +758,7 @@ impl Store {
                 put_msg(tx, &s, mailbox, &m)
             }),
         )?;
-        self.mailbox_changed();
+        self.mailbox_changed(Some(&[mailbox]));
         Ok(uid)
     }
 
@@ -833,7 +847,7 @@ impl Store {
         )?;
         let any = take(&changed);
         if any {
-            self.mailbox_changed();
+            self.mailbox_changed(Some(&[BOX_SENT]));
         }
         Ok(any)
     }

@@ -154,8 +154,10 @@ pub(crate) struct Inner {
     /// Queue entries added since the engine last asked.
     pub(crate) queued: Arc<QueuedIds>,
     dir: PathBuf,
-    /// Bumped after every durable change to a mailbox (IMAP IDLE wakes on it).
-    changes: tokio::sync::watch::Sender<u64>,
+    /// One counter per watched mailbox, bumped after every durable change to
+    /// it (IMAP IDLE wakes on it).
+    pub(crate) changes:
+        std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::watch::Sender<u64>>>,
 }
 
 /// Ids of queue entries whose enqueue became durable, for the engine's
@@ -286,7 +288,7 @@ impl Store {
                 next_id,
                 queued: Arc::default(),
                 dir: dir.to_owned(),
-                changes: tokio::sync::watch::channel(0).0,
+                changes: Default::default(),
             }),
         };
         match store.kv_get(KvTable::Meta, b"keycheck") {

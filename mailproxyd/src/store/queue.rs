@@ -193,7 +193,7 @@ impl Store {
         tokio::spawn(async move {
             let r = rx.await.unwrap_or(Err(StoreError::Closed));
             if r.is_ok() {
-                store.mailbox_changed();
+                store.mailbox_changed(Some(&[super::BOX_SENT]));
             }
             let _ = tx.send(r);
         });
