@@ -840,6 +840,7 @@ fn decrypted_bodies_leave_memory_on_expunge_and_with_the_last_session() {
     let caches = Arc::new(imap::cache::Caches::default());
     let w = World::with(ImapSettings {
         caches: caches.clone(),
+        cache_grace: Duration::ZERO,
         ..ImapSettings::default()
     });
     let s = w.store();

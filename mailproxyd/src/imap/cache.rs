@@ -6,12 +6,14 @@
 //!
 //! Nothing here is ever written to disk. The body cache holds plaintext in
 //! process memory only, bounded in bytes, and only while the account has an
-//! IMAP session: a session's end with none left drops the account's bodies
-//! ([`Caches::forget_account`]), as a session seeing messages expunged drops
-//! theirs. Every body is zeroed when its last holder drops it.
+//! IMAP session or had one within a grace period (a client that reconnects
+//! to poll finds its messages warm): [`Caches::sweep`] then drops the
+//! account's bodies, as a session seeing messages expunged drops theirs.
+//! Every body is zeroed when its last holder drops it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use zeroize::Zeroizing;
@@ -38,6 +40,9 @@ pub struct Caches {
     pub mime: MimeCache,
     /// Decrypted bodies.
     pub bodies: BodyCache,
+    /// Accounts whose last IMAP session ended, and when (one entry per
+    /// logged-in account at most).
+    idle_since: Mutex<HashMap<String, Instant>>,
 }
 
 impl Default for Caches {
@@ -45,6 +50,7 @@ impl Default for Caches {
         Caches {
             mime: MimeCache::default(),
             bodies: BodyCache::new(BODY_CACHE_BYTES, BODY_CACHE_MAX_ENTRY),
+            idle_since: Mutex::default(),
         }
     }
 }
@@ -56,9 +62,35 @@ impl Caches {
         self.mime.forget(account, blobs);
     }
 
-    /// Drops every body of `account` (its last IMAP session ended).
+    /// Drops every body of `account`.
     pub fn forget_account(&self, account: &str) {
         self.bodies.forget_account(account);
+    }
+
+    /// Notes that `account`'s last IMAP session ended now.
+    pub fn account_idle(&self, account: &str) {
+        lock(&self.idle_since).insert(account.to_owned(), Instant::now());
+    }
+
+    /// Drops the bodies of the accounts idle for `grace` or longer, unless
+    /// `in_use` says they have a session again.
+    pub fn sweep(&self, grace: Duration, in_use: impl Fn(&str) -> bool) {
+        let due: Vec<String> = {
+            let mut idle = lock(&self.idle_since);
+            idle.retain(|a, _| !in_use(a));
+            let due: Vec<String> = idle
+                .iter()
+                .filter(|(_, since)| since.elapsed() >= grace)
+                .map(|(a, _)| a.clone())
+                .collect();
+            for a in &due {
+                idle.remove(a);
+            }
+            due
+        };
+        for a in due {
+            self.forget_account(&a);
+        }
     }
 }
 
@@ -337,6 +369,26 @@ mod tests {
         c.get_or_read("b@p", 1, read(&reads, 10)).unwrap();
         c.forget_account("a@p");
         assert_eq!(c.usage(), (10 + O, 1));
+    }
+
+    #[test]
+    fn an_idle_accounts_bodies_go_after_the_grace_period_unless_it_is_back() {
+        let c = Caches::default();
+        let reads = Cell::new(0);
+        for a in ["a@p", "b@p", "c@p"] {
+            c.bodies.get_or_read(a, 1, read(&reads, 10)).unwrap();
+            c.account_idle(a);
+        }
+        // Within the grace period, or with a session again: kept.
+        c.sweep(Duration::from_secs(3600), |_| false);
+        c.sweep(Duration::ZERO, |a| a == "b@p");
+        assert_eq!(c.bodies.usage().1, 1, "only b@p is left");
+        // b@p is no longer idle: a later sweep leaves it alone.
+        c.sweep(Duration::ZERO, |_| false);
+        assert_eq!(c.bodies.usage().1, 1);
+        c.account_idle("b@p");
+        c.sweep(Duration::ZERO, |_| false);
+        assert_eq!(c.bodies.usage(), (0, 0));
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct ImapSettings {
     pub sessions: ImapSessions,
     /// Parsed structures and decrypted bodies, shared by the sessions.
     pub caches: Arc<cache::Caches>,
+    /// How long an account's decrypted bodies stay in memory after its last
+    /// IMAP session ended.
+    pub cache_grace: Duration,
 }
 
 impl Default for ImapSettings {
@@ -62,6 +65,7 @@ impl Default for ImapSettings {
             max_command: 64 << 20,
             sessions: ImapSessions::default(),
             caches: Arc::default(),
+            cache_grace: Duration::from_secs(300),
         }
     }
 }
@@ -126,6 +130,7 @@ pub async fn serve(
     });
     let settings = Arc::new(settings);
     let cache = settings.caches.clone();
+    let sweeper = tokio::spawn(sweep(settings.clone()));
     crate::accept::serve_sessions(listener, slots, shutdown, |sock, slot, stop| {
         let s = session::Session::new(sock, dir.clone(), settings.clone(), cache.clone(), stop);
         async move {
@@ -136,6 +141,21 @@ pub async fn serve(
         }
     })
     .await;
+    sweeper.abort();
+}
+
+/// Drops the decrypted bodies of accounts idle for the grace period,
+/// checking a few times per period (at least every 30 s).
+async fn sweep(settings: Arc<ImapSettings>) {
+    let every =
+        (settings.cache_grace / 4).clamp(Duration::from_millis(10), Duration::from_secs(30));
+    loop {
+        tokio::time::sleep(every).await;
+        let sessions = &settings.sessions;
+        settings
+            .caches
+            .sweep(settings.cache_grace, |a| sessions.count(a) > 0);
+    }
 }
 
 #[cfg(test)]

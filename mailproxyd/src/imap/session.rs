@@ -407,12 +407,13 @@ impl Session {
         );
         let _ = self.session().await;
         let _ = self.sock.shutdown().await;
-        // The account's last session: its decrypted bodies leave memory.
+        // The account's last session: its decrypted bodies leave memory
+        // after the grace period (see `cache`).
         if let Some(a) = self.account.take() {
             let id = a.id.clone();
             drop(a);
             if self.settings.sessions.count(&id) == 0 {
-                self.cache.forget_account(&id);
+                self.cache.account_idle(&id);
             }
         }
     }
