@@ -55,6 +55,10 @@ def idle_once():
     M.send(b'DONE\r\n')
     while True:
         line = M.readline()
+        # A change reported before IDLE's completion counts too.
+        m = re.match(rb'\* (\d+) EXISTS', line)
+        if m:
+            n = int(m.group(1))
         if line.startswith(tag.encode()):
             assert b' OK ' in line, line
             return
