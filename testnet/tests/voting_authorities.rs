@@ -188,32 +188,25 @@ fn peers_holding_different_descriptors_of_a_node_cannot_agree() {
         assert_ne!(c.served(peer, epoch).0, consensus_status::OK);
     }
     // One node's split is enough to leave a peer out: 2 of 3 sign.
-    let mut c = Committee::new(3);
-    for n in 0..c.nodes.len() {
-        for peer in 0..3 {
-            let at = if n == 0 && peer == 2 { NOW + 1 } else { NOW };
-            c.post_signed_at(n, peer, epoch, at);
-        }
-    }
-    assert_eq!(c.step(&[0, 1, 2]), vec![epoch]);
-    let v = c
-        .client()
-        .verify(&c.served(0, epoch).1, epoch, NOW)
-        .unwrap();
-    assert_eq!(v.signers.len(), 2);
+    let split = |n: usize, peer: usize| if n == 0 && peer == 2 { NOW + 1 } else { NOW };
+    assert_eq!(signers_when_signed_at(split), 2);
     // The same bytes at every peer: all three sign.
+    assert_eq!(signers_when_signed_at(|_, _| NOW), 3);
+}
+
+/// How many peers sign the document when node `n` posts to peer `peer` a
+/// descriptor signed at `at(n, peer)`.
+fn signers_when_signed_at(at: impl Fn(usize, usize) -> u64) -> usize {
     let mut c = Committee::new(3);
+    let epoch = c.epoch();
     for n in 0..c.nodes.len() {
         for peer in 0..3 {
-            c.post(n, peer, epoch);
+            c.post_signed_at(n, peer, epoch, at(n, peer));
         }
     }
     assert_eq!(c.step(&[0, 1, 2]), vec![epoch]);
-    let v = c
-        .client()
-        .verify(&c.served(0, epoch).1, epoch, NOW)
-        .unwrap();
-    assert_eq!(v.signers.len(), 3);
+    let doc = c.served(0, epoch).1;
+    c.client().verify(&doc, epoch, NOW).unwrap().signers.len()
 }
 
 #[test]
