@@ -170,8 +170,9 @@ fn every_peer_serves_the_same_document_signed_by_each() {
 
 #[test]
 fn peers_holding_different_descriptors_of_a_node_cannot_agree() {
-    // Why a node signs each epoch's descriptor once and posts those bytes
-    // to every peer: signed at different seconds, its descriptors differ,
+    // Why a node's descriptor for an epoch must be the same bytes at every
+    // peer (it is signed as of the epoch's start): signed at different
+    // seconds, its descriptors differ,
     // each peer keeps the one it was given (another is a conflict), and
     // the peers compute different documents.
     let mut c = Committee::new(3);
