@@ -129,10 +129,9 @@ pub async fn serve(
         recent_activity: Duration::ZERO,
     });
     let settings = Arc::new(settings);
-    let cache = settings.caches.clone();
     let sweeper = tokio::spawn(sweep(settings.clone()));
     crate::accept::serve_sessions(listener, slots, shutdown, |sock, slot, stop| {
-        let s = session::Session::new(sock, dir.clone(), settings.clone(), cache.clone(), stop);
+        let s = session::Session::new(sock, dir.clone(), settings.clone(), stop);
         async move {
             match slot {
                 Some(slot) => s.with_slot(slot).run().await,

@@ -100,7 +100,6 @@ pub struct Session {
     out: Vec<u8>,
     dir: Arc<dyn Directory>,
     settings: Arc<ImapSettings>,
-    cache: Arc<Caches>,
     stop: watch::Receiver<bool>,
     logins: Logins,
     account: Option<Account>,
@@ -237,7 +236,6 @@ impl Session {
         sock: TcpStream,
         dir: Arc<dyn Directory>,
         settings: Arc<ImapSettings>,
-        cache: Arc<Caches>,
         stop: watch::Receiver<bool>,
     ) -> Self {
         Session {
@@ -248,7 +246,6 @@ impl Session {
             logins: Logins::new(dir.clone(), "IMAP"),
             dir,
             settings,
-            cache,
             stop,
             account: None,
             selected: None,
@@ -413,7 +410,7 @@ impl Session {
             let id = a.id.clone();
             drop(a);
             if self.settings.sessions.count(&id) == 0 {
-                self.cache.account_idle(&id);
+                self.settings.caches.account_idle(&id);
             }
         }
     }
@@ -1313,7 +1310,7 @@ impl Session {
     /// Drops what the caches hold of `blobs`, which left the view.
     fn forget(&self, blobs: &[u64]) {
         if !blobs.is_empty() {
-            self.cache.forget(self.account_id(), blobs);
+            self.settings.caches.forget(self.account_id(), blobs);
         }
     }
 
@@ -1350,7 +1347,7 @@ impl Session {
         let sel = self.selected.as_ref().expect("selected");
         let msgs = sel.msgs.clone();
         let store = self.store();
-        let (cache, account) = (self.cache.clone(), self.account_id().to_owned());
+        let (cache, account) = (self.settings.caches.clone(), self.account_id().to_owned());
         let key = SearchKey::And(criteria);
         let r = blocking(move || {
             let count = msgs.len() as u32;
@@ -1533,7 +1530,7 @@ impl Session {
         let msgs: Vec<(usize, MailMsg)> = batch.iter().map(|&i| (i, sel.msgs[i].clone())).collect();
         let (store, cache, names, account) = (
             self.store(),
-            self.cache.clone(),
+            self.settings.caches.clone(),
             names.clone(),
             account.to_owned(),
         );

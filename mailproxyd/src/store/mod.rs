@@ -156,8 +156,7 @@ pub(crate) struct Inner {
     dir: PathBuf,
     /// One counter per watched mailbox, bumped after every durable change to
     /// it (IMAP IDLE wakes on it).
-    pub(crate) changes:
-        std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::watch::Sender<u64>>>,
+    changes: std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::watch::Sender<u64>>>,
 }
 
 /// Ids of queue entries whose enqueue became durable, for the engine's
